@@ -1,0 +1,6 @@
+"""Kedro datasets for the project's own formats (kedro-datasets has no AnnData one)."""
+
+from .anndata_dataset import AnnDataDataset
+from .patch_store_dataset import PatchStoreDataset
+
+__all__ = ["AnnDataDataset", "PatchStoreDataset"]

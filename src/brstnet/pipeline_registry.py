@@ -1,0 +1,21 @@
+"""Project pipelines."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Pipeline
+
+from brstnet.pipelines import data_processing
+
+
+def register_pipelines() -> dict[str, Pipeline]:
+    """Register the project's pipelines.
+
+    ``training`` is the whole job: data to trained models to per-gene results.
+    """
+    dp = data_processing.create_pipeline()
+    pipelines = {
+        "data_processing": dp,
+        "training": dp,
+    }
+    pipelines["__default__"] = pipelines["training"]
+    return pipelines

@@ -1,0 +1,4 @@
+"""Spatial transcriptomics data: readers, geometry, tissue, stain and patches.
+
+Plain NumPy / pandas / AnnData code: nothing here imports kedro or mlflow.
+"""

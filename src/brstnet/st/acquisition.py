@@ -1,0 +1,191 @@
+"""Put the raw her2st files in place: from a local copy, or by HTTPS download.
+
+Downloads fetch exactly the files a run needs from the public repository at a pinned
+commit, check each against the sha256 recorded in ``her2st_files.json``, resume a broken
+transfer from its ``.part`` file and only then rename it into place, so that a crash
+never leaves a half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import her2st
+from .errors import AcquisitionError
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+def known_files() -> dict:
+    """The pinned commit and the sha256 of every file brstnet knows how to fetch."""
+    text = resources.files(__package__).joinpath("her2st_files.json").read_text()
+    return json.loads(text)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where raw files come from.
+
+    Attributes:
+        raw_dir: Destination (the project's data/01_raw/her2st).
+        local_dir: A folder laid out like the her2st repository, used when it exists.
+        base_url: URL prefix of the repository at ``commit`` ("{commit}" is filled in).
+        commit: The pinned commit.
+        timeout_s: Network timeout per request.
+    """
+
+    raw_dir: Path
+    local_dir: Path | None
+    base_url: str | None
+    commit: str
+    timeout_s: float = 60.0
+
+    def url(self, relpath: str) -> str:
+        assert self.base_url is not None
+        return self.base_url.format(commit=self.commit).rstrip("/") + "/" + relpath
+
+
+def section_files(section: str, local_dir: Path | None) -> list[str]:
+    """Relative paths of the files a section needs (counts, spot file, image)."""
+    files = [her2st.counts_path(section), her2st.spots_path(section)]
+    folder = her2st.image_dir(section)
+    images = [p for p in known_files()["files"] if p.startswith(folder + "/")]
+    if not images and local_dir is not None and (local_dir / folder).is_dir():
+        images = [
+            str(p.relative_to(local_dir))
+            for p in sorted((local_dir / folder).iterdir())
+            if p.suffix.lower() in her2st.IMAGE_SUFFIXES
+        ]
+    if not images:
+        msg = (
+            f"section {section}: the file name of its H&E image is not recorded in brstnet "
+            f"(only {', '.join(sorted({p.split('/')[3] for p in known_files()['files'] if p.startswith('data/ST-imgs')}))} are); "
+            f"download it from the her2st repository (github.com/almaan/her2st, {folder}/) "
+            f"into the raw folder's {folder}/ yourself, or drop the section"
+        )
+        raise AcquisitionError(msg)
+    return files + images
+
+
+def _verify(path: Path, expected: str | None, what: str) -> None:
+    if expected is None:
+        logger.warning("%s has no recorded sha256 and was not verified", what)
+        return
+    actual = sha256_of(path)
+    if actual != expected:
+        path.unlink(missing_ok=True)
+        msg = f"{what}: sha256 {actual} does not match the recorded {expected}; the file was removed, run again"
+        raise AcquisitionError(msg)
+
+
+def _copy(src: Path, dest: Path, expected: str | None) -> None:
+    part = dest.with_name(dest.name + ".part")
+    shutil.copyfile(src, part)
+    _verify(part, expected, str(src))
+    os.replace(part, dest)
+
+
+def _download(url: str, dest: Path, expected: str | None, timeout_s: float) -> None:
+    """Download with resume: an existing ``.part`` file is continued with a Range request."""
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            resumed = have > 0 and response.status == 206
+            if not resumed:
+                have = 0
+            total = response.headers.get("Content-Length")
+            total = int(total) + have if total is not None else None
+            with (
+                open(part, "ab" if resumed else "wb") as handle,
+                tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar,
+            ):
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    handle.write(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # the .part file is already complete
+            pass
+        else:
+            raise AcquisitionError(f"download of {url} failed: HTTP {err.code} {err.reason}") from err
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        msg = (
+            f"download of {url} failed ({err}). Offline? Point data_processing.source.local_dir "
+            "at a copy of the her2st repository (github.com/almaan/her2st), or run again when "
+            f"online: the partial file {part} is resumed"
+        )
+        raise AcquisitionError(msg) from err
+    _verify(part, expected, url)
+    os.replace(part, dest)
+
+
+def acquire(sections: list[str], source: Source) -> dict:
+    """Make the raw files of ``sections`` present and verified under ``source.raw_dir``.
+
+    Returns:
+        A manifest: the root folder, how the files were obtained, and per section the
+        relative paths of its counts, spot file and image.
+    """
+    local = source.local_dir if source.local_dir is not None and source.local_dir.is_dir() else None
+    if source.local_dir is not None and local is None:
+        logger.info("local her2st copy %s not found; downloading instead", source.local_dir)
+    if local is None and not source.base_url:
+        msg = (
+            "no her2st source: set data_processing.source.local_dir to a copy of the her2st "
+            "repository or data_processing.source.base_url to download it"
+        )
+        raise AcquisitionError(msg)
+    sums = known_files()["files"]
+    manifest: dict = {"dataset": "her2st", "root": str(source.raw_dir), "commit": source.commit, "sections": {}}
+    fetched = {"present": 0, "copied": 0, "downloaded": 0}
+    for section in tqdm([her2st.check_section(s) for s in sections], desc="acquire her2st", unit="section"):
+        relpaths = section_files(section, local)
+        for relpath in relpaths:
+            dest = source.raw_dir / relpath
+            expected = sums.get(relpath)
+            if dest.is_file() and (expected is None or sha256_of(dest) == expected):
+                fetched["present"] += 1
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if local is not None and (local / relpath).is_file():
+                _copy(local / relpath, dest, expected)
+                fetched["copied"] += 1
+            elif source.base_url:
+                _download(source.url(relpath), dest, expected, source.timeout_s)
+                fetched["downloaded"] += 1
+            else:
+                msg = f"section {section}: {relpath} is not in the local copy {local} and no base_url is set"
+                raise AcquisitionError(msg)
+        manifest["sections"][section] = dict(zip(("counts", "spots", "image"), relpaths, strict=True))
+    logger.info(
+        "her2st raw files in %s: %d already present, %d copied from %s, %d downloaded",
+        source.raw_dir,
+        fetched["present"],
+        fetched["copied"],
+        local,
+        fetched["downloaded"],
+    )
+    manifest["obtained"] = fetched
+    return manifest

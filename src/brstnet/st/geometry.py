@@ -1,0 +1,57 @@
+"""Patch geometry: physical sizes in micrometres, converted to pixels in one place."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DataError
+
+
+def um_to_px(length_um: float, pixel_size_um: float) -> int:
+    """Convert a physical length to a whole number of pixels (at least 1).
+
+    This is the only place where micrometres become pixels.
+
+    Args:
+        length_um: Length in micrometres.
+        pixel_size_um: Size of one image pixel in micrometres.
+
+    Returns:
+        The rounded length in pixels.
+    """
+    if pixel_size_um <= 0 or not np.isfinite(pixel_size_um):
+        raise ValueError(f"pixel_size_um must be a positive number, got {pixel_size_um!r}")
+    if length_um <= 0:
+        raise ValueError(f"length_um must be positive, got {length_um!r}")
+    return max(1, int(round(length_um / pixel_size_um)))
+
+
+def estimate_pixel_size(
+    array_xy: np.ndarray, pixel_xy: np.ndarray, *, spot_pitch_um: float, where: str = ""
+) -> float:
+    """Estimate the image pixel size from the spot grid.
+
+    Fits ``pixel = A @ array + b`` by least squares; the length of A's columns is the
+    spot pitch in pixels, and ``spot_pitch_um`` (200 um on the ST arrays of her2st and
+    He et al.) turns it into micrometres per pixel.
+
+    Args:
+        array_xy: [N, 2] array (grid) coordinates of the spots.
+        pixel_xy: [N, 2] spot centres in image pixels.
+        spot_pitch_um: Physical centre-to-centre distance of one grid step.
+        where: Name of the section / file, for error messages.
+
+    Returns:
+        Micrometres per pixel.
+    """
+    array_xy = np.asarray(array_xy, dtype=float)
+    pixel_xy = np.asarray(pixel_xy, dtype=float)
+    if len(array_xy) < 3 or np.linalg.matrix_rank(array_xy - array_xy.mean(0)) < 2:
+        raise DataError(
+            f"{where}: cannot estimate the pixel size from fewer than 3 spots that span "
+            "two directions; set data_processing.pixel_size_um to a number"
+        )
+    design = np.c_[array_xy, np.ones(len(array_xy))]
+    coef, *_ = np.linalg.lstsq(design, pixel_xy, rcond=None)
+    pitch_px = float(np.linalg.norm(coef[:2], axis=1).mean())
+    return spot_pitch_um / pitch_px

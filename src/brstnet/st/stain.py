@@ -1,0 +1,75 @@
+"""Stain normalisation with torchstain's Macenko normaliser, fitted on a reference."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from torchstain.numpy.normalizers import NumpyMacenkoNormalizer
+
+logger = logging.getLogger(__name__)
+
+#: Macenko needs enough stained pixels to estimate two stain vectors.
+MIN_STAINED_PIXELS = 200
+#: Optical density below this counts as unstained (torchstain's default).
+OD_BETA = 0.15
+
+
+def stained_pixels(image: np.ndarray, *, io: int = 240) -> int:
+    """Number of pixels whose optical density exceeds ``OD_BETA`` in every channel."""
+    od = -np.log((image.reshape(-1, 3).astype(float) + 1) / io)
+    return int((~np.any(od < OD_BETA, axis=1)).sum())
+
+
+def fit_macenko(reference: np.ndarray) -> dict:
+    """Fit Macenko stain vectors on a reference RGB image.
+
+    Args:
+        reference: [H, W, 3] uint8, mostly tissue.
+
+    Returns:
+        {"method": "macenko", "he_ref": [[3 x 2]], "max_c_ref": [2]} (JSON-ready).
+    """
+    if stained_pixels(reference) < MIN_STAINED_PIXELS:
+        raise ValueError("the stain reference holds almost no stained tissue; pick another region")
+    normalizer = NumpyMacenkoNormalizer()
+    normalizer.fit(reference)
+    return {
+        "method": "macenko",
+        "he_ref": np.asarray(normalizer.HERef).tolist(),
+        "max_c_ref": np.asarray(normalizer.maxCRef).tolist(),
+    }
+
+
+class StainNormalizer:
+    """Apply a fitted reference to patches; a no-op when the reference is ``None``.
+
+    Patches with too little stained tissue to estimate their own stain vectors are
+    returned unchanged; :attr:`skipped` counts them.
+    """
+
+    def __init__(self, reference: dict | None) -> None:
+        self.reference = reference
+        self.skipped = 0
+        self._normalizer: NumpyMacenkoNormalizer | None = None
+        if reference is not None:
+            if reference.get("method") != "macenko":
+                raise ValueError(f"unknown stain method {reference.get('method')!r}; use 'macenko' or null")
+            self._normalizer = NumpyMacenkoNormalizer()
+            self._normalizer.HERef = np.asarray(reference["he_ref"], dtype=float)
+            self._normalizer.maxCRef = np.asarray(reference["max_c_ref"], dtype=float)
+
+    def __call__(self, patch: np.ndarray) -> np.ndarray:
+        """Normalise one [H, W, 3] uint8 patch."""
+        if self._normalizer is None:
+            return patch
+        if stained_pixels(patch) < MIN_STAINED_PIXELS:
+            self.skipped += 1
+            return patch
+        try:
+            with np.errstate(all="ignore"):
+                out, _, _ = self._normalizer.normalize(patch, stains=False)
+        except (np.linalg.LinAlgError, ValueError, IndexError):
+            self.skipped += 1
+            return patch
+        return out
