@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -41,7 +41,9 @@ class PatchParams(_Strict):
 
 class DataProcessingParams(_Strict):
     dataset: Literal["her2st"] = "her2st"
-    sections: list[str] = Field(default_factory=lambda: ["B4", "C2", "C3", "C4", "C5", "C6"], min_length=1)
+    sections: list[str] = Field(
+        default_factory=lambda: ["B4", "C2", "C3", "C4", "C5", "C6"], min_length=1
+    )
     pixel_size_um: float | Literal["auto"] = "auto"
     spot_pitch_um: float = Field(200.0, gt=0)
     source: SourceParams = SourceParams()
@@ -55,3 +57,12 @@ class DataProcessingParams(_Strict):
         if len(set(sections)) != len(sections):
             raise ValueError(f"sections are listed twice: {sections}")
         return sections
+
+    @model_validator(mode="after")
+    def _reference_in_sections(self) -> DataProcessingParams:
+        ref = self.stain.reference_section
+        if self.stain.method is not None and ref is not None and ref not in self.sections:
+            raise ValueError(
+                f"stain.reference_section {ref!r} is not among sections {self.sections}"
+            )
+        return self

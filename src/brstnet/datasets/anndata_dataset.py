@@ -29,7 +29,9 @@ class AnnDataDataset(AbstractDataset[ad.AnnData, ad.AnnData]):
           filename_suffix: .h5ad
     """
 
-    def __init__(self, filepath: str, *, backed: bool = False, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, filepath: str, *, backed: bool = False, metadata: dict[str, Any] | None = None
+    ) -> None:
         self._filepath = PurePosixPath(filepath)
         self._backed = backed
         self.metadata = metadata

@@ -13,7 +13,9 @@ from brstnet.st.patches import PatchStore, load_patch_store, save_patch_store
 class PatchStoreDataset(AbstractDataset[PatchStore, PatchStore]):
     """A folder holding patches.npy (memory-mapped on load), index.parquet and meta.json."""
 
-    def __init__(self, path: str, *, mmap: bool = True, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: str, *, mmap: bool = True, metadata: dict[str, Any] | None = None
+    ) -> None:
         self._path = PurePosixPath(path)
         self._mmap = mmap
         self.metadata = metadata

@@ -120,7 +120,14 @@ def _download(url: str, dest: Path, expected: str | None, timeout_s: float) -> N
             total = int(total) + have if total is not None else None
             with (
                 open(part, "ab" if resumed else "wb") as handle,
-                tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    desc=dest.name,
+                    leave=False,
+                ) as bar,
             ):
                 for block in iter(lambda: response.read(CHUNK), b""):
                     handle.write(block)
@@ -129,7 +136,9 @@ def _download(url: str, dest: Path, expected: str | None, timeout_s: float) -> N
         if err.code == 416 and have:  # the .part file is already complete
             pass
         else:
-            raise AcquisitionError(f"download of {url} failed: HTTP {err.code} {err.reason}") from err
+            raise AcquisitionError(
+                f"download of {url} failed: HTTP {err.code} {err.reason}"
+            ) from err
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         msg = (
             f"download of {url} failed ({err}). Offline? Point data_processing.source.local_dir "
@@ -158,9 +167,16 @@ def acquire(sections: list[str], source: Source) -> dict:
         )
         raise AcquisitionError(msg)
     sums = known_files()["files"]
-    manifest: dict = {"dataset": "her2st", "root": str(source.raw_dir), "commit": source.commit, "sections": {}}
+    manifest: dict = {
+        "dataset": "her2st",
+        "root": str(source.raw_dir),
+        "commit": source.commit,
+        "sections": {},
+    }
     fetched = {"present": 0, "copied": 0, "downloaded": 0}
-    for section in tqdm([her2st.check_section(s) for s in sections], desc="acquire her2st", unit="section"):
+    for section in tqdm(
+        [her2st.check_section(s) for s in sections], desc="acquire her2st", unit="section"
+    ):
         relpaths = section_files(section, local)
         for relpath in relpaths:
             dest = source.raw_dir / relpath
@@ -178,7 +194,9 @@ def acquire(sections: list[str], source: Source) -> dict:
             else:
                 msg = f"section {section}: {relpath} is not in the local copy {local} and no base_url is set"
                 raise AcquisitionError(msg)
-        manifest["sections"][section] = dict(zip(("counts", "spots", "image"), relpaths, strict=True))
+        manifest["sections"][section] = dict(
+            zip(("counts", "spots", "image"), relpaths, strict=True)
+        )
     logger.info(
         "her2st raw files in %s: %d already present, %d copied from %s, %d downloaded",
         source.raw_dir,

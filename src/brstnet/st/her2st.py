@@ -98,7 +98,9 @@ def locate_section(root: str | Path, section: str) -> SectionFiles:
         else []
     )
     if len(images) != 1:
-        found = "no image" if not images else f"{len(images)} images ({', '.join(map(str, images))})"
+        found = (
+            "no image" if not images else f"{len(images)} images ({', '.join(map(str, images))})"
+        )
         msg = (
             f"section {section}: expected one H&E image in {folder}, found {found}; "
             "put the section's full-resolution image there or remove the section from "
@@ -164,7 +166,9 @@ def read_spot_file(path: Path, section: str) -> pd.DataFrame:
         raise DataError(msg)
     if "selected" in spots.columns:
         spots = spots[spots["selected"].astype(int) == 1]
-    spots.index = pd.Index(spots["x"].astype(int).astype(str) + "x" + spots["y"].astype(int).astype(str))
+    spots.index = pd.Index(
+        spots["x"].astype(int).astype(str) + "x" + spots["y"].astype(int).astype(str)
+    )
     if spots.index.duplicated().any():
         dup = spots.index[spots.index.duplicated()][0]
         raise DataError(f"section {section}: spot file {path} lists spot {dup} twice")
@@ -233,7 +237,12 @@ def read_section(
 
     width, height = image_size(files.image, section)
     pixel_xy = spots[["pixel_x", "pixel_y"]].to_numpy(dtype=float)
-    outside = (pixel_xy[:, 0] < 0) | (pixel_xy[:, 0] >= width) | (pixel_xy[:, 1] < 0) | (pixel_xy[:, 1] >= height)
+    outside = (
+        (pixel_xy[:, 0] < 0)
+        | (pixel_xy[:, 0] >= width)
+        | (pixel_xy[:, 1] < 0)
+        | (pixel_xy[:, 1] >= height)
+    )
     if outside.any():
         first = spots.index[outside][0]
         msg = (
@@ -245,7 +254,10 @@ def read_section(
 
     if pixel_size_um is None:
         pixel_size_um = estimate_pixel_size(
-            spots[["new_x", "new_y"]].to_numpy(), pixel_xy, spot_pitch_um=spot_pitch_um, where=f"section {section}"
+            spots[["new_x", "new_y"]].to_numpy(),
+            pixel_xy,
+            spot_pitch_um=spot_pitch_um,
+            where=f"section {section}",
         )
 
     obs = pd.DataFrame(

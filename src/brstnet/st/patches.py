@@ -55,7 +55,9 @@ class PatchStore:
 
     def __post_init__(self) -> None:
         if self.patches.ndim != 4 or self.patches.shape[-1] != 3 or self.patches.dtype != np.uint8:
-            raise ValueError(f"patches must be [N, H, W, 3] uint8, got {self.patches.shape} {self.patches.dtype}")
+            raise ValueError(
+                f"patches must be [N, H, W, 3] uint8, got {self.patches.shape} {self.patches.dtype}"
+            )
         if len(self.index) != len(self.patches):
             raise ValueError(f"index has {len(self.index)} rows for {len(self.patches)} patches")
 
@@ -73,7 +75,9 @@ def save_patch_store(store: PatchStore, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        out = np.lib.format.open_memmap(tmp / "patches.npy", mode="w+", dtype=np.uint8, shape=store.patches.shape)
+        out = np.lib.format.open_memmap(
+            tmp / "patches.npy", mode="w+", dtype=np.uint8, shape=store.patches.shape
+        )
         for start in range(0, len(store), 1024):  # chunked: a memory-mapped input stays out of RAM
             out[start : start + 1024] = store.patches[start : start + 1024]
         out.flush()
@@ -110,7 +114,9 @@ def read_image(path: str | Path, section: str) -> np.ndarray:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
     except FileNotFoundError as err:
-        raise DataError(f"section {section}: image {path} is missing; put the H&E image back") from err
+        raise DataError(
+            f"section {section}: image {path} is missing; put the H&E image back"
+        ) from err
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         msg = f"section {section}: image {path} is corrupt or truncated ({err}); replace the file"
         raise DataError(msg) from err

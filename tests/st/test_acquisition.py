@@ -1,0 +1,170 @@
+"""Acquisition: local copy, HTTPS-style download (served on 127.0.0.1), resume, checksums."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from brstnet.st import acquisition
+from brstnet.st.acquisition import Source, acquire, known_files, sha256_of
+from brstnet.st.errors import AcquisitionError
+
+COMMIT = known_files()["commit"]
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with single-range support (what raw file hosts offer)."""
+
+    requests: list[tuple[str, str | None]] = []
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:
+        path = Path(self.translate_path(self.path))
+        RangeHandler.requests.append((self.path, self.headers.get("Range")))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+            if start >= len(data):
+                self.send_error(416)
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+
+@pytest.fixture
+def server(tmp_path: Path, her2st_dir: Path) -> Iterator[tuple[str, Path]]:
+    """Serve a copy of the real her2st files at /<commit>/... on 127.0.0.1."""
+    root = tmp_path / "www"
+    served = root / COMMIT
+    for rel in (
+        "data/ST-cnts/B4.tsv.gz",
+        "data/ST-spotfiles/B4_selection.tsv",
+        "data/ST-imgs/B/B4/BT10737_D2_HE.jpg",
+    ):
+        (served / rel).parent.mkdir(parents=True, exist_ok=True)
+        (served / rel).write_bytes((her2st_dir / rel).read_bytes())
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(RangeHandler, directory=str(root))
+    )
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    RangeHandler.requests = []
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/{{commit}}", served
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_fetches_exactly_the_needed_files_and_verifies_them(
+    tmp_path: Path, server
+) -> None:
+    url, _ = server
+    raw = tmp_path / "raw"
+    manifest = acquire(["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT))
+    assert manifest["obtained"] == {"present": 0, "copied": 0, "downloaded": 3}
+    assert manifest["sections"]["B4"]["image"] == "data/ST-imgs/B/B4/BT10737_D2_HE.jpg"
+    sums = known_files()["files"]
+    for rel in manifest["sections"]["B4"].values():
+        assert sha256_of(raw / rel) == sums[rel]
+    assert sorted(p for p, _ in RangeHandler.requests) == sorted(
+        f"/{COMMIT}/{r}" for r in manifest["sections"]["B4"].values()
+    )
+    assert not list(raw.rglob("*.part"))
+    # a second run finds everything in place and downloads nothing
+    again = acquire(["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT))
+    assert again["obtained"] == {"present": 3, "copied": 0, "downloaded": 0}
+
+
+def test_download_resumes_a_partial_file(tmp_path: Path, server) -> None:
+    url, served = server
+    raw = tmp_path / "raw"
+    rel = "data/ST-imgs/B/B4/BT10737_D2_HE.jpg"
+    data = (served / rel).read_bytes()
+    part = raw / (rel + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data[: len(data) // 3])
+    acquire(["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT))
+    assert (raw / rel).read_bytes() == data
+    assert (f"/{COMMIT}/{rel}", f"bytes={len(data) // 3}-") in RangeHandler.requests
+
+
+def test_bad_checksum_is_refused_and_nothing_is_left(tmp_path: Path, server) -> None:
+    url, served = server
+    rel = "data/ST-cnts/B4.tsv.gz"
+    (served / rel).write_bytes(b"tampered")
+    raw = tmp_path / "raw"
+    with pytest.raises(AcquisitionError, match=r"B4.tsv.gz: sha256 .* does not match the recorded"):
+        acquire(["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT))
+    assert not (raw / rel).exists() and not (raw / (rel + ".part")).exists()
+
+
+def test_offline_without_a_local_copy_says_what_to_do(tmp_path: Path) -> None:
+    source = Source(
+        raw_dir=tmp_path / "raw",
+        local_dir=tmp_path / "absent",
+        base_url="http://127.0.0.1:9/{commit}",
+        commit=COMMIT,
+        timeout_s=2,
+    )
+    with pytest.raises(AcquisitionError, match=r"Offline\? Point data_processing.source.local_dir"):
+        acquire(["B4"], source)
+    with pytest.raises(AcquisitionError, match="no her2st source"):
+        acquire(
+            ["B4"], Source(raw_dir=tmp_path / "raw", local_dir=None, base_url=None, commit=COMMIT)
+        )
+
+
+def test_local_copy_is_copied_and_checked(tmp_path: Path, her2st_dir: Path) -> None:
+    raw = tmp_path / "raw"
+    manifest = acquire(
+        ["B4", "C2"], Source(raw_dir=raw, local_dir=her2st_dir, base_url=None, commit=COMMIT)
+    )
+    assert manifest["obtained"]["copied"] == 6
+    for section in ("B4", "C2"):
+        for rel in manifest["sections"][section].values():
+            assert (raw / rel).read_bytes() == (her2st_dir / rel).read_bytes()
+
+
+def test_a_local_copy_that_differs_from_the_published_files_is_refused(
+    tmp_path: Path, tiny_her2st: Path
+) -> None:
+    with pytest.raises(AcquisitionError, match=r"A1.tsv.gz: sha256 .* does not match the recorded"):
+        acquire(
+            ["A1"],
+            Source(raw_dir=tmp_path / "raw", local_dir=tiny_her2st, base_url=None, commit=COMMIT),
+        )
+    assert not list((tmp_path / "raw").rglob("*.tsv.gz*"))
+
+
+def test_section_without_a_known_image(tmp_path: Path, her2st_dir: Path, caplog) -> None:
+    # a local folder may hold images brstnet has no record of: copied, with a warning
+    local = tmp_path / "local"
+    for rel in ("data/ST-cnts/A1.tsv.gz", "data/ST-spotfiles/A1_selection.tsv"):
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes((her2st_dir / rel).read_bytes())
+    (local / "data/ST-imgs/A/A1").mkdir(parents=True)
+    (local / "data/ST-imgs/A/A1/HE_A1.jpg").write_bytes(b"jpeg bytes")
+    manifest = acquire(
+        ["A1"], Source(raw_dir=tmp_path / "raw", local_dir=local, base_url=None, commit=COMMIT)
+    )
+    assert manifest["sections"]["A1"]["image"] == "data/ST-imgs/A/A1/HE_A1.jpg"
+    assert "HE_A1.jpg has no recorded sha256 and was not verified" in caplog.text
+    with pytest.raises(
+        AcquisitionError, match=r"section A2: the file name of its H&E image is not recorded"
+    ):
+        acquisition.section_files("A2", None)

@@ -1,0 +1,143 @@
+"""Reading her2st sections, and a clear error for every kind of bad input."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from brstnet.st import her2st
+from brstnet.st.errors import DataError
+from brstnet.st.her2st import locate_section, read_section
+from tests.conftest import GENES, PITCH_PX
+
+
+def test_reads_a_tiny_section(tiny_her2st: Path) -> None:
+    adata = read_section(locate_section(tiny_her2st, "A1"))
+    counts = pd.read_csv(tiny_her2st / "data/ST-cnts/A1.tsv.gz", sep="\t", index_col=0)
+    assert adata.shape == (12, len(GENES))
+    assert sp.issparse(adata.X) and adata.X.dtype == np.int32
+    np.testing.assert_array_equal(adata.X.toarray(), counts.to_numpy())
+    assert list(adata.var_names) == list(GENES)
+    assert adata.obs_names[0] == "A1_1x1"
+    assert set(adata.obs["patient"]) == {"A"} and set(adata.obs["section"]) == {"A1"}
+    np.testing.assert_allclose(
+        adata.obsm["spatial"][0], [300 + 0.01 * PITCH_PX, 250 - 0.01 * PITCH_PX]
+    )
+    # 200 um pitch over 145 px
+    assert adata.uns["pixel_size_um"] == pytest.approx(200 / PITCH_PX, rel=1e-6)
+    np.testing.assert_array_equal(adata.obs["total_counts"], counts.sum(axis=1))
+
+
+def test_pixel_size_can_be_given(tiny_her2st: Path) -> None:
+    adata = read_section(locate_section(tiny_her2st, "A1"), pixel_size_um=0.5)
+    assert adata.uns["pixel_size_um"] == 0.5
+
+
+def test_unknown_section_lists_valid_names(tiny_her2st: Path) -> None:
+    with pytest.raises(DataError, match=r"unknown her2st section 'Z9'.*A1, A2"):
+        locate_section(tiny_her2st, "Z9")
+
+
+def test_missing_image(tiny_her2st: Path) -> None:
+    for image in (tiny_her2st / "data/ST-imgs/A/A1").iterdir():
+        image.unlink()
+    with pytest.raises(
+        DataError, match=r"section A1: expected one H&E image in .*A1, found no image"
+    ):
+        locate_section(tiny_her2st, "A1")
+
+
+def test_missing_count_matrix(tiny_her2st: Path) -> None:
+    (tiny_her2st / "data/ST-cnts/A1.tsv.gz").unlink()
+    with pytest.raises(DataError, match=r"section A1: count matrix .*A1.tsv.gz is missing"):
+        locate_section(tiny_her2st, "A1")
+
+
+def test_unreadable_image(tiny_her2st: Path) -> None:
+    image = next((tiny_her2st / "data/ST-imgs/A/A1").iterdir())
+    image.write_bytes(b"not a jpeg at all")
+    with pytest.raises(DataError, match=r"section A1: image .*HE_A1.jpg is not a readable image"):
+        read_section(locate_section(tiny_her2st, "A1"))
+
+
+def _rewrite_counts(root: Path, section: str, edit) -> None:
+    path = root / f"data/ST-cnts/{section}.tsv.gz"
+    frame = pd.read_csv(path, sep="\t", index_col=0)
+    edit(frame).to_csv(path, sep="\t")
+
+
+def test_spot_in_counts_but_not_in_spot_file(tiny_her2st: Path) -> None:
+    _rewrite_counts(tiny_her2st, "A1", lambda f: f.rename(index={"1x1": "9x9"}))
+    with pytest.raises(
+        DataError,
+        match=r"section A1: 1 spots in .*A1.tsv.gz are not in .*A1_selection.tsv.*\['9x9'\]",
+    ):
+        read_section(locate_section(tiny_her2st, "A1"))
+
+
+def test_spot_file_spots_without_counts(tiny_her2st: Path) -> None:
+    _rewrite_counts(tiny_her2st, "A1", lambda f: f.iloc[:6])
+    with pytest.raises(
+        DataError,
+        match=r"section A1: 6 of 12 spots in .*A1_selection.tsv have no row in .*A1.tsv.gz",
+    ):
+        read_section(locate_section(tiny_her2st, "A1"))
+
+
+def test_a_few_spot_file_spots_without_counts_are_dropped_with_a_warning(
+    tiny_her2st: Path, caplog
+) -> None:
+    # the published files have 1-3 such spots per section
+    _rewrite_counts(tiny_her2st, "A1", lambda f: f.drop(index="4x3"))
+    adata = read_section(locate_section(tiny_her2st, "A1"), max_unmatched_fraction=0.1)
+    assert adata.n_obs == 11
+    assert "1 spot(s) of the spot file have no counts and are dropped: 4x3" in caplog.text
+
+
+def test_spot_centre_outside_image(tiny_her2st: Path) -> None:
+    path = tiny_her2st / "data/ST-spotfiles/A1_selection.tsv"
+    spots = pd.read_csv(path, sep="\t")
+    spots.loc[0, "pixel_x"] = 5000.0
+    spots.to_csv(path, sep="\t", index=False)
+    with pytest.raises(
+        DataError, match=r"section A1: 1 spot centres in .* fall outside image .*\(1000 x 800 px\)"
+    ):
+        read_section(locate_section(tiny_her2st, "A1"))
+
+
+def test_non_integer_counts(tiny_her2st: Path) -> None:
+    _rewrite_counts(tiny_her2st, "A1", lambda f: f.astype(float) + 0.5)
+    with pytest.raises(
+        DataError, match=r"section A1: count matrix .*A1.tsv.gz holds non-integer values"
+    ):
+        read_section(locate_section(tiny_her2st, "A1"))
+
+
+def test_negative_counts(tiny_her2st: Path) -> None:
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc["2x1", "GRB7"] = -3
+        return frame
+
+    _rewrite_counts(tiny_her2st, "A1", edit)
+    with pytest.raises(DataError, match=r"negative counts \(spot 2x1, gene GRB7\)"):
+        read_section(locate_section(tiny_her2st, "A1"))
+
+
+def test_non_numeric_counts(tiny_her2st: Path) -> None:
+    path = tiny_her2st / "data/ST-cnts/A1.tsv.gz"
+    text = gzip.decompress(path.read_bytes()).decode().replace("\t", "\tn/a", 1)
+    lines = text.splitlines()
+    lines[1] = lines[1].split("\t", 1)[0] + "\tabc" + "\t1" * (len(GENES) - 1)
+    path.write_bytes(gzip.compress("\n".join(lines).encode()))
+    with pytest.raises(DataError, match="non-numeric columns"):
+        read_section(locate_section(tiny_her2st, "A1"))
+
+
+def test_patient_and_sections() -> None:
+    assert len(her2st.SECTIONS) == 36
+    assert her2st.patient_of("E2") == "E"
