@@ -136,3 +136,33 @@ def project_catalog(root: Path):
             if key in entry and entry[key].startswith("data/"):
                 entry[key] = str(root / entry[key])
     return DataCatalog.from_config(config)
+
+
+@pytest.fixture(scope="session")
+def real_run(her2st_dir: Path, tmp_path_factory) -> Path:
+    """`kedro run --pipelines=training` on B4, C2 and C3, in a copy of the project."""
+    import shutil
+
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    project = tmp_path_factory.mktemp("project")
+    shutil.copytree(REPO / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf/local").mkdir()
+    (project / "src").mkdir()  # the package itself is installed
+    shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
+    bootstrap_project(project)
+    cwd = Path.cwd()
+    params = {
+        "data_processing": {
+            "sections": ["B4", "C2", "C3"],
+            "source": {"local_dir": str(her2st_dir)},
+        }
+    }
+    try:
+        os.chdir(project)
+        with KedroSession.create(project_path=project, runtime_params=params) as session:
+            session.run(pipeline_name="training")
+    finally:
+        os.chdir(cwd)
+    return project

@@ -66,3 +66,35 @@ class DataProcessingParams(_Strict):
                 f"stain.reference_section {ref!r} is not among sections {self.sections}"
             )
         return self
+
+
+class InnerSplitParams(_Strict):
+    scheme: Literal["holdout", "kfold"] = "holdout"
+    k: int = Field(4, ge=2)
+    val_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+
+
+class SplitParams(_Strict):
+    scheme: Literal["lopo", "kfold", "fixed"] = "lopo"
+    k: int = Field(5, ge=2)
+    test_patients: list[str] = Field(default_factory=list)
+    inner: InnerSplitParams = InnerSplitParams()
+    seed: int = 0
+
+
+class PanelParams(_Strict):
+    method: Literal["top_mean", "hvg"] = "top_mean"
+    n_genes: int = Field(250, ge=1)
+    min_detection: float = Field(0.10, ge=0.0, le=1.0)
+    aux_max_genes: int | None = Field(None, ge=0)
+
+
+class TargetParams(_Strict):
+    transform: Literal["log1p", "stnet", "library"] = "log1p"
+    zscore: bool = True
+
+
+class FeatureSelectionParams(_Strict):
+    split: SplitParams = SplitParams()
+    panel: PanelParams = PanelParams()
+    targets: TargetParams = TargetParams()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from brstnet.pipelines import data_processing
+from brstnet.pipelines import data_processing, feature_selection
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -13,9 +13,11 @@ def register_pipelines() -> dict[str, Pipeline]:
     ``training`` is the whole job: data to trained models to per-gene results.
     """
     dp = data_processing.create_pipeline()
+    fs = feature_selection.create_pipeline()
     pipelines = {
         "data_processing": dp,
-        "training": dp,
+        "feature_selection": fs,
+        "training": dp + fs,
     }
     pipelines["__default__"] = pipelines["training"]
     return pipelines

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import anndata as ad
@@ -15,7 +14,7 @@ from brstnet.pipelines.data_processing import create_pipeline
 from brstnet.pipelines.data_processing.nodes import filter_spots
 from brstnet.st.errors import DataError
 from brstnet.st.patches import load_patch_store
-from tests.conftest import REPO, dp_params, project_catalog
+from tests.conftest import dp_params, project_catalog
 
 
 def _run_tiny(root: Path, **overrides) -> dict:
@@ -77,33 +76,6 @@ def test_a_typo_in_parameters_names_the_key(tiny_her2st: Path) -> None:
         _run_tiny(tiny_her2st, stain={"reference_section": "C2"})
 
 
-@pytest.fixture(scope="module")
-def real_run(her2st_dir: Path, tmp_path_factory) -> Path:
-    """`kedro run --pipelines=data_processing` on B4 and C2, in a copy of the project."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    project = tmp_path_factory.mktemp("project")
-    shutil.copytree(REPO / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf/local").mkdir()
-    (project / "src").mkdir()  # the package itself is installed
-    shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
-    bootstrap_project(project)
-    cwd = Path.cwd()
-    try:
-        import os
-
-        os.chdir(project)
-        params = {
-            "data_processing": {"sections": ["B4", "C2"], "source": {"local_dir": str(her2st_dir)}}
-        }
-        with KedroSession.create(project_path=project, runtime_params=params) as session:
-            session.run(pipeline_name="data_processing")
-    finally:
-        os.chdir(cwd)
-    return project
-
-
 def _spot_file(her2st_dir: Path, section: str) -> pd.DataFrame:
     return pd.read_csv(her2st_dir / f"data/ST-spotfiles/{section}_selection.tsv", sep="\t")
 
@@ -134,8 +106,8 @@ def test_real_sections_match_the_published_files(real_run: Path, her2st_dir: Pat
 @pytest.mark.real_data
 def test_real_patch_store(real_run: Path) -> None:
     store = load_patch_store(real_run / "data/04_feature/patch_store")
-    assert store.patches.shape == (110 + 182, 112, 112, 3)
-    assert store.index["section"].value_counts().to_dict() == {"C2": 182, "B4": 110}
+    assert store.patches.shape == (110 + 182 + 177, 112, 112, 3)
+    assert store.index["section"].value_counts().to_dict() == {"C2": 182, "C3": 177, "B4": 110}
     flat = store.patches.reshape(len(store), -1)
     tissue = store.index["passes_tissue"].to_numpy()
     assert tissue.mean() > 0.85

@@ -1,0 +1,1 @@
+"""Patient splits, gene panels and targets (NumPy / pandas / scanpy; no kedro)."""

@@ -1,0 +1,75 @@
+"""Regression targets: transforms of raw counts and per-gene z-scores from training spots."""
+
+from __future__ import annotations
+
+import logging
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+
+logger = logging.getLogger(__name__)
+
+TRANSFORMS = ("log1p", "stnet", "library")
+
+
+def transform_counts(adata: ad.AnnData, genes: list[str], method: str) -> np.ndarray:
+    """Transformed expression of ``genes`` at every spot of ``adata``.
+
+    - ``log1p`` (BrST-Net): log(1 + count).
+    - ``stnet`` (ST-Net): log((1 + count) / (n_genes + total_count)), n_genes = all genes
+      of ``adata``, total_count = the spot's reads over all genes.
+    - ``library`` (scanpy): normalize_total to 10,000 reads a spot, then log1p.
+
+    Returns:
+        [n_spots, len(genes)] float32.
+    """
+    if method not in TRANSFORMS:
+        raise ValueError(f"unknown target transform {method!r}; use one of {TRANSFORMS}")
+    if not genes:
+        return np.zeros((adata.n_obs, 0), np.float32)
+    if method == "library":
+        norm = adata.copy()
+        norm.X = norm.X.astype(np.float32)
+        sc.pp.normalize_total(norm, target_sum=1e4)
+        sc.pp.log1p(norm)
+        return _dense(norm[:, genes].X).astype(np.float32)
+    counts = _dense(adata[:, genes].X).astype(np.float64)
+    if method == "log1p":
+        return np.log1p(counts).astype(np.float32)
+    total = np.asarray(adata.X.sum(axis=1), dtype=np.float64).reshape(-1, 1)
+    return np.log((1.0 + counts) / (adata.n_vars + total)).astype(np.float32)
+
+
+def fit_zscore(values: np.ndarray, genes: list[str]) -> pd.DataFrame:
+    """Per-gene mean and standard deviation (ddof 0) of training values.
+
+    A gene constant on the training spots gets std 1 (its z-score is then 0 there),
+    with a warning naming it.
+    """
+    mean = values.mean(axis=0, dtype=np.float64)
+    std = values.std(axis=0, dtype=np.float64)
+    constant = std == 0
+    if constant.any():
+        logger.warning(
+            "%d genes are constant on the training spots; their std is set to 1: %s",
+            int(constant.sum()),
+            ", ".join(np.asarray(genes)[constant][:10]),
+        )
+        std = np.where(constant, 1.0, std)
+    return pd.DataFrame({"gene": genes, "mean": mean, "std": std})
+
+
+def apply_zscore(values: np.ndarray, stats: pd.DataFrame) -> np.ndarray:
+    """(values - mean) / std with saved statistics (rows in the order of the columns)."""
+    return ((values - stats["mean"].to_numpy()) / stats["std"].to_numpy()).astype(np.float32)
+
+
+def invert_zscore(values: np.ndarray, stats: pd.DataFrame) -> np.ndarray:
+    """Back from z-scores to the transformed scale."""
+    return (values * stats["std"].to_numpy() + stats["mean"].to_numpy()).astype(np.float32)
+
+
+def _dense(x) -> np.ndarray:
+    return x.toarray() if hasattr(x, "toarray") else np.asarray(x)
