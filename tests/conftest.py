@@ -35,7 +35,8 @@ def synthetic_tissue(
     """A white slide with an H&E-like rectangle, made by Beer-Lambert mixing of the
     haematoxylin and eosin stain vectors: eosin-stained stroma with haematoxylin nuclei."""
     image = np.full((height, width, 3), 242, dtype=np.uint8)
-    x0, y0, x1, y1 = box
+    x0, y0 = max(box[0], 0), max(box[1], 0)
+    x1, y1 = min(box[2], width), min(box[3], height)
     h, w = y1 - y0, x1 - x0
     stains = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]])  # H, E optical densities
     conc = np.stack([rng.gamma(4.0, 0.1, (h, w)), rng.gamma(6.0, 0.12, (h, w))], axis=-1)

@@ -98,3 +98,50 @@ class FeatureSelectionParams(_Strict):
     split: SplitParams = SplitParams()
     panel: PanelParams = PanelParams()
     targets: TargetParams = TargetParams()
+
+
+class TrainingParams(_Strict):
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int | None = Field(None, ge=0)  # None: 0 on CPU, up to 8 on GPU
+    seed: int = 0
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(32, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(1e-6, ge=0)
+    scheduler: Literal["cosine", "constant"] = "cosine"
+    final: Literal["retrain", "best_checkpoint"] = "retrain"
+    dihedral: bool = True
+    color_jitter: float = Field(0.0, ge=0.0, le=1.0)
+    initial_weights: str | None = None  # a local .safetensors / .pt file for the trunk
+    checkpoint_dir: str = "data/06_models/checkpoints"
+    backbones: list[str] = Field(min_length=1)  # names from brstnet.models.BACKBONES
+    aux_weights: list[float] = Field(
+        default_factory=lambda: [1.0, 0.0], min_length=1
+    )  # 0 = no auxiliary head
+
+    @field_validator("backbones")
+    @classmethod
+    def _no_dots(cls, backbones: list[str]) -> list[str]:
+        bad = [b for b in backbones if "." in b]
+        if bad:
+            raise ValueError(f"backbone names hold no '.' (it would nest Kedro namespaces): {bad}")
+        return backbones
+
+    @field_validator("aux_weights")
+    @classmethod
+    def _non_negative(cls, weights: list[float]) -> list[float]:
+        if any(w < 0 for w in weights):
+            raise ValueError(f"aux_weights must be >= 0, got {weights}")
+        return weights
+
+
+def variant_name(backbone: str, aux_weight: float) -> str:
+    """``resnet18_aux`` (w = 1), ``resnet18_noaux`` (w = 0), ``resnet18_aux0p5`` (w = 0.5)."""
+    if aux_weight == 0:
+        return f"{backbone}_noaux"
+    if aux_weight == 1:
+        return f"{backbone}_aux"
+    return f"{backbone}_aux{aux_weight:g}".replace(".", "p")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from brstnet.pipelines import data_processing, feature_selection
+from brstnet.pipelines import data_processing, feature_selection, model_training
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -14,10 +14,12 @@ def register_pipelines() -> dict[str, Pipeline]:
     """
     dp = data_processing.create_pipeline()
     fs = feature_selection.create_pipeline()
+    mt = model_training.create_pipeline()
     pipelines = {
         "data_processing": dp,
         "feature_selection": fs,
-        "training": dp + fs,
+        "model_training": mt,
+        "training": dp + fs + mt,
     }
     pipelines["__default__"] = pipelines["training"]
     return pipelines

@@ -1,6 +1,7 @@
 """Kedro datasets for the project's own formats (kedro-datasets has no AnnData one)."""
 
 from .anndata_dataset import AnnDataDataset
+from .model_bundle_dataset import ModelBundleDataset
 from .patch_store_dataset import PatchStoreDataset
 
-__all__ = ["AnnDataDataset", "PatchStoreDataset"]
+__all__ = ["AnnDataDataset", "ModelBundleDataset", "PatchStoreDataset"]

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +71,8 @@ def select_panel(
     if method == "top_mean":
         main = list(order.index[:n_genes])
     elif method == "hvg":
+        import scanpy as sc  # slow to import: only when asked for
+
         sub = adata[:, order.index].copy()
         sc.pp.normalize_total(sub, target_sum=1e4)
         sc.pp.log1p(sub)

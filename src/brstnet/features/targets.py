@@ -7,7 +7,6 @@ import logging
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +29,8 @@ def transform_counts(adata: ad.AnnData, genes: list[str], method: str) -> np.nda
     if not genes:
         return np.zeros((adata.n_obs, 0), np.float32)
     if method == "library":
+        import scanpy as sc  # slow to import: only when asked for
+
         norm = adata.copy()
         norm.X = norm.X.astype(np.float32)
         sc.pp.normalize_total(norm, target_sum=1e4)

@@ -1,0 +1,161 @@
+"""Correlation and error metrics (NumPy/SciPy, pure functions).
+
+Conventions: rows are spots, columns genes. A gene with constant observed or
+predicted values has an undefined correlation: NaN, counted and reported, never 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def pearson_per_gene(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Pearson r of each column over rows.
+
+    Args:
+        y_true: [n_spots, n_genes] observed.
+        y_pred: [n_spots, n_genes] predicted.
+
+    Returns:
+        [n_genes] r; NaN where either side is constant (or has fewer than 2 rows).
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"shapes differ: observed {y_true.shape}, predicted {y_pred.shape}")
+    if y_true.ndim == 1:
+        y_true, y_pred = y_true[:, None], y_pred[:, None]
+    if len(y_true) < 2:
+        return np.full(y_true.shape[1], np.nan)
+    a = y_true - y_true.mean(axis=0)
+    b = y_pred - y_pred.mean(axis=0)
+    ss_a, ss_b = (a * a).sum(axis=0), (b * b).sum(axis=0)
+    # constant columns: zero spread up to rounding (relative to the values' size)
+    tol_a = 1e-12 * np.maximum((y_true * y_true).sum(axis=0), 1e-300)
+    tol_b = 1e-12 * np.maximum((y_pred * y_pred).sum(axis=0), 1e-300)
+    constant = (ss_a <= tol_a) | (ss_b <= tol_b) | ~np.isfinite(ss_a * ss_b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(axis=0) / np.sqrt(ss_a * ss_b)
+    r[constant] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def spearman_per_gene(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Spearman rho of each column: Pearson r of the ranks (ties averaged)."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.ndim == 1:
+        y_true, y_pred = y_true[:, None], y_pred[:, None]
+    return pearson_per_gene(stats.rankdata(y_true, axis=0), stats.rankdata(y_pred, axis=0))
+
+
+def sign_test(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ST-Net's one-sided sign test per gene over patients.
+
+    Args:
+        r: [n_patients, n_genes] correlations (NaN = undefined, left out).
+
+    Returns:
+        positives (patients with r > 0), n (patients with a finite r), one-sided p-value
+        P(X >= positives) for X ~ Binomial(n, 1/2) (NaN where n = 0).
+    """
+    r = np.asarray(r, dtype=float)
+    finite = np.isfinite(r)
+    positives = ((r > 0) & finite).sum(axis=0)
+    n = finite.sum(axis=0)
+    p = np.array(
+        [
+            stats.binomtest(int(k), int(m), 0.5, alternative="greater").pvalue if m else np.nan
+            for k, m in zip(positives, n, strict=True)
+        ]
+    )
+    return positives, n, p
+
+
+def holm(p: np.ndarray, alpha: float = 0.1) -> np.ndarray:
+    """Holm's step-down procedure: which hypotheses are rejected at family-wise ``alpha``.
+
+    NaN p-values are never rejected and do not count in the family.
+    """
+    p = np.asarray(p, dtype=float)
+    reject = np.zeros(p.shape, dtype=bool)
+    idx = np.flatnonzero(np.isfinite(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = len(order)
+    for rank, i in enumerate(order):
+        if p[i] <= alpha / (m - rank):
+            reject[i] = True
+        else:
+            break
+    return reject
+
+
+def per_gene_table(
+    observed: np.ndarray,
+    predicted: np.ndarray,
+    patients: np.ndarray,
+    genes: list[str],
+    *,
+    alpha: float = 0.1,
+) -> pd.DataFrame:
+    """Per-gene evaluation over held-out spots.
+
+    Args:
+        observed, predicted: [n_spots, n_genes] in the model scale.
+        patients: [n_spots] held-out patient of each spot.
+        genes: gene names.
+
+    Returns:
+        One row per gene: r and rho per patient (``r_<patient>``, ``rho_<patient>``),
+        ``median_r`` / ``median_rho`` over patients, ``pooled_r`` over all spots,
+        ``mae`` / ``rmse`` over all spots, sign test (``n_positive``, ``n_patients``,
+        ``p_sign``, ``significant`` after Holm at ``alpha``).
+    """
+    patients = np.asarray(patients)
+    table = pd.DataFrame(index=pd.Index(genes, name="gene"))
+    rs, rhos = [], []
+    for patient in sorted(set(patients)):
+        mask = patients == patient
+        rs.append(pearson_per_gene(observed[mask], predicted[mask]))
+        rhos.append(spearman_per_gene(observed[mask], predicted[mask]))
+        table[f"r_{patient}"] = rs[-1]
+        table[f"rho_{patient}"] = rhos[-1]
+    r = np.vstack(rs)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN genes give NaN medians
+            table["median_r"] = np.nanmedian(r, axis=0)
+            table["median_rho"] = np.nanmedian(np.vstack(rhos), axis=0)
+    table["pooled_r"] = pearson_per_gene(observed, predicted)
+    table["mae"] = np.abs(observed - predicted).mean(axis=0)
+    table["rmse"] = np.sqrt(((observed - predicted) ** 2).mean(axis=0))
+    positives, n, p = sign_test(r)
+    table["n_positive"], table["n_patients"], table["p_sign"] = positives, n, p
+    table["significant"] = holm(p, alpha)
+    return table
+
+
+def summarise(table: pd.DataFrame) -> dict[str, float]:
+    """The headline numbers of a per-gene table.
+
+    BrST-Net: genes with median r > 0 and > 0.5; aCC (mean over genes of the pooled r),
+    aMAE, aRMSE. ST-Net: significant genes. Also the NaN count, which is never hidden.
+    """
+    median = table["median_r"].to_numpy(dtype=float)
+    pooled = table["pooled_r"].to_numpy(dtype=float)
+    return {
+        "n_genes": int(len(table)),
+        "genes_nan_r": int(np.isnan(median).sum()),
+        "genes_positive": int((median > 0).sum()),
+        "genes_r_gt_0_5": int((median > 0.5).sum()),
+        "median_r": float(np.nanmedian(median)) if np.isfinite(median).any() else float("nan"),
+        "mean_r": float(np.nanmean(median)) if np.isfinite(median).any() else float("nan"),
+        "significant_genes": int(table["significant"].sum()),
+        "aCC": float(np.nanmean(pooled)) if np.isfinite(pooled).any() else float("nan"),
+        "aMAE": float(table["mae"].mean()),
+        "aRMSE": float(table["rmse"].mean()),
+    }

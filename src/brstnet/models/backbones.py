@@ -1,0 +1,118 @@
+"""One backbone registry over timm: short name -> trunk returning pooled features.
+
+The ten BrST-Net backbones (ResNet-101, Inception-v3, EfficientNet-B0..B5, ViT-B/16,
+ViT-B/32), ST-Net's DenseNet-121, small CPU-friendly ones, and timm's tiny ``test_*``
+models for unit tests. Names hold no "." (a "." would nest Kedro namespaces).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone with timm.
+
+    Attributes:
+        timm_name: The timm model name.
+        takes_img_size: Pass the input size at creation (ViTs fix their patch grid).
+        kwargs: Extra timm.create_model arguments.
+        group: "brstnet", "stnet", "cpu" or "test" (for documentation and sweeps).
+    """
+
+    timm_name: str
+    takes_img_size: bool = False
+    kwargs: dict = field(default_factory=dict)
+    group: str = "cpu"
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    # BrST-Net's ten
+    "resnet101": BackboneSpec("resnet101", group="brstnet"),
+    "inception_v3": BackboneSpec("inception_v3", group="brstnet"),
+    **{f"efficientnet_b{i}": BackboneSpec(f"efficientnet_b{i}", group="brstnet") for i in range(6)},
+    "vit_base_patch16": BackboneSpec("vit_base_patch16_224", takes_img_size=True, group="brstnet"),
+    "vit_base_patch32": BackboneSpec("vit_base_patch32_224", takes_img_size=True, group="brstnet"),
+    # ST-Net
+    "densenet121": BackboneSpec("densenet121", group="stnet"),
+    # small, CPU-friendly
+    "resnet18": BackboneSpec("resnet18"),
+    "resnet34": BackboneSpec("resnet34"),
+    "resnet50": BackboneSpec("resnet50"),
+    "vit_small_patch16": BackboneSpec("vit_small_patch16_224", takes_img_size=True),
+    # tiny models for tests
+    "test_resnet": BackboneSpec("test_resnet", group="test"),
+    "test_efficientnet": BackboneSpec("test_efficientnet", group="test"),
+    "test_vit": BackboneSpec("test_vit", takes_img_size=True, group="test"),
+}
+
+
+def create_backbone(name: str, *, img_size: int, pretrained: bool = False) -> tuple[nn.Module, int]:
+    """Build a backbone trunk (no classifier; global pooling kept).
+
+    Args:
+        name: A key of :data:`BACKBONES`.
+        img_size: Input side in pixels.
+        pretrained: Use timm's pretrained weights (downloads; off by default, as
+            BrST-Net trains from scratch). For offline initial weights use
+            :func:`load_initial_weights`.
+
+    Returns:
+        The trunk, mapping [B, 3, H, W] to [B, F], and F (its feature width).
+
+    Raises:
+        ValueError: unknown name, listing the valid ones.
+    """
+    try:
+        spec = BACKBONES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown backbone {name!r}; valid backbones: {', '.join(sorted(BACKBONES))}"
+        ) from None
+    kwargs = dict(spec.kwargs)
+    if spec.takes_img_size:
+        kwargs["img_size"] = img_size
+    trunk = timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=0, **kwargs)
+    return trunk, int(trunk.num_features)
+
+
+def load_initial_weights(module: nn.Module, path: str | Path) -> None:
+    """Load initial weights from a local file, never a download.
+
+    ``.safetensors`` files are read with safetensors; anything else with
+    ``torch.load(weights_only=True)``. A classifier in the file (absent from the trunk)
+    is ignored; missing trunk weights are an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"initial weights {path} not found; give a local .safetensors or .pt file"
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise ValueError(
+            f"{path} lacks {len(result.missing_keys)} weights of the backbone, e.g. {result.missing_keys[:3]}"
+        )
+    if result.unexpected_keys:
+        logger.info(
+            "initial weights %s: ignored %d keys not in the trunk (e.g. a classifier)",
+            path,
+            len(result.unexpected_keys),
+        )

@@ -1,0 +1,1 @@
+"""Training: device handling, the patch loader and the loop (plain PyTorch)."""

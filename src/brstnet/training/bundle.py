@@ -1,0 +1,72 @@
+"""A trained model with everything that fixed its inputs and outputs.
+
+A bundle is a folder: ``model.safetensors`` (weights) and ``config.json`` (backbone,
+heads, gene panel, target statistics, stain reference, patch geometry, training
+settings), so that prediction cannot silently mismatch training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..models import ExpressionModel, ExpressionTask
+
+
+@dataclass
+class ModelBundle:
+    """Weights plus configuration (JSON-ready dict)."""
+
+    config: dict
+    state_dict: dict[str, torch.Tensor]
+
+    def build_task(self) -> ExpressionTask:
+        """Rebuild the task with these weights (on CPU)."""
+        cfg = self.config
+        model = ExpressionModel(
+            cfg["backbone"],
+            n_main=len(cfg["genes"]),
+            n_aux=len(cfg["aux_genes"]) if cfg["aux_weight"] > 0 else 0,
+            img_size=cfg["size_px"],
+        )
+        task = ExpressionTask(model, aux_weight=cfg["aux_weight"])
+        task.load_state_dict(self.state_dict)
+        return task
+
+
+def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
+    """Write atomically: a sibling temp folder renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in bundle.state_dict.items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(bundle.config, indent=1))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        old = path.with_name(f".{path.name}.old")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_bundle(path: str | Path) -> ModelBundle:
+    path = Path(path)
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"no model at {path} (model.safetensors missing); train it first")
+    return ModelBundle(
+        json.loads((path / "config.json").read_text()), load_file(str(path / "model.safetensors"))
+    )

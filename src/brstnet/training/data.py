@@ -1,0 +1,139 @@
+"""Batches from the memory-mapped patch store, and augmentation on the device.
+
+The loader only copies uint8 bytes: one fancy-indexed read per batch from the store
+(``__getitems__``), no per-patch Python work, no decoding. Conversion to float,
+normalisation and the dihedral augmentation run on the device, on whole batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+
+#: ImageNet statistics, timm's default for these backbones.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+class PatchBatches(Dataset):
+    """Patches (store rows) with their targets.
+
+    Args:
+        patches: [N_store, H, W, 3] uint8 (a memory map is fine).
+        rows: [n] rows of ``patches`` to use.
+        targets: [n, n_main] float32 or None.
+        aux: [n, n_aux] float32 or None.
+    """
+
+    def __init__(
+        self,
+        patches: np.ndarray,
+        rows: np.ndarray,
+        targets: np.ndarray | None = None,
+        aux: np.ndarray | None = None,
+    ) -> None:
+        self.patches = patches
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.targets = None if targets is None else np.ascontiguousarray(targets, dtype=np.float32)
+        self.aux = (
+            None
+            if aux is None or aux.shape[1] == 0
+            else np.ascontiguousarray(aux, dtype=np.float32)
+        )
+        for name, array in (("targets", self.targets), ("aux", self.aux)):
+            if array is not None and len(array) != len(self.rows):
+                raise ValueError(f"{name} has {len(array)} rows for {len(self.rows)} patches")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([i])
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        idx = np.asarray(indices, dtype=np.int64)
+        rows = self.rows[idx]
+        order = np.argsort(rows, kind="stable")  # sequential reads from the memory map
+        images = np.empty((len(rows), *self.patches.shape[1:]), dtype=np.uint8)
+        images[order] = self.patches[rows[order]]
+        batch = {"images": torch.from_numpy(images), "index": torch.from_numpy(idx)}
+        if self.targets is not None:
+            batch["targets"] = torch.from_numpy(self.targets[idx])
+        if self.aux is not None:
+            batch["aux"] = torch.from_numpy(self.aux[idx])
+        return batch
+
+
+def _identity(batch):
+    return batch
+
+
+def make_loader(
+    data: PatchBatches,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader that fetches whole batches with one store read each."""
+    sampler = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=_identity,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+        drop_last=False,
+    )
+
+
+def to_model_input(
+    images: torch.Tensor, device: torch.device, *, channels_last: bool = False
+) -> torch.Tensor:
+    """[B, H, W, 3] uint8 (host) -> [B, 3, H, W] float, normalised, on ``device``."""
+    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+
+
+def dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random flips and 90 degree rotations, drawn per sample (BrST-Net).
+
+    Args:
+        images: [B, C, H, W] square images.
+        generator: CPU generator (reproducible draws whatever the device).
+    """
+    draws = torch.randint(0, 8, (images.shape[0],), generator=generator)
+    out = images.clone()
+    for k in range(8):
+        picked = (draws == k).nonzero().flatten().to(images.device)
+        if picked.numel() and k:
+            out[picked] = dihedral_transform(images[picked], k)
+    return out
+
+
+def dihedral_transform(images: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 symmetries of the square (k = 0 is the identity)."""
+    out = torch.rot90(images, k % 4, dims=(-2, -1))
+    return torch.flip(out, dims=(-1,)) if k >= 4 else out
+
+
+def color_jitter(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample brightness and contrast jitter on normalised images (strength 0 = off)."""
+    if strength <= 0:
+        return images
+    b = images.shape[0]
+    brightness = (torch.rand(b, generator=generator) * 2 - 1) * strength
+    contrast = 1 + (torch.rand(b, generator=generator) * 2 - 1) * strength
+    brightness = brightness.to(images.device).view(b, 1, 1, 1)
+    contrast = contrast.to(images.device).view(b, 1, 1, 1)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    return (images - mean) * contrast + mean + brightness

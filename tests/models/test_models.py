@@ -1,0 +1,103 @@
+"""Backbone registry, initial weights and the task's loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from brstnet.models import (
+    BACKBONES,
+    ExpressionModel,
+    ExpressionTask,
+    create_backbone,
+    load_initial_weights,
+)
+
+
+def test_registry_holds_brstnet_stnet_and_cpu_backbones() -> None:
+    brstnet = {n for n, s in BACKBONES.items() if s.group == "brstnet"}
+    assert brstnet == {
+        "resnet101",
+        "inception_v3",
+        "vit_base_patch16",
+        "vit_base_patch32",
+        *(f"efficientnet_b{i}" for i in range(6)),
+    }
+    assert "densenet121" in BACKBONES and "resnet18" in BACKBONES
+    assert not [n for n in BACKBONES if "." in n]
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_backbone_gives_pooled_features(name: str) -> None:
+    size = 96 if name == "inception_v3" else 64  # Inception-v3's stem needs >= 75 px
+    trunk, width = create_backbone(name, img_size=size)
+    trunk.eval()
+    with torch.no_grad():
+        features = trunk(torch.zeros(2, 3, size, size))
+    assert features.shape == (2, width)
+
+
+def test_unknown_backbone_lists_the_valid_names() -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown backbone 'resnet9000'; valid backbones: .*densenet121.*resnet18"
+    ):
+        create_backbone("resnet9000", img_size=64)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_initial_weights_from_a_local_file(tmp_path: Path, suffix: str) -> None:
+    source, _ = create_backbone("test_resnet", img_size=32)
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    state["fc.weight"] = torch.zeros(3, 3)  # a classifier the trunk does not have
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, str(path))
+    else:
+        torch.save({"state_dict": state}, path)
+    target, _ = create_backbone("test_resnet", img_size=32)
+    load_initial_weights(target, path)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value)
+    partial = {k: v for i, (k, v) in enumerate(state.items()) if i % 2}
+    torch.save(partial, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match="lacks .* weights of the backbone"):
+        load_initial_weights(target, tmp_path / "partial.pt")
+    with pytest.raises(FileNotFoundError, match="give a local"):
+        load_initial_weights(target, tmp_path / "absent.pt")
+
+
+def _constant_task(n_main: int, n_aux: int, aux_weight: float, value: float) -> ExpressionTask:
+    model = ExpressionModel("test_resnet", n_main=n_main, n_aux=n_aux, img_size=32)
+    for head in (model.head, model.aux_head):
+        if head is not None:
+            torch.nn.init.zeros_(head.weight)
+            torch.nn.init.constant_(head.bias, value)
+    return ExpressionTask(model, aux_weight=aux_weight).eval()
+
+
+def test_loss_values_by_hand() -> None:
+    images = torch.zeros(2, 3, 32, 32)
+    targets = torch.tensor(
+        [[1.0, 3.0], [1.0, 1.0]]
+    )  # output is 2 everywhere: squared errors 1, 1, 1, 1
+    aux = torch.tensor([[2.0, 2.0, 5.0], [2.0, 2.0, 2.0]])  # squared errors 0,0,9,0,0,0 -> mean 1.5
+    out = _constant_task(2, 3, 0.5, 2.0)(images, targets, aux)
+    assert out["loss_main"].item() == pytest.approx(1.0)
+    assert out["loss_aux"].item() == pytest.approx(1.5)
+    assert out["loss"].item() == pytest.approx(1.0 + 0.5 * 1.5)
+    assert out["output"].shape == (2, 2)
+
+
+def test_no_auxiliary_is_the_same_code_with_weight_zero() -> None:
+    images, targets = torch.zeros(2, 3, 32, 32), torch.ones(2, 2)
+    without = _constant_task(2, 0, 1.0, 2.0)
+    assert without.model.aux_head is None and without.aux_weight == 0.0
+    out = without(images, targets, None)
+    assert out["loss"].item() == pytest.approx(1.0) and out["loss_aux"].item() == 0.0
+    zero_weight = _constant_task(2, 3, 0.0, 2.0)
+    out = zero_weight(images, targets, torch.full((2, 3), 100.0))
+    assert out["loss"].item() == pytest.approx(1.0)
+    assert set(zero_weight(images)) == {"output"}  # prediction only

@@ -1,0 +1,125 @@
+"""The training loop on tiny data: overfitting, determinism, resume, augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from brstnet.models import ExpressionModel, ExpressionTask
+from brstnet.training.data import PatchBatches, dihedral, dihedral_transform, make_loader
+from brstnet.training.devices import resolve_device
+from brstnet.training.loop import LoopConfig, fit, predict
+
+CPU = resolve_device("cpu")
+
+
+def _data(n: int = 16, seed: int = 0) -> PatchBatches:
+    rng = np.random.default_rng(seed)
+    patches = rng.integers(0, 255, (n + 4, 32, 32, 3), dtype=np.uint8)
+    rows = np.arange(2, n + 2)  # not the identity: the loader must follow rows
+    targets = rng.normal(size=(n, 4)).astype(np.float32)
+    aux = rng.normal(size=(n, 6)).astype(np.float32)
+    return PatchBatches(patches, rows, targets, aux)
+
+
+def _task(seed: int = 0) -> ExpressionTask:
+    torch.manual_seed(seed)
+    return ExpressionTask(
+        ExpressionModel("test_resnet", n_main=4, n_aux=6, img_size=32), aux_weight=1.0
+    )
+
+
+CFG = LoopConfig(epochs=4, batch_size=8, optimizer="adamw", lr=3e-3, scheduler="constant", seed=3)
+
+
+def test_loader_reads_the_right_rows() -> None:
+    data = _data()
+    batch = next(iter(make_loader(data, batch_size=5, shuffle=False)))
+    np.testing.assert_array_equal(batch["images"].numpy(), data.patches[2:7])
+    np.testing.assert_array_equal(batch["targets"].numpy(), data.targets[:5])
+    assert batch["aux"].shape == (5, 6)
+
+
+def test_overfits_a_few_patches() -> None:
+    data = _data()
+    cfg = LoopConfig(
+        epochs=40, batch_size=8, optimizer="adamw", lr=3e-3, scheduler="constant", dihedral=False
+    )
+    result = fit(_task(), data, data, cfg, CPU)
+    first, last = result.history[0]["loss_main"], result.history[-1]["loss_main"]
+    assert last < 0.2 * first
+    assert result.history[-1]["val_mean_r"] > 0.9
+    assert set(result.history[0]) >= {
+        "loss",
+        "loss_main",
+        "loss_aux",
+        "val_mean_r",
+        "val_loss",
+        "images_per_s",
+    }
+    assert result.best_epoch is not None and result.best_state is not None
+
+
+def test_same_seed_same_numbers() -> None:
+    data = _data()
+    a = fit(_task(), data, data, CFG, CPU).history
+    b = fit(_task(), data, data, CFG, CPU).history
+    for x, y in zip(a, b, strict=True):
+        assert x["loss"] == y["loss"] and x["val_mean_r"] == y["val_mean_r"]
+
+
+def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path: Path) -> None:
+    data = _data()
+    straight = _task()
+    fit(straight, data, data, CFG, CPU)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_two(epoch: int) -> None:
+        if epoch == 2:
+            raise Interrupted
+
+    checkpoint = tmp_path / "ckpt" / "run.pt"
+    with pytest.raises(Interrupted):
+        fit(_task(), data, data, CFG, CPU, checkpoint=checkpoint, on_epoch_end=stop_after_two)
+    assert checkpoint.is_file() and not checkpoint.with_name("run.pt.tmp").exists()
+    resumed = _task(seed=99)  # fresh weights: everything must come from the checkpoint
+    result = fit(resumed, data, data, CFG, CPU, checkpoint=checkpoint)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+
+
+def test_checkpoint_from_other_settings_is_not_resumed(tmp_path: Path, caplog) -> None:
+    data = _data()
+    checkpoint = tmp_path / "run.pt"
+    fit(_task(), data, None, CFG, CPU, checkpoint=checkpoint)
+    other = LoopConfig(**{**CFG.__dict__, "lr": 1e-4})
+    result = fit(_task(), data, None, other, CPU, checkpoint=checkpoint)
+    assert "written with other settings; starting afresh" in caplog.text
+    assert len(result.history) == 4
+
+
+def test_dihedral_group() -> None:
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    views = [dihedral_transform(x, k) for k in range(8)]
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8  # all 8 symmetries differ
+    assert torch.equal(views[0], x)
+    batch = torch.arange(16.0 * 6).view(6, 1, 4, 4)
+    out = dihedral(batch, torch.Generator().manual_seed(0))
+    for i in range(6):  # each sample is some symmetry of itself
+        assert any(torch.equal(out[i], dihedral_transform(batch[i], k)) for k in range(8))
+
+
+def test_tta_prediction_is_invariant_for_symmetric_inputs() -> None:
+    data = _data(n=4)
+    data.patches[:] = 128  # constant images look the same in every orientation
+    task = _task()
+    plain = predict(task, data, CPU)
+    tta = predict(task, data, CPU, tta=True)
+    assert plain.shape == tta.shape == (4, 4)
+    np.testing.assert_allclose(plain, tta, atol=1e-5)
