@@ -145,3 +145,12 @@ def variant_name(backbone: str, aux_weight: float) -> str:
     if aux_weight == 1:
         return f"{backbone}_aux"
     return f"{backbone}_aux{aux_weight:g}".replace(".", "p")
+
+
+class EvaluationParams(_Strict):
+    device: str = "auto"
+    batch_size: int = Field(64, ge=1)
+    tta: bool = False  # mean over the 8 flips / rotations (ST-Net)
+    alpha: float = Field(0.1, gt=0, lt=1)  # Holm-corrected sign test (ST-Net)
+    map_genes: list[str] = Field(default_factory=lambda: ["ERBB2"])  # drawn when in the panel
+    n_best_genes: int = Field(3, ge=0)

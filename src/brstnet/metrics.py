@@ -92,47 +92,62 @@ def holm(p: np.ndarray, alpha: float = 0.1) -> np.ndarray:
     return reject
 
 
+def _pooled(observed: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Pearson r per gene over the rows where both values are finite."""
+    finite = np.isfinite(observed) & np.isfinite(predicted)
+    r = np.full(observed.shape[1], np.nan)
+    complete = finite.all(axis=0)
+    if complete.any():
+        r[complete] = pearson_per_gene(observed[:, complete], predicted[:, complete])
+    for j in np.flatnonzero(~complete & finite.any(axis=0)):
+        rows = finite[:, j]
+        r[j] = pearson_per_gene(observed[rows, j], predicted[rows, j])[0]
+    return r
+
+
 def per_gene_table(
-    observed: np.ndarray,
-    predicted: np.ndarray,
-    patients: np.ndarray,
-    genes: list[str],
-    *,
-    alpha: float = 0.1,
+    observed: np.ndarray, predicted: np.ndarray, patients: np.ndarray, genes: list[str], *, alpha: float = 0.1
 ) -> pd.DataFrame:
     """Per-gene evaluation over held-out spots.
 
     Args:
-        observed, predicted: [n_spots, n_genes] in the model scale.
+        observed, predicted: [n_spots, n_genes] in the model scale. A gene a fold's model
+            does not predict (not in that fold's panel) is NaN on that fold's spots.
         patients: [n_spots] held-out patient of each spot.
         genes: gene names.
 
     Returns:
         One row per gene: r and rho per patient (``r_<patient>``, ``rho_<patient>``),
-        ``median_r`` / ``median_rho`` over patients, ``pooled_r`` over all spots,
-        ``mae`` / ``rmse`` over all spots, sign test (``n_positive``, ``n_patients``,
-        ``p_sign``, ``significant`` after Holm at ``alpha``).
+        ``median_r`` / ``median_rho`` over patients with a finite r, ``pooled_r`` over all
+        spots (aCC's per-gene r), ``mae`` / ``rmse``, ``n_predicted`` (patients whose
+        model predicts the gene), sign test (``n_positive``, ``n_patients``, ``p_sign``,
+        ``significant`` after Holm at ``alpha``).
     """
+    import warnings
+
+    observed = np.asarray(observed, dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=np.float64)
     patients = np.asarray(patients)
     table = pd.DataFrame(index=pd.Index(genes, name="gene"))
-    rs, rhos = [], []
+    rs, rhos, predicted_for = [], [], []
     for patient in sorted(set(patients)):
         mask = patients == patient
         rs.append(pearson_per_gene(observed[mask], predicted[mask]))
         rhos.append(spearman_per_gene(observed[mask], predicted[mask]))
+        predicted_for.append(np.isfinite(predicted[mask]).all(axis=0))
+        rs[-1][~predicted_for[-1]] = np.nan
+        rhos[-1][~predicted_for[-1]] = np.nan
         table[f"r_{patient}"] = rs[-1]
         table[f"rho_{patient}"] = rhos[-1]
     r = np.vstack(rs)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN genes give NaN medians
-            table["median_r"] = np.nanmedian(r, axis=0)
-            table["median_rho"] = np.nanmedian(np.vstack(rhos), axis=0)
-    table["pooled_r"] = pearson_per_gene(observed, predicted)
-    table["mae"] = np.abs(observed - predicted).mean(axis=0)
-    table["rmse"] = np.sqrt(((observed - predicted) ** 2).mean(axis=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN genes give NaN medians and means
+        table["median_r"] = np.nanmedian(r, axis=0)
+        table["median_rho"] = np.nanmedian(np.vstack(rhos), axis=0)
+        table["pooled_r"] = _pooled(observed, predicted)
+        table["mae"] = np.nanmean(np.abs(observed - predicted), axis=0)
+        table["rmse"] = np.sqrt(np.nanmean((observed - predicted) ** 2, axis=0))
+    table["n_predicted"] = np.vstack(predicted_for).sum(axis=0)
     positives, n, p = sign_test(r)
     table["n_positive"], table["n_patients"], table["p_sign"] = positives, n, p
     table["significant"] = holm(p, alpha)
@@ -147,8 +162,10 @@ def summarise(table: pd.DataFrame) -> dict[str, float]:
     """
     median = table["median_r"].to_numpy(dtype=float)
     pooled = table["pooled_r"].to_numpy(dtype=float)
+    every = table["n_predicted"] == table["n_predicted"].max() if "n_predicted" in table else np.ones(len(table), bool)
     return {
         "n_genes": int(len(table)),
+        "genes_in_every_fold": int(np.sum(every)),
         "genes_nan_r": int(np.isnan(median).sum()),
         "genes_positive": int((median > 0).sum()),
         "genes_r_gt_0_5": int((median > 0.5).sum()),

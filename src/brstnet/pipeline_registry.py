@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from brstnet.pipelines import data_processing, feature_selection, model_training
+from brstnet.pipelines import data_processing, evaluation, feature_selection, model_training
+from brstnet.pipelines.variants import variant_grid
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -14,12 +15,15 @@ def register_pipelines() -> dict[str, Pipeline]:
     """
     dp = data_processing.create_pipeline()
     fs = feature_selection.create_pipeline()
-    mt = model_training.create_pipeline()
+    variants, n_folds = variant_grid()
+    mt = model_training.create_pipeline(variants=variants, n_folds=n_folds)
+    ev = evaluation.create_pipeline(variants=variants, n_folds=n_folds)
     pipelines = {
         "data_processing": dp,
         "feature_selection": fs,
         "model_training": mt,
-        "training": dp + fs + mt,
+        "evaluation": ev,
+        "training": dp + fs + mt + ev,
     }
     pipelines["__default__"] = pipelines["training"]
     return pipelines

@@ -1,0 +1,1 @@
+"""Evaluation: baselines, predictions tables and plots (NumPy / scikit-learn / matplotlib)."""

@@ -1,0 +1,102 @@
+"""Figures: per-gene r histograms, gene maps on the H&E, and the summary across variants."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def to_image(fig: Figure, *, dpi: int = 110) -> Image.Image:
+    """Render a figure to an RGB PIL image (and close it)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def r_histogram(table: pd.DataFrame, *, title: str) -> Figure:
+    """Histogram of per-gene median r over held-out patients, with the NaN count."""
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    r = table["median_r"].to_numpy(dtype=float)
+    finite = r[np.isfinite(r)]
+    ax.hist(finite, bins=np.linspace(-1, 1, 41), color="#4c72b0", edgecolor="white")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.axvline(0.5, color="#c44e52", lw=0.8, ls="--")
+    med = f"{np.median(finite):.3f}" if finite.size else "n/a"
+    ax.set(
+        xlabel="median Pearson r over held-out patients",
+        ylabel="genes",
+        title=f"{title}\n{(finite > 0).sum()} of {len(r)} genes r > 0, {(finite > 0.5).sum()} > 0.5, "
+        f"median {med}, {np.isnan(r).sum()} NaN",
+    )
+    return fig
+
+
+def gene_maps(
+    thumbnail: np.ndarray,
+    scale: float,
+    spots_xy: np.ndarray,
+    observed: np.ndarray,
+    predicted: np.ndarray,
+    genes: list[str],
+    r: list[float],
+    *,
+    title: str,
+    spot_diameter_px: float,
+) -> Figure:
+    """Observed vs predicted expression drawn on the H&E, one row per gene.
+
+    Args:
+        thumbnail: [h, w, 3] H&E thumbnail; ``scale`` thumbnail px per image px.
+        spots_xy: [n, 2] spot centres in image pixels.
+        observed, predicted: [n, len(genes)] in the model scale.
+    """
+    from matplotlib.collections import EllipseCollection
+
+    fig, axes = plt.subplots(len(genes), 2, figsize=(8, 3.6 * len(genes)), layout="constrained", squeeze=False)
+    xy = np.asarray(spots_xy) * scale
+    diameter = spot_diameter_px * scale
+    pad = diameter * 2
+    x0, x1 = max(xy[:, 0].min() - pad, 0), min(xy[:, 0].max() + pad, thumbnail.shape[1])
+    y0, y1 = max(xy[:, 1].min() - pad, 0), min(xy[:, 1].max() + pad, thumbnail.shape[0])
+    for row, gene in enumerate(genes):
+        for col, (values, label) in enumerate(((observed[:, row], "observed"), (predicted[:, row], "predicted"))):
+            ax = axes[row, col]
+            ax.imshow(thumbnail)
+            # spots drawn at their physical diameter; each map on its own colour scale,
+            # since r measures the spatial pattern, not the level
+            spots = EllipseCollection(
+                diameter, diameter, 0.0, units="xy", offsets=xy, offset_transform=ax.transData, cmap="viridis", alpha=0.9
+            )
+            lo, hi = np.nanpercentile(values, [2, 98])
+            spots.set_array(np.asarray(values, dtype=float))
+            spots.set_clim(lo, hi if hi > lo else lo + 1e-6)
+            ax.add_collection(spots)
+            ax.set(xlim=(x0, x1), ylim=(y1, y0), xticks=[], yticks=[])
+            suffix = f" (r = {r[row]:.2f})" if col == 1 and np.isfinite(r[row]) else ""
+            ax.set_title(f"{gene} {label}{suffix}", fontsize=9)
+            fig.colorbar(spots, ax=ax, shrink=0.7)
+    fig.suptitle(f"{title}\nz-scored log(1 + count), each map on its own colour scale", fontsize=10)
+    return fig
+
+
+def summary_plot(summary: pd.DataFrame) -> Figure:
+    """Bars per variant: genes with r > 0, genes with r > 0.5 and aCC."""
+    fig, axes = plt.subplots(1, 3, figsize=(4 + 1.2 * len(summary), 4), layout="constrained")
+    labels = summary["variant"].tolist()
+    colours = ["#8c8c8c" if v.startswith("baseline") else "#4c72b0" for v in labels]
+    for ax, column, name in zip(axes, ("genes_positive", "genes_r_gt_0_5", "aCC"), ("genes with median r > 0", "genes with median r > 0.5", "aCC (pooled r, mean over genes)"), strict=True):
+        ax.bar(labels, summary[column].fillna(0), color=colours)
+        ax.set_title(name, fontsize=10)
+        ax.tick_params(axis="x", rotation=60, labelsize=8)
+    return fig

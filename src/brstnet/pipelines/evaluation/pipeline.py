@@ -1,0 +1,72 @@
+"""evaluation wiring: predictions per (variant, fold), then per-variant metrics, plots
+and an MLflow run, for every model variant and the two baselines."""
+
+from __future__ import annotations
+
+from functools import partial, update_wrapper
+
+from kedro.pipeline import Node, Pipeline
+
+from ..model_training.pipeline import namespace
+from . import nodes
+
+BASELINES = ("baseline_mean", "baseline_ridge")
+
+
+def _bind(func, **kwargs):
+    return update_wrapper(partial(func, **kwargs), func)
+
+
+def create_pipeline(variants: list[tuple[str, str, float]] | None = None, n_folds: int | None = None, **kwargs) -> Pipeline:
+    if variants is None or n_folds is None:
+        from brstnet.pipelines.variants import variant_grid
+
+        variants, n_folds = variant_grid()
+    folds = range(n_folds)
+    shared = {"model_inputs", "patch_store", "sections"}
+    pipes = []
+    for name, _, _ in variants:
+        for f in folds:
+            ns = namespace(name, f)
+            pipes.append(
+                Pipeline(
+                    [Node(nodes.predict_held_out, ["model", "model_inputs", "patch_store", "params:evaluation"], "predictions", name="predict_held_out")],
+                    namespace=ns, inputs={"model_inputs", "patch_store"}, parameters={"params:evaluation"},
+                )
+            )
+    for f in folds:
+        pipes.append(
+            Pipeline(
+                [
+                    Node(
+                        _bind(nodes.predict_baselines, fold=f),
+                        ["model_inputs", "patch_store"],
+                        [f"{namespace(b, f)}.predictions" for b in BASELINES],
+                        name=f"predict_baselines_fold{f}",
+                    )
+                ]
+            )
+        )
+    labels = [(name, "model") for name, _, _ in variants] + [(b, "baseline") for b in BASELINES]
+    for label, kind in labels:
+        preds = [f"{namespace(label, f)}.predictions" for f in folds]
+        items = [x for f in folds for x in (f"{namespace(label, f)}.training_history", f"{namespace(label, f)}.model")] if kind == "model" else []
+        body = Pipeline(
+            [
+                Node(nodes.evaluate_variant, ["params:evaluation", *preds], ["per_gene", "metrics"], name="evaluate_variant"),
+                Node(nodes.plot_variant, ["per_gene", "sections", "params:evaluation", *preds], ["r_histogram", "gene_maps"], name="plot_variant"),
+                Node(
+                    _bind(nodes.track_variant, variant=label, kind=kind),
+                    ["per_gene", "metrics", "r_histogram", "gene_maps", "params:feature_selection", *items],
+                    "mlflow_run",
+                    name="track_variant",
+                ),
+            ]
+        )
+        pipes.append(Pipeline(body, namespace=label, inputs=shared.intersection(body.inputs()) | set(preds) | set(items), parameters={"params:evaluation", "params:feature_selection"}))
+    pipes.append(
+        Pipeline(
+            [Node(nodes.summarise_variants, [f"{label}.metrics" for label, _ in labels], ["evaluation_summary", "evaluation_summary_plot"], name="summarise_variants")]
+        )
+    )
+    return sum(pipes, Pipeline([]))
