@@ -141,28 +141,32 @@ def project_catalog(root: Path):
 
 @pytest.fixture(scope="session")
 def real_run(her2st_dir: Path, tmp_path_factory) -> Path:
-    """`kedro run --pipelines=training` on B4, C2 and C3, in a copy of the project."""
+    """`kedro run --pipelines=training` on B4, C2 and C3 with a tiny backbone for one
+    epoch, in a copy of the project (settings in its conf/local, as a user would)."""
     import shutil
 
+    import yaml
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     project = tmp_path_factory.mktemp("project")
     shutil.copytree(REPO / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     (project / "conf/local").mkdir()
-    (project / "src").mkdir()  # the package itself is installed
-    shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
-    bootstrap_project(project)
-    cwd = Path.cwd()
-    params = {
+    local = {
         "data_processing": {
             "sections": ["B4", "C2", "C3"],
             "source": {"local_dir": str(her2st_dir)},
-        }
+        },
+        "model_training": {"backbones": ["test_resnet"], "aux_weights": [1.0], "epochs": 1},
     }
+    (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(local))
+    (project / "src").mkdir()  # the package itself is installed
+    shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
+    cwd = Path.cwd()
     try:
-        os.chdir(project)
-        with KedroSession.create(project_path=project, runtime_params=params) as session:
+        os.chdir(project)  # kedro resolves the catalog's relative paths against it
+        bootstrap_project(project)
+        with KedroSession.create(project_path=project) as session:
             session.run(pipeline_name="training")
     finally:
         os.chdir(cwd)

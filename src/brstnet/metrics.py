@@ -106,7 +106,12 @@ def _pooled(observed: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 
 def per_gene_table(
-    observed: np.ndarray, predicted: np.ndarray, patients: np.ndarray, genes: list[str], *, alpha: float = 0.1
+    observed: np.ndarray,
+    predicted: np.ndarray,
+    patients: np.ndarray,
+    genes: list[str],
+    *,
+    alpha: float = 0.1,
 ) -> pd.DataFrame:
     """Per-gene evaluation over held-out spots.
 
@@ -162,7 +167,11 @@ def summarise(table: pd.DataFrame) -> dict[str, float]:
     """
     median = table["median_r"].to_numpy(dtype=float)
     pooled = table["pooled_r"].to_numpy(dtype=float)
-    every = table["n_predicted"] == table["n_predicted"].max() if "n_predicted" in table else np.ones(len(table), bool)
+    every = (
+        table["n_predicted"] == table["n_predicted"].max()
+        if "n_predicted" in table
+        else np.ones(len(table), bool)
+    )
     return {
         "n_genes": int(len(table)),
         "genes_in_every_fold": int(np.sum(every)),

@@ -1,15 +1,17 @@
-"""model_training: one variant end to end on tiny synthetic sections with SequentialRunner."""
+"""model_training + evaluation on tiny synthetic sections with SequentialRunner, and the
+MLflow runs checked through MLflow's own client."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from kedro.runner import SequentialRunner
+from mlflow.tracking import MlflowClient
 
-from brstnet.pipelines import data_processing, feature_selection, model_training
+from brstnet.pipelines import data_processing, evaluation, feature_selection, model_training
 from brstnet.pipelines.variants import n_folds, variant_grid
 from brstnet.training.bundle import load_bundle
 from tests.conftest import REPO, dp_params, project_catalog, write_section
@@ -19,15 +21,13 @@ def _params(name: str) -> dict:
     return yaml.safe_load((REPO / f"conf/base/parameters_{name}.yml").read_text())[name]
 
 
-@pytest.fixture
-def three_sections(tmp_path: Path) -> Path:
-    root = tmp_path / "her2st"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    """dp + fs + training + evaluation of test_resnet with and without aux on 3 tiny sections."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    root = tmp / "her2st"
     for seed, section in enumerate(("A1", "A2", "B1")):
         write_section(root, section, seed=seed, n_x=5, n_y=4)
-    return root
-
-
-def test_one_variant_on_tiny_data(three_sections: Path, tmp_path: Path) -> None:
     dp = dp_params(
         sections=["A1", "A2", "B1"],
         qc={"min_total_reads": 0},
@@ -41,35 +41,67 @@ def test_one_variant_on_tiny_data(three_sections: Path, tmp_path: Path) -> None:
         epochs=2,
         batch_size=8,
         backbones=["test_resnet"],
-        aux_weights=[1.0],
-        checkpoint_dir=str(tmp_path / "ckpt"),
+        aux_weights=[1.0, 0.0],
+        checkpoint_dir=str(tmp / "ckpt"),
     )
+    ev = _params("evaluation")
     variants, folds = variant_grid(
         {"data_processing": dp, "feature_selection": fs, "model_training": mt}
     )
-    assert variants == [("test_resnet_aux", "test_resnet", 1.0)] and folds == 2
 
-    catalog = project_catalog(tmp_path / "project")
-    catalog["params:data_processing"] = dp
-    catalog["params:feature_selection"] = fs
-    catalog["params:model_training"] = mt
-    catalog["raw_manifest"] = {"root": str(three_sections)}
+    catalog = project_catalog(tmp / "project")
+    for name, value in (
+        ("data_processing", dp),
+        ("feature_selection", fs),
+        ("model_training", mt),
+        ("evaluation", ev),
+    ):
+        catalog[f"params:{name}"] = value
+    catalog["raw_manifest"] = {"root": str(root)}
     pipeline = (
         data_processing.create_pipeline().from_nodes("read_sections")
         + feature_selection.create_pipeline()
         + model_training.create_pipeline(variants=variants, n_folds=folds)
+        + evaluation.create_pipeline(variants=variants, n_folds=folds)
     )
-    SequentialRunner().run(pipeline, catalog)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
+    try:
+        SequentialRunner().run(pipeline, catalog)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return {
+        "tmp": tmp,
+        "catalog": catalog,
+        "variants": variants,
+        "folds": folds,
+        "tracking": f"sqlite:///{tmp / 'mlflow.db'}",
+    }
 
+
+def test_variants_and_folds(tiny_run: dict) -> None:
+    assert tiny_run["variants"] == [
+        ("test_resnet_aux", "test_resnet", 1.0),
+        ("test_resnet_noaux", "test_resnet", 0.0),
+    ]
+    assert tiny_run["folds"] == 2
+
+
+def test_training_histories_and_bundles(tiny_run: dict) -> None:
+    catalog, tmp = tiny_run["catalog"], tiny_run["tmp"]
     # fold 0 holds out A: trains on B1 alone, no inner split; fold 1 holds out B: trains
     # on A1 + A2 with an inner split by section, then keeps the best inner epoch
-    history0 = catalog.load("test_resnet_aux_fold0.training_history")
-    assert history0["stage"].tolist() == ["final", "final"]
+    assert catalog.load("test_resnet_aux_fold0.training_history")["stage"].tolist() == [
+        "final",
+        "final",
+    ]
     history1 = catalog.load("test_resnet_aux_fold1.training_history")
-    assert history1["stage"].tolist() == ["inner0", "inner0"]
-    assert np.isfinite(history1["val_mean_r"]).all()
+    assert (
+        history1["stage"].tolist() == ["inner0", "inner0"]
+        and np.isfinite(history1["val_mean_r"]).all()
+    )
 
-    bundle = load_bundle(tmp_path / "project/data/06_models/test_resnet_aux_fold1")
+    bundle = load_bundle(tmp / "project/data/06_models/test_resnet_aux_fold1")
     cfg = bundle.config
     assert (
         cfg["backbone"] == "test_resnet"
@@ -78,11 +110,97 @@ def test_one_variant_on_tiny_data(three_sections: Path, tmp_path: Path) -> None:
     )
     assert len(cfg["genes"]) == 3 and len(cfg["aux_genes"]) == 2 and cfg["size_px"] == 32
     assert cfg["training"]["best_epoch"] in (1, 2) and cfg["stain_reference"]["method"] == "macenko"
-    task = bundle.build_task()
-    assert task.model.aux_head is not None and task.model.aux_head.out_features == 2
-    assert not list(
-        (tmp_path / "ckpt").rglob("*.pt")
-    )  # checkpoints removed once the bundle is saved
+    assert bundle.build_task().model.aux_head.out_features == 2
+    noaux = load_bundle(tmp / "project/data/06_models/test_resnet_noaux_fold1")
+    assert noaux.config["aux_weight"] == 0.0 and noaux.build_task().model.aux_head is None
+    assert not list((tmp / "ckpt").rglob("*.pt"))  # checkpoints removed once the bundle is saved
+
+
+def test_predictions_and_per_gene_tables(tiny_run: dict) -> None:
+    catalog = tiny_run["catalog"]
+    predictions = catalog.load("test_resnet_aux_fold1.predictions")
+    assert set(predictions.obs["patient"]) == {"B"} and predictions.n_obs == 20
+    assert {
+        "observed",
+        "predicted_target_scale",
+        "observed_target_scale",
+        "observed_counts",
+    } <= set(predictions.layers)
+    np.testing.assert_allclose(
+        predictions.layers["observed_target_scale"],
+        np.log1p(predictions.layers["observed_counts"]),
+        atol=1e-4,
+    )
+    for variant in ("test_resnet_aux", "test_resnet_noaux", "baseline_mean", "baseline_ridge"):
+        table = catalog.load(f"{variant}.per_gene")
+        assert {
+            "gene",
+            "r_A",
+            "r_B",
+            "median_r",
+            "pooled_r",
+            "mae",
+            "rmse",
+            "p_sign",
+            "significant",
+        } <= set(table.columns)
+    mean = catalog.load("baseline_mean.per_gene")
+    assert mean["median_r"].isna().all()  # a constant prediction has no correlation
+    summary = catalog.load("evaluation_summary")
+    assert set(summary["variant"]) == {
+        "test_resnet_aux",
+        "test_resnet_noaux",
+        "baseline_mean",
+        "baseline_ridge",
+    }
+    assert (
+        summary.set_index("variant").loc["baseline_mean", "genes_nan_r"]
+        == summary.set_index("variant").loc["baseline_mean", "n_genes"]
+    )
+
+
+def test_mlflow_runs_through_mlflows_client(tiny_run: dict) -> None:
+    client = MlflowClient(tiny_run["tracking"])
+    experiment = client.get_experiment_by_name("brstnet")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {"test_resnet_aux", "test_resnet_noaux", "baseline_mean", "baseline_ridge"}
+    run = runs["test_resnet_aux"]
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert (
+        params["backbone"] == "test_resnet"
+        and params["aux_weight"] == "1.0"
+        and params["patch_size_px"] == "32"
+    )
+    assert (
+        params["split_scheme"] == "lopo"
+        and params["panel_size"] == "3"
+        and params["epochs"] == "2"
+        and params["seed"] == "0"
+    )
+    metrics = run.data.metrics
+    for key in (
+        "median_r",
+        "genes_positive",
+        "genes_r_gt_0_5",
+        "significant_genes",
+        "aCC",
+        "aMAE",
+        "aRMSE",
+        "fold1_best_epoch",
+    ):
+        assert key in metrics, key
+    summary = pd.read_csv(
+        tiny_run["tmp"] / "project/data/08_reporting/evaluation_summary.csv"
+    ).set_index("variant")
+    assert metrics["aCC"] == pytest.approx(summary.loc["test_resnet_aux", "aCC"])
+    curve = client.get_metric_history(run.info.run_id, "fold1_inner0_val_mean_r")
+    assert [m.step for m in curve] == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"per_gene.csv", "r_histogram.png", "gene_maps.png", "model"} <= artifacts
+    model_files = {a.path for a in client.list_artifacts(run.info.run_id, "model/fold0")}
+    assert model_files == {"model/fold0/config.json", "model/fold0/model.safetensors"}
+    assert runs["baseline_ridge"].data.params["backbone"] == "ridge on image features"
 
 
 def test_fold_count_follows_the_split_settings() -> None:

@@ -24,7 +24,9 @@ MAX_PARAM_LENGTH = 500
 class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
     """Save: create a run and log everything in it. Load: the latest such run's data."""
 
-    def __init__(self, run_name: str, *, experiment: str = "brstnet", metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, run_name: str, *, experiment: str = "brstnet", metadata: dict[str, Any] | None = None
+    ) -> None:
         self._run_name = run_name
         self._experiment = experiment
         self.metadata = metadata
@@ -36,7 +38,9 @@ class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
         if active is not None:
             return active.info.experiment_id
         found = client.get_experiment_by_name(self._experiment)
-        return found.experiment_id if found is not None else client.create_experiment(self._experiment)
+        return (
+            found.experiment_id if found is not None else client.create_experiment(self._experiment)
+        )
 
     def save(self, data: TrackedRun) -> None:
         import mlflow
@@ -55,9 +59,17 @@ class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
         try:
             now = int(time.time() * 1000)
             params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(data.params.items())]
-            metrics = [Metric(k, float(v), now, 0) for k, v in sorted(data.metrics.items()) if v is not None]
+            metrics = [
+                Metric(k, float(v), now, 0)
+                for k, v in sorted(data.metrics.items())
+                if v is not None
+            ]
             for key, values in data.histories.items():
-                metrics += [Metric(key, float(v), now, step) for step, v in enumerate(values, start=1) if v is not None and not math.isnan(float(v))]
+                metrics += [
+                    Metric(key, float(v), now, step)
+                    for step, v in enumerate(values, start=1)
+                    if v is not None and not math.isnan(float(v))
+                ]
             for start in range(0, len(params), 100):
                 client.log_batch(run_id, params=params[start : start + 100])
             for start in range(0, len(metrics), 500):
@@ -73,7 +85,9 @@ class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
                     client.log_artifact(run_id, str(path))
                 for folder, bundle in data.models.items():
                     save_bundle(bundle, Path(tmp) / "models" / folder)
-                    client.log_artifacts(run_id, str(Path(tmp) / "models" / folder), artifact_path=f"model/{folder}")
+                    client.log_artifacts(
+                        run_id, str(Path(tmp) / "models" / folder), artifact_path=f"model/{folder}"
+                    )
             client.set_tag(run_id, "brstnet.complete", "true")
             client.set_terminated(run_id, "FINISHED")
         except BaseException:
@@ -96,9 +110,16 @@ class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
             else []
         )
         if not runs:
-            raise DatasetError(f"no MLflow run named {self._run_name!r} in experiment {self._experiment!r}")
+            raise DatasetError(
+                f"no MLflow run named {self._run_name!r} in experiment {self._experiment!r}"
+            )
         run = runs[0]
-        return {"run_id": run.info.run_id, "params": run.data.params, "metrics": run.data.metrics, "tags": run.data.tags}
+        return {
+            "run_id": run.info.run_id,
+            "params": run.data.params,
+            "metrics": run.data.metrics,
+            "tags": run.data.tags,
+        }
 
     def _describe(self) -> dict[str, Any]:
         return {"run_name": self._run_name, "experiment": self._experiment}

@@ -31,13 +31,21 @@ def image_features(patches: np.ndarray, *, batch: int = 256) -> np.ndarray:
         gray = rgb2gray(x)
         gy, gx = np.gradient(gray, axis=(1, 2))
         grad = np.sqrt(gx**2 + gy**2)
-        thumb = gray[:, : h - h % 4, : w - w % 4].reshape(n, 4, h // 4, 4, w // 4).mean(axis=(2, 4)).reshape(n, 16)
+        thumb = (
+            gray[:, : h - h % 4, : w - w % 4]
+            .reshape(n, 4, h // 4, 4, w // 4)
+            .mean(axis=(2, 4))
+            .reshape(n, 16)
+        )
         out.append(
             np.concatenate(
                 [
-                    x.mean(axis=(1, 2)), x.std(axis=(1, 2)),
-                    hsv.mean(axis=(1, 2)), hsv.std(axis=(1, 2)),
-                    grad.mean(axis=(1, 2))[:, None], grad.std(axis=(1, 2))[:, None],
+                    x.mean(axis=(1, 2)),
+                    x.std(axis=(1, 2)),
+                    hsv.mean(axis=(1, 2)),
+                    hsv.std(axis=(1, 2)),
+                    grad.mean(axis=(1, 2))[:, None],
+                    grad.std(axis=(1, 2))[:, None],
                     (gray < 0.5).mean(axis=(1, 2))[:, None],
                     thumb,
                 ],
@@ -49,10 +57,14 @@ def image_features(patches: np.ndarray, *, batch: int = 256) -> np.ndarray:
 
 def training_mean(train_targets: np.ndarray, n_test: int) -> np.ndarray:
     """[n_test, n_genes]: every gene's training mean."""
-    return np.repeat(np.asarray(train_targets, dtype=np.float64).mean(axis=0, keepdims=True), n_test, axis=0).astype(np.float32)
+    return np.repeat(
+        np.asarray(train_targets, dtype=np.float64).mean(axis=0, keepdims=True), n_test, axis=0
+    ).astype(np.float32)
 
 
-def ridge(train_features: np.ndarray, train_targets: np.ndarray, test_features: np.ndarray) -> np.ndarray:
+def ridge(
+    train_features: np.ndarray, train_targets: np.ndarray, test_features: np.ndarray
+) -> np.ndarray:
     """Standardised features -> RidgeCV (penalty chosen by leave-one-out on training spots)."""
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
     model.fit(train_features, train_targets)

@@ -63,20 +63,31 @@ def gene_maps(
     """
     from matplotlib.collections import EllipseCollection
 
-    fig, axes = plt.subplots(len(genes), 2, figsize=(8, 3.6 * len(genes)), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(
+        len(genes), 2, figsize=(8, 3.6 * len(genes)), layout="constrained", squeeze=False
+    )
     xy = np.asarray(spots_xy) * scale
     diameter = spot_diameter_px * scale
     pad = diameter * 2
     x0, x1 = max(xy[:, 0].min() - pad, 0), min(xy[:, 0].max() + pad, thumbnail.shape[1])
     y0, y1 = max(xy[:, 1].min() - pad, 0), min(xy[:, 1].max() + pad, thumbnail.shape[0])
     for row, gene in enumerate(genes):
-        for col, (values, label) in enumerate(((observed[:, row], "observed"), (predicted[:, row], "predicted"))):
+        for col, (values, label) in enumerate(
+            ((observed[:, row], "observed"), (predicted[:, row], "predicted"))
+        ):
             ax = axes[row, col]
             ax.imshow(thumbnail)
             # spots drawn at their physical diameter; each map on its own colour scale,
             # since r measures the spatial pattern, not the level
             spots = EllipseCollection(
-                diameter, diameter, 0.0, units="xy", offsets=xy, offset_transform=ax.transData, cmap="viridis", alpha=0.9
+                diameter,
+                diameter,
+                0.0,
+                units="xy",
+                offsets=xy,
+                offset_transform=ax.transData,
+                cmap="viridis",
+                alpha=0.9,
             )
             lo, hi = np.nanpercentile(values, [2, 98])
             spots.set_array(np.asarray(values, dtype=float))
@@ -95,7 +106,12 @@ def summary_plot(summary: pd.DataFrame) -> Figure:
     fig, axes = plt.subplots(1, 3, figsize=(4 + 1.2 * len(summary), 4), layout="constrained")
     labels = summary["variant"].tolist()
     colours = ["#8c8c8c" if v.startswith("baseline") else "#4c72b0" for v in labels]
-    for ax, column, name in zip(axes, ("genes_positive", "genes_r_gt_0_5", "aCC"), ("genes with median r > 0", "genes with median r > 0.5", "aCC (pooled r, mean over genes)"), strict=True):
+    for ax, column, name in zip(
+        axes,
+        ("genes_positive", "genes_r_gt_0_5", "aCC"),
+        ("genes with median r > 0", "genes with median r > 0.5", "aCC (pooled r, mean over genes)"),
+        strict=True,
+    ):
         ax.bar(labels, summary[column].fillna(0), color=colours)
         ax.set_title(name, fontsize=10)
         ax.tick_params(axis="x", rotation=60, labelsize=8)

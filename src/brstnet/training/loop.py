@@ -245,4 +245,3 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
     return result
-

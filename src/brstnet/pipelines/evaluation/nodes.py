@@ -31,25 +31,43 @@ def _test_positions(fold_input: ad.AnnData) -> np.ndarray:
     return np.flatnonzero(((obs["role"] == "test") & (obs["patch_row"] >= 0)).to_numpy())
 
 
-def _predictions(fold_input: ad.AnnData, positions: np.ndarray, predicted: np.ndarray, label: str, fold: int) -> ad.AnnData:
+def _predictions(
+    fold_input: ad.AnnData, positions: np.ndarray, predicted: np.ndarray, label: str, fold: int
+) -> ad.AnnData:
     """Predictions with the observed values beside them, in the model and target scales."""
     import anndata as ad
 
     from brstnet.features.targets import invert_zscore
 
-    stats = pd.DataFrame({"mean": fold_input.var["target_mean"].to_numpy(), "std": fold_input.var["target_std"].to_numpy()})
+    stats = pd.DataFrame(
+        {
+            "mean": fold_input.var["target_mean"].to_numpy(),
+            "std": fold_input.var["target_std"].to_numpy(),
+        }
+    )
     observed = np.asarray(fold_input.X)[positions]
-    out = ad.AnnData(X=predicted.astype(np.float32), obs=fold_input.obs.iloc[positions].copy(), var=fold_input.var.copy())
+    out = ad.AnnData(
+        X=predicted.astype(np.float32),
+        obs=fold_input.obs.iloc[positions].copy(),
+        var=fold_input.var.copy(),
+    )
     out.layers["observed"] = observed.astype(np.float32)
     out.layers["predicted_target_scale"] = invert_zscore(predicted, stats)
     out.layers["observed_target_scale"] = invert_zscore(observed, stats)
     out.layers["observed_counts"] = np.asarray(fold_input.layers["counts"])[positions]
     out.obsm["spatial"] = np.asarray(fold_input.obsm["spatial"])[positions]
-    out.uns.update(variant=label, fold=int(fold), transform=str(fold_input.uns["transform"]), scale="X: z-scored target scale")
+    out.uns.update(
+        variant=label,
+        fold=int(fold),
+        transform=str(fold_input.uns["transform"]),
+        scale="X: z-scored target scale",
+    )
     return out
 
 
-def predict_held_out(model: ModelBundle, model_inputs: dict, patch_store: PatchStore, params: dict[str, Any]) -> ad.AnnData:
+def predict_held_out(
+    model: ModelBundle, model_inputs: dict, patch_store: PatchStore, params: dict[str, Any]
+) -> ad.AnnData:
     """Predict every held-out spot of the model's fold (``<variant>_fold<k>.predictions``).
 
     Raises:
@@ -72,11 +90,19 @@ def predict_held_out(model: ModelBundle, model_inputs: dict, patch_store: PatchS
     positions = _test_positions(fold_input)
     data = PatchBatches(patch_store.patches, fold_input.obs["patch_row"].to_numpy()[positions])
     predicted = predict(task, data, setup, batch_size=cfg.batch_size, tta=cfg.tta)
-    logger.info("%s fold %d: predicted %d held-out spots%s", model.config["variant"], fold, len(positions), " with TTA" if cfg.tta else "")
+    logger.info(
+        "%s fold %d: predicted %d held-out spots%s",
+        model.config["variant"],
+        fold,
+        len(positions),
+        " with TTA" if cfg.tta else "",
+    )
     return _predictions(fold_input, positions, predicted, model.config["variant"], fold)
 
 
-def predict_baselines(model_inputs: dict, patch_store: PatchStore, *, fold: int) -> tuple[ad.AnnData, ad.AnnData]:
+def predict_baselines(
+    model_inputs: dict, patch_store: PatchStore, *, fold: int
+) -> tuple[ad.AnnData, ad.AnnData]:
     """The training-mean and ridge-on-image-features baselines for one fold."""
     from brstnet.evaluation import baselines
 
@@ -85,8 +111,12 @@ def predict_baselines(model_inputs: dict, patch_store: PatchStore, *, fold: int)
     rows = fold_input.obs["patch_row"].to_numpy()
     targets = np.asarray(fold_input.X)
     mean = baselines.training_mean(targets[train], len(test))
-    features = baselines.image_features(patch_store.patches[np.sort(np.unique(rows[np.r_[train, test]]))])
-    lookup = dict(zip(np.sort(np.unique(rows[np.r_[train, test]])), range(len(features)), strict=True))
+    features = baselines.image_features(
+        patch_store.patches[np.sort(np.unique(rows[np.r_[train, test]]))]
+    )
+    lookup = dict(
+        zip(np.sort(np.unique(rows[np.r_[train, test]])), range(len(features)), strict=True)
+    )
     feats = lambda pos: features[[lookup[r] for r in rows[pos]]]  # noqa: E731
     ridge = baselines.ridge(feats(train), targets[train], feats(test))
     return (
@@ -110,26 +140,47 @@ def evaluate_variant(params: dict[str, Any], *predictions: ad.AnnData) -> tuple[
     observed, predicted = [], []
     for p in predictions:
         names = [str(g) for g in p.var_names]
-        predicted.append(pd.DataFrame(np.asarray(p.X), columns=names).reindex(columns=genes).to_numpy())
-        observed.append(pd.DataFrame(np.asarray(p.layers["observed"]), columns=names).reindex(columns=genes).to_numpy())
+        predicted.append(
+            pd.DataFrame(np.asarray(p.X), columns=names).reindex(columns=genes).to_numpy()
+        )
+        observed.append(
+            pd.DataFrame(np.asarray(p.layers["observed"]), columns=names)
+            .reindex(columns=genes)
+            .to_numpy()
+        )
     observed, predicted = np.concatenate(observed), np.concatenate(predicted)
     patients = np.concatenate([p.obs["patient"].astype(str).to_numpy() for p in predictions])
     table = per_gene_table(observed, predicted, patients, genes, alpha=cfg.alpha)
-    metrics = {"variant": str(predictions[0].uns["variant"]), **summarise(table), "test_spots": int(len(patients)), "test_patients": int(len(set(patients)))}
+    metrics = {
+        "variant": str(predictions[0].uns["variant"]),
+        **summarise(table),
+        "test_spots": int(len(patients)),
+        "test_patients": int(len(set(patients))),
+    }
     if metrics["genes_in_every_fold"] < metrics["n_genes"]:
         logger.info(
             "%s: the folds' panels share %d genes; %d genes are in some folds' panels only",
-            metrics["variant"], metrics["genes_in_every_fold"], metrics["n_genes"] - metrics["genes_in_every_fold"],
+            metrics["variant"],
+            metrics["genes_in_every_fold"],
+            metrics["n_genes"] - metrics["genes_in_every_fold"],
         )
     logger.info(
         "%s: %d of %d genes with median r > 0, %d > 0.5, median r %.3f, aCC %.3f, %d significant, %d NaN",
-        metrics["variant"], metrics["genes_positive"], metrics["n_genes"], metrics["genes_r_gt_0_5"],
-        metrics["median_r"], metrics["aCC"], metrics["significant_genes"], metrics["genes_nan_r"],
+        metrics["variant"],
+        metrics["genes_positive"],
+        metrics["n_genes"],
+        metrics["genes_r_gt_0_5"],
+        metrics["median_r"],
+        metrics["aCC"],
+        metrics["significant_genes"],
+        metrics["genes_nan_r"],
     )
     return table.reset_index(), metrics
 
 
-def plot_variant(per_gene: pd.DataFrame, sections: dict, params: dict[str, Any], *predictions: ad.AnnData) -> tuple[Image, Image]:
+def plot_variant(
+    per_gene: pd.DataFrame, sections: dict, params: dict[str, Any], *predictions: ad.AnnData
+) -> tuple[Image, Image]:
     """The per-gene r histogram and gene maps on the H&E of the largest held-out section (PNG images)."""
     from brstnet.evaluation.plots import gene_maps, r_histogram, to_image
     from brstnet.st.patches import read_image, thumbnail
@@ -142,8 +193,16 @@ def plot_variant(per_gene: pd.DataFrame, sections: dict, params: dict[str, Any],
     fold = int(spots.loc[spots["section"] == section, "_fold"].iloc[0])
     pred = predictions[fold][predictions[fold].obs["section"] == section]
     panel = set(map(str, pred.var_names))  # this fold's model predicts its own panel only
-    ranked = [g for g in per_gene.dropna(subset=["median_r"]).sort_values("median_r", ascending=False)["gene"] if g in panel]
-    genes = ranked[: cfg.n_best_genes] + [g for g in cfg.map_genes if g in panel and g not in ranked[: cfg.n_best_genes]]
+    ranked = [
+        g
+        for g in per_gene.dropna(subset=["median_r"]).sort_values("median_r", ascending=False)[
+            "gene"
+        ]
+        if g in panel
+    ]
+    genes = ranked[: cfg.n_best_genes] + [
+        g for g in cfg.map_genes if g in panel and g not in ranked[: cfg.n_best_genes]
+    ]
     genes = genes or [str(pred.var_names[0])]
     adata = sections[section]() if callable(sections[section]) else sections[section]
     image = read_image(adata.uns["image_path"], section)
@@ -151,10 +210,16 @@ def plot_variant(per_gene: pd.DataFrame, sections: dict, params: dict[str, Any],
     del image
     r = per_gene.set_index("gene")[f"r_{pred.obs['patient'].iloc[0]}"]
     maps = gene_maps(
-        thumb, scale, np.asarray(pred.obsm["spatial"]), np.asarray(pred[:, genes].layers["observed"]), np.asarray(pred[:, genes].X),
-        genes, [float(r.get(g, np.nan)) for g in genes],
+        thumb,
+        scale,
+        np.asarray(pred.obsm["spatial"]),
+        np.asarray(pred[:, genes].layers["observed"]),
+        np.asarray(pred[:, genes].X),
+        genes,
+        [float(r.get(g, np.nan)) for g in genes],
         title=f"{variant}: held-out section {section} (patient {pred.obs['patient'].iloc[0]})",
-        spot_diameter_px=float(adata.uns.get("spot_diameter_um", 100.0)) / float(adata.uns["pixel_size_um"]),
+        spot_diameter_px=float(adata.uns.get("spot_diameter_um", 100.0))
+        / float(adata.uns["pixel_size_um"]),
     )
     return to_image(histogram), to_image(maps)
 
@@ -179,31 +244,54 @@ def track_variant(
 
     fs = parse(FeatureSelectionParams, feature_selection)
     params: dict[str, Any] = {
-        "variant": variant, "kind": kind, "split_scheme": fs.split.scheme, "panel_method": fs.panel.method,
-        "panel_size": fs.panel.n_genes, "target_transform": fs.targets.transform, "split_seed": fs.split.seed,
+        "variant": variant,
+        "kind": kind,
+        "split_scheme": fs.split.scheme,
+        "panel_method": fs.panel.method,
+        "panel_size": fs.panel.n_genes,
+        "target_transform": fs.targets.transform,
+        "split_seed": fs.split.seed,
     }
-    numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    numbers = {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
     run = TrackedRun(
-        name=variant, metrics=numbers, tables={"per_gene.csv": per_gene.set_index("gene")},
-        images={"r_histogram.png": histogram, "gene_maps.png": maps}, tags={"brstnet.kind": kind},
+        name=variant,
+        metrics=numbers,
+        tables={"per_gene.csv": per_gene.set_index("gene")},
+        images={"r_histogram.png": histogram, "gene_maps.png": maps},
+        tags={"brstnet.kind": kind},
     )
     histories, models = fold_items[0::2], fold_items[1::2]
     for fold, (history, model) in enumerate(zip(histories, models, strict=True)):
         cfg, training = model.config, model.config["training"]
         params.update(
-            backbone=cfg["backbone"], aux_weight=cfg["aux_weight"], patch_size_px=cfg["size_px"], window_um=cfg["window_um"],
-            epochs=training["epochs"], final=training["final"], optimizer=training["optimizer"], lr=training["lr"],
-            batch_size=training["batch_size"], seed=training["seed"], n_aux_genes=len(cfg["aux_genes"]),
+            backbone=cfg["backbone"],
+            aux_weight=cfg["aux_weight"],
+            patch_size_px=cfg["size_px"],
+            window_um=cfg["window_um"],
+            epochs=training["epochs"],
+            final=training["final"],
+            optimizer=training["optimizer"],
+            lr=training["lr"],
+            batch_size=training["batch_size"],
+            seed=training["seed"],
+            n_aux_genes=len(cfg["aux_genes"]),
         )
         params[f"fold{fold}_test_patients"] = ",".join(cfg["test_patients"])
         run.metrics[f"fold{fold}_best_epoch"] = training["best_epoch"]
         for stage, part in history.groupby("stage", sort=False):
             for column in ("loss", "loss_main", "loss_aux", "val_mean_r", "val_loss"):
                 if column in part and part[column].notna().any():
-                    run.histories[f"fold{fold}_{stage}_{column}"] = part.sort_values("epoch")[column].tolist()
+                    run.histories[f"fold{fold}_{stage}_{column}"] = part.sort_values("epoch")[
+                        column
+                    ].tolist()
         run.models[f"fold{fold}"] = model
     if kind == "baseline":
-        params["backbone"] = {"baseline_mean": "training mean", "baseline_ridge": "ridge on image features"}.get(variant, variant)
+        params["backbone"] = {
+            "baseline_mean": "training mean",
+            "baseline_ridge": "ridge on image features",
+        }.get(variant, variant)
         params["aux_weight"] = 0.0
     run.params = params
     return run
@@ -214,6 +302,25 @@ def summarise_variants(*metrics: dict) -> tuple[pd.DataFrame, Figure]:
     from brstnet.evaluation.plots import summary_plot
 
     summary = pd.DataFrame(list(metrics))
-    columns = ["variant", "n_genes", "genes_in_every_fold", "genes_positive", "genes_r_gt_0_5", "median_r", "mean_r", "significant_genes", "aCC", "aMAE", "aRMSE", "genes_nan_r", "test_spots", "test_patients"]
-    summary = summary[columns].sort_values("aCC", ascending=False, na_position="last").reset_index(drop=True)
+    columns = [
+        "variant",
+        "n_genes",
+        "genes_in_every_fold",
+        "genes_positive",
+        "genes_r_gt_0_5",
+        "median_r",
+        "mean_r",
+        "significant_genes",
+        "aCC",
+        "aMAE",
+        "aRMSE",
+        "genes_nan_r",
+        "test_spots",
+        "test_patients",
+    ]
+    summary = (
+        summary[columns]
+        .sort_values("aCC", ascending=False, na_position="last")
+        .reset_index(drop=True)
+    )
     return summary, summary_plot(summary)

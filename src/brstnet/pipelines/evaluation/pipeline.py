@@ -17,7 +17,9 @@ def _bind(func, **kwargs):
     return update_wrapper(partial(func, **kwargs), func)
 
 
-def create_pipeline(variants: list[tuple[str, str, float]] | None = None, n_folds: int | None = None, **kwargs) -> Pipeline:
+def create_pipeline(
+    variants: list[tuple[str, str, float]] | None = None, n_folds: int | None = None, **kwargs
+) -> Pipeline:
     if variants is None or n_folds is None:
         from brstnet.pipelines.variants import variant_grid
 
@@ -30,8 +32,17 @@ def create_pipeline(variants: list[tuple[str, str, float]] | None = None, n_fold
             ns = namespace(name, f)
             pipes.append(
                 Pipeline(
-                    [Node(nodes.predict_held_out, ["model", "model_inputs", "patch_store", "params:evaluation"], "predictions", name="predict_held_out")],
-                    namespace=ns, inputs={"model_inputs", "patch_store"}, parameters={"params:evaluation"},
+                    [
+                        Node(
+                            nodes.predict_held_out,
+                            ["model", "model_inputs", "patch_store", "params:evaluation"],
+                            "predictions",
+                            name="predict_held_out",
+                        )
+                    ],
+                    namespace=ns,
+                    inputs={"model_inputs", "patch_store"},
+                    parameters={"params:evaluation"},
                 )
             )
     for f in folds:
@@ -50,23 +61,62 @@ def create_pipeline(variants: list[tuple[str, str, float]] | None = None, n_fold
     labels = [(name, "model") for name, _, _ in variants] + [(b, "baseline") for b in BASELINES]
     for label, kind in labels:
         preds = [f"{namespace(label, f)}.predictions" for f in folds]
-        items = [x for f in folds for x in (f"{namespace(label, f)}.training_history", f"{namespace(label, f)}.model")] if kind == "model" else []
+        items = (
+            [
+                x
+                for f in folds
+                for x in (f"{namespace(label, f)}.training_history", f"{namespace(label, f)}.model")
+            ]
+            if kind == "model"
+            else []
+        )
         body = Pipeline(
             [
-                Node(nodes.evaluate_variant, ["params:evaluation", *preds], ["per_gene", "metrics"], name="evaluate_variant"),
-                Node(nodes.plot_variant, ["per_gene", "sections", "params:evaluation", *preds], ["r_histogram", "gene_maps"], name="plot_variant"),
+                Node(
+                    nodes.evaluate_variant,
+                    ["params:evaluation", *preds],
+                    ["per_gene", "metrics"],
+                    name="evaluate_variant",
+                ),
+                Node(
+                    nodes.plot_variant,
+                    ["per_gene", "sections", "params:evaluation", *preds],
+                    ["r_histogram", "gene_maps"],
+                    name="plot_variant",
+                ),
                 Node(
                     _bind(nodes.track_variant, variant=label, kind=kind),
-                    ["per_gene", "metrics", "r_histogram", "gene_maps", "params:feature_selection", *items],
+                    [
+                        "per_gene",
+                        "metrics",
+                        "r_histogram",
+                        "gene_maps",
+                        "params:feature_selection",
+                        *items,
+                    ],
                     "mlflow_run",
                     name="track_variant",
                 ),
             ]
         )
-        pipes.append(Pipeline(body, namespace=label, inputs=shared.intersection(body.inputs()) | set(preds) | set(items), parameters={"params:evaluation", "params:feature_selection"}))
+        pipes.append(
+            Pipeline(
+                body,
+                namespace=label,
+                inputs=shared.intersection(body.inputs()) | set(preds) | set(items),
+                parameters={"params:evaluation", "params:feature_selection"},
+            )
+        )
     pipes.append(
         Pipeline(
-            [Node(nodes.summarise_variants, [f"{label}.metrics" for label, _ in labels], ["evaluation_summary", "evaluation_summary_plot"], name="summarise_variants")]
+            [
+                Node(
+                    nodes.summarise_variants,
+                    [f"{label}.metrics" for label, _ in labels],
+                    ["evaluation_summary", "evaluation_summary_plot"],
+                    name="summarise_variants",
+                )
+            ]
         )
     )
     return sum(pipes, Pipeline([]))

@@ -1,0 +1,54 @@
+"""End-to-end `training` on the real her2st copy (tiny backbone, one epoch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.real_data
+
+
+def test_per_gene_table_has_every_panel_gene_with_finite_r(real_run: Path) -> None:
+    panels = pd.read_parquet(real_run / "data/05_model_input/gene_panels.parquet")
+    main = panels[(panels["fold"] >= 0) & (panels["set"] == "main")]
+    table = pd.read_csv(
+        real_run / "data/08_reporting/evaluation/test_resnet_aux_per_gene.csv"
+    ).set_index("gene")
+    assert set(table.index) == set(main["gene"]) and table.index.is_unique
+    assert len(main[main["fold"] == 0]) == len(main[main["fold"] == 1]) == 250
+    # every gene a fold predicts and its held-out patient expresses (non-constant) has a finite r
+    for fold, patient in ((0, "B"), (1, "C")):
+        predictions = ad.read_h5ad(
+            real_run / f"data/07_model_output/test_resnet_aux_fold{fold}_predictions.h5ad"
+        )
+        assert set(predictions.obs["patient"]) == {patient}
+        expressed = np.asarray(predictions.layers["observed_counts"]).std(axis=0) > 0
+        genes = predictions.var_names[expressed]
+        assert np.isfinite(table.loc[genes, f"r_{patient}"]).all()
+        assert expressed.mean() > 0.95
+    summary = pd.read_csv(real_run / "data/08_reporting/evaluation_summary.csv").set_index(
+        "variant"
+    )
+    assert set(summary.index) == {"test_resnet_aux", "baseline_mean", "baseline_ridge"}
+    assert summary.loc["test_resnet_aux", "test_spots"] == 110 + 182 + 177
+    assert (
+        real_run / "data/08_reporting/evaluation/test_resnet_aux_gene_maps.png"
+    ).stat().st_size > 10_000
+
+
+def test_mlflow_holds_one_child_run_per_variant_under_the_kedro_run(real_run: Path) -> None:
+    client = MlflowClient(f"sqlite:///{real_run / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("brstnet")
+    runs = client.search_runs([experiment.experiment_id])
+    children = {r.info.run_name: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert set(children) == {"test_resnet_aux", "baseline_mean", "baseline_ridge"}
+    assert len(parents) == 1 and {c.data.tags["mlflow.parentRunId"] for c in children.values()} == {
+        parents[0].info.run_id
+    }
+    assert children["test_resnet_aux"].data.metrics["genes_positive"] >= 0
