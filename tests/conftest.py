@@ -170,4 +170,8 @@ def real_run(her2st_dir: Path, tmp_path_factory) -> Path:
             session.run(pipeline_name="training")
     finally:
         os.chdir(cwd)
+        import mlflow
+
+        while mlflow.active_run() is not None:  # leave no run of this store active for other tests
+            mlflow.end_run()
     return project

@@ -31,30 +31,41 @@ class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
         self._experiment = experiment
         self.metadata = metadata
 
-    def _experiment_id(self, client) -> str:
+    @staticmethod
+    def _parent(client):
+        """The kedro-mlflow run of this session, if it lives in the current tracking store."""
         import mlflow
+        from mlflow.exceptions import MlflowException
 
         active = mlflow.active_run()
-        if active is not None:
-            return active.info.experiment_id
+        if active is None:
+            return None
+        try:
+            client.get_run(active.info.run_id)
+        except MlflowException:  # a run left active by another store (e.g. a finished session)
+            return None
+        return active
+
+    def _experiment_id(self, client, parent) -> str:
+        if parent is not None:
+            return parent.info.experiment_id
         found = client.get_experiment_by_name(self._experiment)
         return (
             found.experiment_id if found is not None else client.create_experiment(self._experiment)
         )
 
     def save(self, data: TrackedRun) -> None:
-        import mlflow
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
 
         from brstnet.training.bundle import save_bundle
 
         client = MlflowClient()
-        active = mlflow.active_run()
+        parent = self._parent(client)
         tags = {"mlflow.runName": data.name, **data.tags}
-        if active is not None:
-            tags["mlflow.parentRunId"] = active.info.run_id
-        run = client.create_run(self._experiment_id(client), run_name=data.name, tags=tags)
+        if parent is not None:
+            tags["mlflow.parentRunId"] = parent.info.run_id
+        run = client.create_run(self._experiment_id(client, parent), run_name=data.name, tags=tags)
         run_id = run.info.run_id
         try:
             now = int(time.time() * 1000)

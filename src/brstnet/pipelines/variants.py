@@ -14,12 +14,14 @@ from pathlib import Path
 def _parameters() -> dict:
     from kedro.config import OmegaConfigLoader
     from kedro.framework.project import settings
+    from kedro.utils import find_kedro_project
 
     from brstnet import (
         settings as project_settings,  # the project's loader arguments, configured or not
     )
 
-    conf = Path.cwd() / settings.CONF_SOURCE
+    root = find_kedro_project(Path.cwd()) or Path.cwd()  # also from notebooks/
+    conf = root / settings.CONF_SOURCE
     args = {**project_settings.CONFIG_LOADER_ARGS, "env": os.environ.get("KEDRO_ENV")}
     loader = OmegaConfigLoader(str(conf), **args)
     return loader["parameters"]
