@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import anndata as ad
 from kedro.io import AbstractDataset, DatasetError
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from brstnet.atomic import atomic_file
 
 
 class AnnDataDataset(AbstractDataset[ad.AnnData, ad.AnnData]):
@@ -43,17 +37,8 @@ class AnnDataDataset(AbstractDataset[ad.AnnData, ad.AnnData]):
         return ad.read_h5ad(path, backed="r" if self._backed else None)
 
     def save(self, data: ad.AnnData) -> None:
-        path = Path(self._filepath)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_file(Path(self._filepath)) as tmp:
             data.write_h5ad(tmp, compression="gzip")
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def _exists(self) -> bool:
         return Path(self._filepath).is_file()

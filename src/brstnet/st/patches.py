@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_folder
 from .errors import DataError
 from .geometry import um_to_px
 from .stain import StainNormalizer
@@ -71,10 +69,7 @@ class PatchStore:
 
 def save_patch_store(store: PatchStore, path: str | Path) -> None:
     """Write a store atomically: build it in a sibling temp folder, then swap it in."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         out = np.lib.format.open_memmap(
             tmp / "patches.npy", mode="w+", dtype=np.uint8, shape=store.patches.shape
         )
@@ -84,17 +79,6 @@ def save_patch_store(store: PatchStore, path: str | Path) -> None:
         del out
         store.index.to_parquet(tmp / "index.parquet")
         (tmp / "meta.json").write_text(json.dumps(store.meta, indent=1, default=str))
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp creates a 0700 folder
-        old = path.with_name(f".{path.name}.old")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_patch_store(path: str | Path, *, mmap: bool = True) -> PatchStore:

@@ -8,15 +8,13 @@ settings), so that prediction cannot silently mismatch training.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_folder
 from ..models import ExpressionModel, ExpressionTask
 
 
@@ -43,24 +41,10 @@ class ModelBundle:
 
 def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
     """Write atomically: a sibling temp folder renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in bundle.state_dict.items()}
         save_file(state, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(bundle.config, indent=1))
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)
-        old = path.with_name(f".{path.name}.old")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_bundle(path: str | Path) -> ModelBundle:

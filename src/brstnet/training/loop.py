@@ -6,7 +6,6 @@ The loop knows ``loss.backward()`` and logs whatever loss components the task re
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_file
 from ..metrics import pearson_per_gene
 from .data import (
     PatchBatches,
@@ -108,10 +108,8 @@ def predict(
 
 
 def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
 
 
 def fit(
