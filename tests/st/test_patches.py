@@ -10,23 +10,17 @@ import pytest
 
 from brstnet.st.errors import DataError
 from brstnet.st.her2st import locate_section, read_section
-from brstnet.st.patches import (
-    PatchStore,
-    crop,
-    extract_section,
-    load_patch_store,
-    read_image,
-    save_patch_store,
-)
+from brstnet.st.patches import PatchStore, extract_section, load_patch_store, save_patch_store
+from brstnet.st.slides import ArraySlide, open_slide
 from brstnet.st.stain import StainNormalizer
 
 
 def test_crop_pads_with_white_past_the_edges() -> None:
-    image = np.zeros((10, 10, 3), np.uint8)
-    out = crop(image, 0, 0, 4)  # centred on the corner
+    image = ArraySlide(np.zeros((10, 10, 3), np.uint8))
+    out = image.crop(0, 0, 4)  # centred on the corner
     assert out.shape == (4, 4, 3)
     assert (out[:2, :2] == 255).all() and (out[2:, 2:] == 0).all()
-    np.testing.assert_array_equal(crop(image, 5, 5, 4), np.zeros((4, 4, 3)))
+    np.testing.assert_array_equal(image.crop(5, 5, 4), np.zeros((4, 4, 3)))
 
 
 def test_extract_section(tiny_her2st: Path) -> None:
@@ -48,10 +42,9 @@ def test_extract_section(tiny_her2st: Path) -> None:
     ).all()
     assert index["passes_tissue"].all() and (index["background_fraction"] < 0.2).all()
     # the first patch is the window around spot 1x1, resized
-    image = read_image(adata.uns["image_path"], "A1")
     x, y = adata.obsm["spatial"][0]
     window = int(index["window_px"].iloc[0])
-    raw = crop(image, x, y, window)
+    raw = open_slide(adata.uns["image_path"], "A1").crop(x, y, window)
     assert abs(float(patches[0].mean()) - float(raw.mean())) < 2.0
 
 

@@ -21,10 +21,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
 from .geometry import estimate_pixel_size
+from .slides import image_size
 
 logger = logging.getLogger(__name__)
 
@@ -173,16 +173,6 @@ def read_spot_file(path: Path, section: str) -> pd.DataFrame:
         dup = spots.index[spots.index.duplicated()][0]
         raise DataError(f"section {section}: spot file {path} lists spot {dup} twice")
     return spots
-
-
-def image_size(path: Path, section: str) -> tuple[int, int]:
-    """Width and height of an image from its header (no full decode)."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError) as err:
-        msg = f"section {section}: image {path} is not a readable image ({err}); replace the file"
-        raise DataError(msg) from err
 
 
 def read_section(

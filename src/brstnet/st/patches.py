@@ -21,20 +21,18 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_folder
 from .errors import DataError
 from .geometry import um_to_px
+from .slides import Slide, open_slide
 from .stain import StainNormalizer
 from .tissue import background_fractions, tissue_mask
 
 logger = logging.getLogger(__name__)
 
-Image.MAX_IMAGE_PIXELS = None  # full-resolution H&E is far above PIL's bomb limit
-THUMBNAIL_LONG_SIDE = 1200
-BACKGROUND_VALUE = 255  # windows that reach past the image edge are padded with white
 
 
 @dataclass
@@ -92,44 +90,11 @@ def load_patch_store(path: str | Path, *, mmap: bool = True) -> PatchStore:
     return PatchStore(patches=patches, index=index, meta=meta)
 
 
-def read_image(path: str | Path, section: str) -> np.ndarray:
-    """Decode a whole H&E image once, as [H, W, 3] uint8 RGB."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except FileNotFoundError as err:
-        raise DataError(
-            f"section {section}: image {path} is missing; put the H&E image back"
-        ) from err
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        msg = f"section {section}: image {path} is corrupt or truncated ({err}); replace the file"
-        raise DataError(msg) from err
-
-
-def crop(image: np.ndarray, x: float, y: float, window: int) -> np.ndarray:
-    """A [window, window, 3] crop centred on (x, y), padded with white past the edges."""
-    height, width = image.shape[:2]
-    x0, y0 = int(round(x - window / 2)), int(round(y - window / 2))
-    out = np.full((window, window, 3), BACKGROUND_VALUE, dtype=np.uint8)
-    sx0, sy0 = max(x0, 0), max(y0, 0)
-    sx1, sy1 = min(x0 + window, width), min(y0 + window, height)
-    if sx1 > sx0 and sy1 > sy0:
-        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
-    return out
-
-
 def resize(patch: np.ndarray, size: int) -> np.ndarray:
     """Resize a square patch to [size, size, 3] with an anti-aliasing filter."""
     if patch.shape[0] == size:
         return patch
     return np.asarray(Image.fromarray(patch).resize((size, size), Image.Resampling.LANCZOS))
-
-
-def thumbnail(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """A box-filtered thumbnail (long side about 1,200 px) and its scale."""
-    factor = max(1, max(image.shape[:2]) // THUMBNAIL_LONG_SIDE)
-    thumb = np.asarray(Image.fromarray(image).reduce(factor))
-    return thumb, 1.0 / factor
 
 
 def extract_section(
@@ -139,9 +104,9 @@ def extract_section(
     size_px: int,
     normalizer: StainNormalizer,
     max_background_fraction: float,
-    image: np.ndarray | None = None,
+    slide: Slide | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Cut one patch per spot from the section's image (decoded once).
+    """Cut one patch per spot from the section's image (decoded once, or read by regions).
 
     Args:
         adata: A section from :func:`brstnet.st.her2st.read_section`.
@@ -149,16 +114,16 @@ def extract_section(
         size_px: Side of the stored patch in pixels (model resolution).
         normalizer: Stain normaliser applied after resizing.
         max_background_fraction: Spots above it get ``passes_tissue = False``.
-        image: The decoded image, when the caller already has it.
+        slide: The opened image, when the caller already has it.
 
     Returns:
         [N, size_px, size_px, 3] uint8 patches and their index rows (no ``row`` yet).
     """
     section = adata.uns["section"]
     path = adata.uns["image_path"]
-    if image is None:
-        image = read_image(path, section)
-    height, width = image.shape[:2]
+    if slide is None:
+        slide = open_slide(path, section)
+    height, width = slide.height, slide.width
     window = um_to_px(window_um, adata.uns["pixel_size_um"])
     if window > min(height, width):
         msg = (
@@ -168,13 +133,13 @@ def extract_section(
         )
         raise DataError(msg)
     centres = np.asarray(adata.obsm["spatial"], dtype=float)
-    thumb, scale = thumbnail(image)
+    thumb, scale = slide.thumbnail()
     background = background_fractions(tissue_mask(thumb), centres, window=window, scale=scale)
 
     patches = np.empty((len(centres), size_px, size_px, 3), dtype=np.uint8)
     skipped_before = normalizer.skipped
     for i, (x, y) in enumerate(tqdm(centres, desc=f"patches {section}", unit="spot", leave=False)):
-        patches[i] = normalizer(resize(crop(image, x, y, window), size_px))
+        patches[i] = normalizer(resize(slide.crop(x, y, window), size_px))
     unnormalised = normalizer.skipped - skipped_before
     if unnormalised:
         logger.warning(

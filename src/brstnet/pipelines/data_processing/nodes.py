@@ -16,7 +16,8 @@ from brstnet.st import her2st
 from brstnet.st.acquisition import Source, acquire
 from brstnet.st.errors import DataError
 from brstnet.st.geometry import um_to_px
-from brstnet.st.patches import PatchStore, crop, extract_section, read_image, resize
+from brstnet.st.patches import PatchStore, extract_section, resize
+from brstnet.st.slides import open_slide
 from brstnet.st.stain import StainNormalizer, fit_macenko
 
 from ..nodes_common import materialise, parse
@@ -129,12 +130,10 @@ def fit_stain_reference(sections: dict, params: dict[str, Any]) -> dict:
         return {"method": None}
     name = cfg.stain.reference_section or cfg.sections[0]
     adata = sections[name]() if callable(sections[name]) else sections[name]
-    image = read_image(adata.uns["image_path"], name)
-    window = min(
-        um_to_px(cfg.stain.reference_window_um, adata.uns["pixel_size_um"]), *image.shape[:2]
-    )
+    slide = open_slide(adata.uns["image_path"], name)
+    window = min(um_to_px(cfg.stain.reference_window_um, adata.uns["pixel_size_um"]), slide.width, slide.height)
     x, y = np.median(adata.obsm["spatial"], axis=0)
-    region = resize(crop(image, x, y, window), min(window, 1024))
+    region = resize(slide.crop(x, y, window), min(window, 1024))
     reference = fit_macenko(region)
     reference.update(
         {

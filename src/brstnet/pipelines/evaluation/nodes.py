@@ -183,7 +183,7 @@ def plot_variant(
 ) -> tuple[Image, Image]:
     """The per-gene r histogram and gene maps on the H&E of the largest held-out section (PNG images)."""
     from brstnet.evaluation.plots import gene_maps, r_histogram, to_image
-    from brstnet.st.patches import read_image, thumbnail
+    from brstnet.st.slides import open_slide
 
     cfg = parse(EvaluationParams, params)
     variant = str(predictions[0].uns["variant"])
@@ -205,9 +205,7 @@ def plot_variant(
     ]
     genes = genes or [str(pred.var_names[0])]
     adata = sections[section]() if callable(sections[section]) else sections[section]
-    image = read_image(adata.uns["image_path"], section)
-    thumb, scale = thumbnail(image)
-    del image
+    thumb, scale = open_slide(adata.uns["image_path"], section).thumbnail()
     r = per_gene.set_index("gene")[f"r_{pred.obs['patient'].iloc[0]}"]
     maps = gene_maps(
         thumb,

@@ -1,0 +1,135 @@
+"""Reading H&E images: small ones decoded once, large TIFFs region by region.
+
+JPEG / PNG images (her2st, He et al.: ~9,000 px a side) are decoded once per section.
+TIFF slides (Visium full-resolution images, HEST-1k pyramidal WSIs) are opened through
+tifffile's zarr view: a crop reads only the tiles under it, and the thumbnail comes from
+the smallest pyramid level that is large enough; the whole slide is never in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DataError
+
+Image.MAX_IMAGE_PIXELS = None  # full-resolution H&E is far above PIL's bomb limit
+THUMBNAIL_LONG_SIDE = 1200
+BACKGROUND_VALUE = 255  # windows that reach past the image edge are padded with white
+TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
+
+
+class Slide:
+    """An RGB image read by regions. Subclasses implement :meth:`region` and :meth:`thumbnail`."""
+
+    width: int
+    height: int
+
+    def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """Pixels [y0:y1, x0:x1] (inside the image) as [h, w, 3] uint8."""
+        raise NotImplementedError
+
+    def thumbnail(self) -> tuple[np.ndarray, float]:
+        """A thumbnail (long side about 1,200 px) and its scale (thumbnail px per image px)."""
+        raise NotImplementedError
+
+    def crop(self, x: float, y: float, window: int) -> np.ndarray:
+        """A [window, window, 3] crop centred on (x, y), padded with white past the edges."""
+        x0, y0 = int(round(x - window / 2)), int(round(y - window / 2))
+        out = np.full((window, window, 3), BACKGROUND_VALUE, dtype=np.uint8)
+        sx0, sy0 = max(x0, 0), max(y0, 0)
+        sx1, sy1 = min(x0 + window, self.width), min(y0 + window, self.height)
+        if sx1 > sx0 and sy1 > sy0:
+            out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = self.region(sx0, sy0, sx1, sy1)
+        return out
+
+
+class ArraySlide(Slide):
+    """An image held in memory, [H, W, 3] uint8."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+        self.height, self.width = image.shape[:2]
+
+    def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        return self.image[y0:y1, x0:x1]
+
+    def thumbnail(self) -> tuple[np.ndarray, float]:
+        factor = max(1, max(self.height, self.width) // THUMBNAIL_LONG_SIDE)
+        return np.asarray(Image.fromarray(self.image).reduce(factor)), 1.0 / factor
+
+
+class TiffSlide(Slide):
+    """A (pyramidal) TIFF read tile by tile through tifffile's zarr store."""
+
+    def __init__(self, path: Path, section: str) -> None:
+        import tifffile
+        import zarr
+
+        try:
+            self._tiff = tifffile.TiffFile(path)
+            series = self._tiff.series[0]
+            group = zarr.open(series.aszarr(), mode="r")
+        except (tifffile.TiffFileError, OSError, ValueError, KeyError) as err:
+            raise DataError(f"section {section}: slide {path} is not a readable TIFF ({err}); replace the file") from err
+        self.levels = [group[str(i)] for i in range(len(series.levels))] if hasattr(group, "keys") else [group]
+        shape = self.levels[0].shape
+        if len(shape) != 3 or shape[-1] not in (3, 4):
+            raise DataError(f"section {section}: slide {path} has shape {shape}; an RGB(A) image [H, W, 3] is expected")
+        self.height, self.width = int(shape[0]), int(shape[1])
+
+    def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        return np.asarray(self.levels[0][y0:y1, x0:x1, :3], dtype=np.uint8)
+
+    def thumbnail(self) -> tuple[np.ndarray, float]:
+        # the smallest level still at least THUMBNAIL_LONG_SIDE on its long side
+        level = self.levels[0]
+        for candidate in self.levels[1:]:
+            if max(candidate.shape[:2]) >= THUMBNAIL_LONG_SIDE:
+                level = candidate
+        step = max(1, max(level.shape[:2]) // THUMBNAIL_LONG_SIDE)
+        thumb = np.asarray(level[::step, ::step, :3], dtype=np.uint8)
+        return thumb, thumb.shape[1] / self.width
+
+    def close(self) -> None:
+        self._tiff.close()
+
+
+def image_size(path: str | Path, section: str) -> tuple[int, int]:
+    """Width and height from the file header (no full decode)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"section {section}: image {path} is missing; put the H&E image there")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        slide = TiffSlide(path, section)
+        slide.close()
+        return slide.width, slide.height
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"section {section}: image {path} is not a readable image ({err}); replace the file") from err
+
+
+def open_slide(path: str | Path, section: str) -> Slide:
+    """A TIFF as a region reader; any other image decoded once."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        if not path.is_file():
+            raise DataError(f"section {section}: slide {path} is missing; put the H&E image back")
+        return TiffSlide(path, section)
+    return ArraySlide(read_image(path, section))
+
+
+def read_image(path: str | Path, section: str) -> np.ndarray:
+    """Decode a whole (JPEG / PNG) image once, as [H, W, 3] uint8 RGB."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError as err:
+        raise DataError(f"section {section}: image {path} is missing; put the H&E image back") from err
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        msg = f"section {section}: image {path} is corrupt or truncated ({err}); replace the file"
+        raise DataError(msg) from err
