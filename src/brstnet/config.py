@@ -39,14 +39,26 @@ class PatchParams(_Strict):
     size_px: int = Field(112, ge=8, le=1024)
 
 
+class ReaderParams(_Strict):
+    """Layout-specific settings (see brstnet.st.readers.ReaderOptions)."""
+
+    gene_map: str | None = None
+    patients: dict[str, str] = Field(default_factory=dict)
+    images: dict[str, str] = Field(default_factory=dict)
+    spot_diameter_um: float | None = Field(None, gt=0)
+
+
 class DataProcessingParams(_Strict):
-    dataset: Literal["her2st"] = "her2st"
+    # her2st: the published repository (downloaded or copied); he2020, visium, hest: read
+    # in place from source.local_dir
+    dataset: Literal["her2st", "he2020", "visium", "hest"] = "her2st"
     sections: list[str] = Field(
         default_factory=lambda: ["B4", "C2", "C3", "C4", "C5", "C6"], min_length=1
     )
     pixel_size_um: float | Literal["auto"] = "auto"
-    spot_pitch_um: float = Field(200.0, gt=0)
+    spot_pitch_um: float | None = Field(None, gt=0)  # None: the layout's own (ST 200 um, Visium 100 um)
     source: SourceParams = SourceParams()
+    reader: ReaderParams = ReaderParams()
     qc: QCParams = QCParams()
     stain: StainParams = StainParams()
     patches: PatchParams = PatchParams()

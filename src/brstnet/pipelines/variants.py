@@ -29,7 +29,7 @@ def _parameters() -> dict:
 
 def n_folds(data_processing: dict, feature_selection: dict) -> int:
     """Outer folds the split settings give for the configured sections."""
-    from brstnet.st.her2st import patient_of
+    from brstnet.st.readers import ReaderOptions, patient_of
 
     split = feature_selection.get("split", {})
     scheme = split.get("scheme", "lopo")
@@ -40,7 +40,9 @@ def n_folds(data_processing: dict, feature_selection: dict) -> int:
     from brstnet.features.identities import person_id
 
     dataset = data_processing.get("dataset", "her2st")
-    return len({person_id(dataset, patient_of(s)) for s in data_processing["sections"]})
+    root = (data_processing.get("source") or {}).get("local_dir")
+    options = ReaderOptions(**(data_processing.get("reader") or {}))
+    return len({person_id(dataset, patient_of(dataset, root, s, options)) for s in data_processing["sections"]})
 
 
 def variant_grid(params: dict | None = None) -> tuple[list[tuple[str, str, float]], int]:

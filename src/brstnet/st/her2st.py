@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from .errors import DataError
-from .geometry import estimate_pixel_size
-from .slides import image_size
+from .sections import assemble_section, check_counts
 
 logger = logging.getLogger(__name__)
 
@@ -131,27 +129,7 @@ def read_counts(path: Path, section: str) -> tuple[pd.Index, pd.Index, sp.csr_ma
             f"(e.g. {list(frame.index[bad_ids][:3])}); rows must be spots, columns genes"
         )
         raise DataError(msg)
-    non_numeric = [c for c, t in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
-    if non_numeric:
-        msg = f"section {section}: count matrix {path} has non-numeric columns {non_numeric[:5]}; counts must be integers"
-        raise DataError(msg)
-    values = frame.to_numpy()
-    if not np.isfinite(values).all() or (values != np.round(values)).any():
-        msg = (
-            f"section {section}: count matrix {path} holds non-integer values; "
-            "give raw UMI counts, not normalised expression"
-        )
-        raise DataError(msg)
-    if (values < 0).any():
-        rows, cols = np.nonzero(values < 0)
-        msg = (
-            f"section {section}: count matrix {path} holds negative counts "
-            f"(spot {frame.index[rows[0]]}, gene {frame.columns[cols[0]]}); counts must be >= 0"
-        )
-        raise DataError(msg)
-    if values.size and values.max() > np.iinfo(np.int32).max:
-        raise DataError(f"section {section}: counts in {path} exceed the int32 range")
-    return frame.index, frame.columns.astype(str), sp.csr_matrix(values.astype(np.int32))
+    return frame.index, frame.columns.astype(str), check_counts(frame, path, section)
 
 
 def read_spot_file(path: Path, section: str) -> pd.DataFrame:
@@ -199,80 +177,21 @@ def read_section(
     section = files.section
     spot_ids, genes, counts = read_counts(files.counts, section)
     spots = read_spot_file(files.spots, section)
-
-    no_position = spot_ids.difference(spots.index)
-    if len(no_position):
-        msg = (
-            f"section {section}: {len(no_position)} spots in {files.counts} are not in "
-            f"{files.spots} (e.g. {list(no_position[:3])}); every counted spot needs a "
-            "pixel position: use the spot file that belongs to this count matrix"
-        )
-        raise DataError(msg)
-    no_counts = spots.index.difference(spot_ids)
-    if len(no_counts) > max_unmatched_fraction * len(spots):
-        msg = (
-            f"section {section}: {len(no_counts)} of {len(spots)} spots in {files.spots} "
-            f"have no row in {files.counts} (e.g. {list(no_counts[:3])}); the files do not "
-            "belong together"
-        )
-        raise DataError(msg)
-    if len(no_counts):
-        logger.warning(
-            "section %s: %d spot(s) of the spot file have no counts and are dropped: %s",
-            section,
-            len(no_counts),
-            ", ".join(no_counts),
-        )
-    spots = spots.loc[spot_ids]
-
-    width, height = image_size(files.image, section)
-    pixel_xy = spots[["pixel_x", "pixel_y"]].to_numpy(dtype=float)
-    outside = (
-        (pixel_xy[:, 0] < 0)
-        | (pixel_xy[:, 0] >= width)
-        | (pixel_xy[:, 1] < 0)
-        | (pixel_xy[:, 1] >= height)
+    positions = spots.rename(columns={"x": "array_x", "y": "array_y"})
+    return assemble_section(
+        dataset="her2st",
+        section=section,
+        patient=patient_of(section),
+        spot_ids=spot_ids,
+        genes=genes,
+        counts=counts,
+        positions=positions,
+        image=files.image,
+        counts_file=files.counts,
+        positions_file=files.spots,
+        pixel_size_um=pixel_size_um,
+        spot_pitch_um=spot_pitch_um,
+        spot_diameter_um=SPOT_DIAMETER_UM,
+        max_unmatched_fraction=max_unmatched_fraction,
+        grid_columns=("new_x", "new_y"),
     )
-    if outside.any():
-        first = spots.index[outside][0]
-        msg = (
-            f"section {section}: {outside.sum()} spot centres in {files.spots} fall outside "
-            f"image {files.image} ({width} x {height} px), e.g. spot {first} at "
-            f"{tuple(pixel_xy[outside][0])}; check that the image and spot file match"
-        )
-        raise DataError(msg)
-
-    if pixel_size_um is None:
-        pixel_size_um = estimate_pixel_size(
-            spots[["new_x", "new_y"]].to_numpy(),
-            pixel_xy,
-            spot_pitch_um=spot_pitch_um,
-            where=f"section {section}",
-        )
-
-    obs = pd.DataFrame(
-        {
-            "spot_id": spot_ids.to_numpy(),
-            "array_x": spots["x"].to_numpy(dtype=int),
-            "array_y": spots["y"].to_numpy(dtype=int),
-            "pixel_x": pixel_xy[:, 0],
-            "pixel_y": pixel_xy[:, 1],
-            "section": section,
-            "patient": patient_of(section),
-            "total_counts": np.asarray(counts.sum(axis=1)).ravel().astype(np.int64),
-        },
-        index=pd.Index([f"{section}_{s}" for s in spot_ids]),
-    )
-    adata = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=genes))
-    if not adata.var_names.is_unique:
-        logger.warning("section %s: duplicated gene symbols made unique with a suffix", section)
-        adata.var_names_make_unique()
-    adata.obsm["spatial"] = pixel_xy
-    adata.uns["dataset"] = "her2st"
-    adata.uns["section"] = section
-    adata.uns["patient"] = patient_of(section)
-    adata.uns["image_path"] = str(files.image)
-    adata.uns["image_size"] = [int(width), int(height)]
-    adata.uns["pixel_size_um"] = float(pixel_size_um)
-    adata.uns["spot_diameter_um"] = SPOT_DIAMETER_UM
-    return adata

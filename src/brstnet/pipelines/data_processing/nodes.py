@@ -12,7 +12,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from brstnet.config import DataProcessingParams
-from brstnet.st import her2st
+from brstnet.st import readers
 from brstnet.st.acquisition import Source, acquire
 from brstnet.st.errors import DataError
 from brstnet.st.geometry import um_to_px
@@ -36,6 +36,17 @@ def acquire_raw_data(params: dict[str, Any]) -> dict:
     """
     cfg = parse(DataProcessingParams, params)
     src = cfg.source
+    if cfg.dataset != "her2st":  # read in place, in the layout it is published in
+        if not src.local_dir or not Path(src.local_dir).is_dir():
+            raise DataError(
+                f"dataset {cfg.dataset}: set data_processing.source.local_dir to the folder that holds it "
+                f"(now {src.local_dir!r}); only her2st can be downloaded by brstnet"
+            )
+        available = set(readers.sections(cfg.dataset, src.local_dir))
+        unknown = [s for s in cfg.sections if s not in available]
+        if unknown:
+            raise DataError(f"dataset {cfg.dataset}: sections {unknown} are not in {src.local_dir}; it holds {sorted(available)}")
+        return {"dataset": cfg.dataset, "root": str(src.local_dir), "sections": {s: {} for s in cfg.sections}, "obtained": "read in place"}
     source = Source(
         raw_dir=Path(src.raw_dir),
         local_dir=Path(src.local_dir) if src.local_dir else None,
@@ -59,14 +70,17 @@ def read_sections(raw_manifest: dict, params: dict[str, Any]) -> dict[str, ad.An
     cfg = parse(DataProcessingParams, params)
     root = Path(raw_manifest["root"])
     pixel_size = None if cfg.pixel_size_um == "auto" else float(cfg.pixel_size_um)
+    options = readers.ReaderOptions(**cfg.reader.model_dump())
     out = {}
     for section in tqdm(cfg.sections, desc="read sections", unit="section"):
-        files = her2st.locate_section(root, section)
-        out[section] = her2st.read_section(
-            files,
+        out[section] = readers.read(
+            cfg.dataset,
+            root,
+            section,
             pixel_size_um=pixel_size,
             spot_pitch_um=cfg.spot_pitch_um,
             max_unmatched_fraction=cfg.qc.max_unmatched_spot_fraction,
+            options=options,
         )
     return out
 

@@ -1,0 +1,161 @@
+"""The per-section contract every reader produces, built and checked in one place.
+
+AnnData: X = raw integer counts (CSR int32); obs = spot_id, array_x, array_y, pixel_x,
+pixel_y, section, patient, total_counts (indexed "<section>_<spot>"); obsm["spatial"] =
+pixel (x, y); uns = dataset, section, patient, image_path, image_size, pixel_size_um,
+spot_diameter_um.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import DataError
+from .geometry import estimate_pixel_size
+from .slides import image_size
+
+logger = logging.getLogger(__name__)
+
+POSITION_COLUMNS = ("array_x", "array_y", "pixel_x", "pixel_y")
+
+
+def check_counts(frame: pd.DataFrame, path: Path, section: str) -> sp.csr_matrix:
+    """Validate a spots x genes count table and return it as int32 CSR.
+
+    Raises:
+        DataError: non-numeric, non-integer, negative or too large counts (names the file).
+    """
+    non_numeric = [c for c, t in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
+    if non_numeric:
+        msg = f"section {section}: count matrix {path} has non-numeric columns {non_numeric[:5]}; counts must be integers"
+        raise DataError(msg)
+    values = frame.to_numpy()
+    return check_count_matrix(sp.csr_matrix(values) if values.size else sp.csr_matrix(values.shape), path, section, frame.index, frame.columns)
+
+
+def check_count_matrix(counts: sp.spmatrix, path: Path, section: str, spots: pd.Index, genes: pd.Index) -> sp.csr_matrix:
+    """Integer, non-negative, int32-sized counts, else a DataError naming the file."""
+    counts = sp.csr_matrix(counts)
+    data = counts.data
+    if not np.isfinite(data).all() or (data != np.round(data)).any():
+        msg = f"section {section}: count matrix {path} holds non-integer values; give raw UMI counts, not normalised expression"
+        raise DataError(msg)
+    if (data < 0).any():
+        coo = counts.tocoo()
+        first = np.flatnonzero(coo.data < 0)[0]
+        msg = (
+            f"section {section}: count matrix {path} holds negative counts "
+            f"(spot {spots[coo.row[first]]}, gene {genes[coo.col[first]]}); counts must be >= 0"
+        )
+        raise DataError(msg)
+    if data.size and data.max() > np.iinfo(np.int32).max:
+        raise DataError(f"section {section}: counts in {path} exceed the int32 range")
+    return counts.astype(np.int32)
+
+
+def assemble_section(
+    *,
+    dataset: str,
+    section: str,
+    patient: str,
+    spot_ids: pd.Index,
+    genes: pd.Index,
+    counts: sp.csr_matrix,
+    positions: pd.DataFrame,
+    image: Path,
+    counts_file: Path,
+    positions_file: Path,
+    pixel_size_um: float | None,
+    spot_pitch_um: float,
+    spot_diameter_um: float,
+    max_unmatched_fraction: float = 0.02,
+    counts_cover_off_tissue: bool = False,
+    grid_columns: tuple[str, str] = ("array_x", "array_y"),
+) -> ad.AnnData:
+    """Match counts to positions, check them against the image, build the AnnData.
+
+    Args:
+        positions: Indexed by spot id; columns array_x, array_y, pixel_x, pixel_y (and
+            ``grid_columns`` for the pixel-size fit); only spots under tissue.
+        counts_cover_off_tissue: The count matrix also holds spots off the tissue (He et
+            al., Visium): those are dropped, not an error.
+        max_unmatched_fraction: Positions without counts up to this fraction are dropped
+            with a warning; more is an error.
+    """
+    missing = [c for c in POSITION_COLUMNS if c not in positions.columns]
+    if missing:
+        raise DataError(f"section {section}: spot positions from {positions_file} lack {missing}")
+    no_position = spot_ids.difference(positions.index)
+    if len(no_position) and not counts_cover_off_tissue:
+        msg = (
+            f"section {section}: {len(no_position)} spots in {counts_file} are not in "
+            f"{positions_file} (e.g. {list(no_position[:3])}); every counted spot needs a "
+            "pixel position: use the spot file that belongs to this count matrix"
+        )
+        raise DataError(msg)
+    no_counts = positions.index.difference(spot_ids)
+    if len(no_counts) > max_unmatched_fraction * len(positions):
+        msg = (
+            f"section {section}: {len(no_counts)} of {len(positions)} spots in {positions_file} "
+            f"have no row in {counts_file} (e.g. {list(no_counts[:3])}); the files do not belong together"
+        )
+        raise DataError(msg)
+    if len(no_counts):
+        logger.warning(
+            "section %s: %d spot(s) of the spot file have no counts and are dropped: %s", section, len(no_counts), ", ".join(no_counts)
+        )
+    keep = spot_ids.isin(positions.index)
+    if counts_cover_off_tissue and (~keep).any():
+        logger.info("section %s: %d counted spots are off the tissue and left out", section, int((~keep).sum()))
+    spot_ids, counts = spot_ids[keep], counts[np.flatnonzero(keep)]
+    positions = positions.loc[spot_ids]
+
+    width, height = image_size(image, section)
+    pixel_xy = positions[["pixel_x", "pixel_y"]].to_numpy(dtype=float)
+    outside = (pixel_xy[:, 0] < 0) | (pixel_xy[:, 0] >= width) | (pixel_xy[:, 1] < 0) | (pixel_xy[:, 1] >= height)
+    if outside.any():
+        first = positions.index[outside][0]
+        msg = (
+            f"section {section}: {outside.sum()} spot centres in {positions_file} fall outside "
+            f"image {image} ({width} x {height} px), e.g. spot {first} at "
+            f"{tuple(pixel_xy[outside][0])}; check that the image and spot file match"
+        )
+        raise DataError(msg)
+    if pixel_size_um is None:
+        pixel_size_um = estimate_pixel_size(
+            positions[list(grid_columns)].to_numpy(), pixel_xy, spot_pitch_um=spot_pitch_um, where=f"section {section}"
+        )
+    obs = pd.DataFrame(
+        {
+            "spot_id": spot_ids.to_numpy(),
+            "array_x": positions["array_x"].to_numpy(dtype=int),
+            "array_y": positions["array_y"].to_numpy(dtype=int),
+            "pixel_x": pixel_xy[:, 0],
+            "pixel_y": pixel_xy[:, 1],
+            "section": section,
+            "patient": patient,
+            "total_counts": np.asarray(counts.sum(axis=1)).ravel().astype(np.int64),
+        },
+        index=pd.Index([f"{section}_{s}" for s in spot_ids]),
+    )
+    adata = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=pd.Index(genes.astype(str))))
+    if not adata.var_names.is_unique:
+        logger.warning("section %s: duplicated gene names made unique with a suffix", section)
+        adata.var_names_make_unique()
+    adata.obsm["spatial"] = pixel_xy
+    adata.uns.update(
+        dataset=dataset,
+        section=section,
+        patient=patient,
+        image_path=str(image),
+        image_size=[int(width), int(height)],
+        pixel_size_um=float(pixel_size_um),
+        spot_diameter_um=float(spot_diameter_um),
+    )
+    return adata
