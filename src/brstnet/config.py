@@ -56,7 +56,9 @@ class DataProcessingParams(_Strict):
         default_factory=lambda: ["B4", "C2", "C3", "C4", "C5", "C6"], min_length=1
     )
     pixel_size_um: float | Literal["auto"] = "auto"
-    spot_pitch_um: float | None = Field(None, gt=0)  # None: the layout's own (ST 200 um, Visium 100 um)
+    spot_pitch_um: float | None = Field(
+        None, gt=0
+    )  # None: the layout's own (ST 200 um, Visium 100 um)
     source: SourceParams = SourceParams()
     reader: ReaderParams = ReaderParams()
     qc: QCParams = QCParams()

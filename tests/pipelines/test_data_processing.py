@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from kedro.runner import SequentialRunner
 
+from brstnet.pipelines import data_processing
 from brstnet.pipelines.data_processing import create_pipeline
 from brstnet.pipelines.data_processing.nodes import filter_spots
 from brstnet.st.errors import DataError
@@ -116,3 +117,38 @@ def test_real_patch_store(real_run: Path) -> None:
     assert (store.index["window_px"] == 218).all()  # 150 um at ~0.688 um/px
     assert store.meta["stain_reference"]["section"] == "C2"
     assert (real_run / "data/04_feature/stain_reference.json").is_file()
+
+
+@pytest.mark.real_data
+def test_pipeline_reads_the_he2020_layout_in_place(tmp_path: Path, her2st_dir: Path) -> None:
+    from brstnet.pipelines.variants import n_folds
+    from tests.layouts import write_he2020
+
+    root = tmp_path / "he2020"
+    gene_map = write_he2020(root, her2st_dir, {"B4": ("BC23901", "C1"), "C2": ("BC23902", "D2")})
+    params = dp_params(
+        dataset="he2020",
+        sections=["BC23901_C1", "BC23902_D2"],
+        source={"local_dir": str(root)},
+        reader={"gene_map": str(gene_map)},
+        stain={"reference_section": "BC23902_D2"},
+    )
+    catalog = project_catalog(tmp_path / "project")
+    catalog["params:data_processing"] = params
+    SequentialRunner().run(data_processing.create_pipeline(), catalog)
+    manifest = catalog.load("raw_manifest")
+    assert manifest["obtained"] == "read in place" and manifest["root"] == str(root)
+    store = catalog.load("patch_store")
+    assert store.index["section"].value_counts().to_dict() == {"BC23902_D2": 182, "BC23901_C1": 110}
+    assert n_folds(params, {"split": {"scheme": "lopo"}}) == 2
+    with pytest.raises(DataError, match=r"sections \['BC1_X'\] are not in"):
+        from brstnet.pipelines.data_processing.nodes import acquire_raw_data
+
+        acquire_raw_data(
+            dp_params(
+                dataset="he2020",
+                sections=["BC1_X"],
+                source={"local_dir": str(root)},
+                stain={"reference_section": None},
+            )
+        )

@@ -42,7 +42,12 @@ def n_folds(data_processing: dict, feature_selection: dict) -> int:
     dataset = data_processing.get("dataset", "her2st")
     root = (data_processing.get("source") or {}).get("local_dir")
     options = ReaderOptions(**(data_processing.get("reader") or {}))
-    return len({person_id(dataset, patient_of(dataset, root, s, options)) for s in data_processing["sections"]})
+    return len(
+        {
+            person_id(dataset, patient_of(dataset, root, s, options))
+            for s in data_processing["sections"]
+        }
+    )
 
 
 def variant_grid(params: dict | None = None) -> tuple[list[tuple[str, str, float]], int]:

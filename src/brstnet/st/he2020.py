@@ -27,18 +27,29 @@ logger = logging.getLogger(__name__)
 
 SPOT_PITCH_UM = 200.0
 SPOT_DIAMETER_UM = 100.0
-METADATA_COLUMNS = ("patient", "replicate", "type", "histology_image", "spot_coordinates", "count_matrix")
+METADATA_COLUMNS = (
+    "patient",
+    "replicate",
+    "type",
+    "histology_image",
+    "spot_coordinates",
+    "count_matrix",
+)
 
 
 def metadata(root: str | Path) -> pd.DataFrame:
     """metadata.csv indexed by section "<patient>_<replicate>"."""
     path = Path(root) / "metadata.csv"
     if not path.is_file():
-        raise DataError(f"he2020: {path} is missing; point data_processing.source.local_dir at the unpacked data set")
+        raise DataError(
+            f"he2020: {path} is missing; point data_processing.source.local_dir at the unpacked data set"
+        )
     meta = pd.read_csv(path)
     missing = [c for c in METADATA_COLUMNS if c not in meta.columns]
     if missing:
-        raise DataError(f"he2020: {path} lacks columns {missing}; expected {list(METADATA_COLUMNS)}")
+        raise DataError(
+            f"he2020: {path} lacks columns {missing}; expected {list(METADATA_COLUMNS)}"
+        )
     meta.index = meta["patient"].astype(str) + "_" + meta["replicate"].astype(str)
     return meta
 
@@ -49,7 +60,9 @@ def _resolve(root: Path, name: str, section: str, what: str) -> Path:
     for candidate in dict.fromkeys(candidates):
         if (root / candidate).is_file():
             return root / candidate
-    raise DataError(f"section {section}: {what} {root / name} is missing (also tried the BT/BC variants {candidates[1:]})")
+    raise DataError(
+        f"section {section}: {what} {root / name} is missing (also tried the BT/BC variants {candidates[1:]})"
+    )
 
 
 def read_gene_map(path: str | Path) -> dict[str, str]:
@@ -66,8 +79,13 @@ def _spot_grid(index: pd.Index, path: Path, section: str) -> pd.DataFrame:
     parts = index.astype(str).str.extract(r"^(\d+)x(\d+)$")
     if parts.isna().any().any():
         bad = list(index[parts.isna().any(axis=1)][:3])
-        raise DataError(f"section {section}: spot ids in {path} must look like '<x>x<y>', found {bad}")
-    return pd.DataFrame({"array_x": parts[0].astype(int).to_numpy(), "array_y": parts[1].astype(int).to_numpy()}, index=index.astype(str))
+        raise DataError(
+            f"section {section}: spot ids in {path} must look like '<x>x<y>', found {bad}"
+        )
+    return pd.DataFrame(
+        {"array_x": parts[0].astype(int).to_numpy(), "array_y": parts[1].astype(int).to_numpy()},
+        index=index.astype(str),
+    )
 
 
 def read_tumor_labels(path: Path) -> pd.Series:
@@ -77,11 +95,17 @@ def read_tumor_labels(path: Path) -> pd.Series:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     table = pd.read_csv(io.StringIO(text), sep="\t", index_col=False)
     rows = [line.split("\t") for line in text.strip().split("\n")]
-    if len(rows) > 1 and len(rows[1]) == len(rows[0]) + 1:  # header one field short: first field is the id
+    if (
+        len(rows) > 1 and len(rows[1]) == len(rows[0]) + 1
+    ):  # header one field short: first field is the id
         table = pd.read_csv(io.StringIO(text), sep="\t")
-    label = next((c for c in table.columns if "tumor" in str(c).lower() or "tumour" in str(c).lower()), None)
+    label = next(
+        (c for c in table.columns if "tumor" in str(c).lower() or "tumour" in str(c).lower()), None
+    )
     if label is None:
-        raise DataError(f"tumour annotation {path} has no tumour column (columns: {list(table.columns)})")
+        raise DataError(
+            f"tumour annotation {path} has no tumour column (columns: {list(table.columns)})"
+        )
     return table[label].astype(str).set_axis(table.index.astype(str))
 
 
@@ -98,7 +122,9 @@ def read_section(
     root = Path(root)
     meta = metadata(root)
     if section not in meta.index:
-        raise DataError(f"unknown he2020 section {section!r}; metadata.csv lists {', '.join(meta.index)}")
+        raise DataError(
+            f"unknown he2020 section {section!r}; metadata.csv lists {', '.join(meta.index)}"
+        )
     row = meta.loc[section]
     counts_file = _resolve(root, str(row["count_matrix"]), section, "count matrix")
     spots_file = _resolve(root, str(row["spot_coordinates"]), section, "spot file")
@@ -107,9 +133,13 @@ def read_section(
         frame = pd.read_csv(counts_file, sep="\t", index_col=0)
         spots = pd.read_csv(spots_file, index_col=0)
     except Exception as err:
-        raise DataError(f"section {section}: cannot read {counts_file} or {spots_file}: {err}") from err
+        raise DataError(
+            f"section {section}: cannot read {counts_file} or {spots_file}: {err}"
+        ) from err
     if not {"X", "Y"} <= set(spots.columns):
-        raise DataError(f"section {section}: spot file {spots_file} lacks columns X, Y (pixel column and row)")
+        raise DataError(
+            f"section {section}: spot file {spots_file} lacks columns X, Y (pixel column and row)"
+        )
     frame.index = frame.index.astype(str)
     _spot_grid(frame.index, counts_file, section)
     positions = _spot_grid(spots.index, spots_file, section).assign(
@@ -120,7 +150,13 @@ def read_section(
         mapping = read_gene_map(gene_map)
         mapped = sum(g in mapping for g in genes)
         genes = pd.Index([mapping.get(g, g) for g in genes])
-        logger.info("section %s: %d of %d gene ids mapped to symbols with %s", section, mapped, len(genes), gene_map)
+        logger.info(
+            "section %s: %d of %d gene ids mapped to symbols with %s",
+            section,
+            mapped,
+            len(genes),
+            gene_map,
+        )
     else:
         logger.info("section %s: no gene_map given; genes keep their Ensembl ids", section)
     adata = assemble_section(
@@ -142,6 +178,8 @@ def read_section(
     )
     adata.uns["subtype"] = str(row["type"])
     if "tumor_annotation" in meta.columns and pd.notna(row["tumor_annotation"]):
-        labels = read_tumor_labels(_resolve(root, str(row["tumor_annotation"]), section, "tumour annotation"))
+        labels = read_tumor_labels(
+            _resolve(root, str(row["tumor_annotation"]), section, "tumour annotation")
+        )
         adata.obs["tumor"] = labels.reindex(adata.obs["spot_id"]).to_numpy()
     return adata

@@ -34,7 +34,6 @@ from .tissue import background_fractions, tissue_mask
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class PatchStore:
     """Patches and their index.

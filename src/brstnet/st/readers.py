@@ -38,7 +38,9 @@ def sections(dataset: str, root: str | Path) -> list[str]:
     raise DataError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
 
 
-def patient_of(dataset: str, root: str | Path | None, section: str, options: ReaderOptions | None = None) -> str:
+def patient_of(
+    dataset: str, root: str | Path | None, section: str, options: ReaderOptions | None = None
+) -> str:
     """The patient of a section, without reading its counts."""
     options = options or ReaderOptions()
     if dataset == "her2st":
@@ -46,7 +48,9 @@ def patient_of(dataset: str, root: str | Path | None, section: str, options: Rea
     if dataset == "he2020":
         meta = he2020.metadata(root)
         if section not in meta.index:
-            raise DataError(f"unknown he2020 section {section!r}; metadata.csv lists {', '.join(meta.index)}")
+            raise DataError(
+                f"unknown he2020 section {section!r}; metadata.csv lists {', '.join(meta.index)}"
+            )
         return str(meta.loc[section, "patient"])
     if dataset == "visium":
         return options.patients.get(section, section)
@@ -67,16 +71,31 @@ def read(
 ) -> ad.AnnData:
     """Read one section of ``dataset`` laid out as published under ``root``."""
     options = options or ReaderOptions()
-    common: dict[str, Any] = {"pixel_size_um": pixel_size_um, "max_unmatched_fraction": max_unmatched_fraction}
+    common: dict[str, Any] = {
+        "pixel_size_um": pixel_size_um,
+        "max_unmatched_fraction": max_unmatched_fraction,
+    }
     if dataset == "her2st":
         files = her2st.locate_section(root, section)
-        return her2st.read_section(files, spot_pitch_um=spot_pitch_um or her2st.SPOT_PITCH_UM, **common)
+        return her2st.read_section(
+            files, spot_pitch_um=spot_pitch_um or her2st.SPOT_PITCH_UM, **common
+        )
     if dataset == "he2020":
-        return he2020.read_section(root, section, spot_pitch_um=spot_pitch_um or he2020.SPOT_PITCH_UM, gene_map=options.gene_map, **common)
+        return he2020.read_section(
+            root,
+            section,
+            spot_pitch_um=spot_pitch_um or he2020.SPOT_PITCH_UM,
+            gene_map=options.gene_map,
+            **common,
+        )
     if dataset == "visium":
         return visium.read_visium(
-            root, section, spot_diameter_um=options.spot_diameter_um or visium.VISIUM_SPOT_DIAMETER_UM,
-            images=options.images, patients=options.patients, **common,
+            root,
+            section,
+            spot_diameter_um=options.spot_diameter_um or visium.VISIUM_SPOT_DIAMETER_UM,
+            images=options.images,
+            patients=options.patients,
+            **common,
         )
     if dataset == "hest":
         return visium.read_hest(root, section, **common)

@@ -36,10 +36,18 @@ def check_counts(frame: pd.DataFrame, path: Path, section: str) -> sp.csr_matrix
         msg = f"section {section}: count matrix {path} has non-numeric columns {non_numeric[:5]}; counts must be integers"
         raise DataError(msg)
     values = frame.to_numpy()
-    return check_count_matrix(sp.csr_matrix(values) if values.size else sp.csr_matrix(values.shape), path, section, frame.index, frame.columns)
+    return check_count_matrix(
+        sp.csr_matrix(values) if values.size else sp.csr_matrix(values.shape),
+        path,
+        section,
+        frame.index,
+        frame.columns,
+    )
 
 
-def check_count_matrix(counts: sp.spmatrix, path: Path, section: str, spots: pd.Index, genes: pd.Index) -> sp.csr_matrix:
+def check_count_matrix(
+    counts: sp.spmatrix, path: Path, section: str, spots: pd.Index, genes: pd.Index
+) -> sp.csr_matrix:
     """Integer, non-negative, int32-sized counts, else a DataError naming the file."""
     counts = sp.csr_matrix(counts)
     data = counts.data
@@ -108,17 +116,29 @@ def assemble_section(
         raise DataError(msg)
     if len(no_counts):
         logger.warning(
-            "section %s: %d spot(s) of the spot file have no counts and are dropped: %s", section, len(no_counts), ", ".join(no_counts)
+            "section %s: %d spot(s) of the spot file have no counts and are dropped: %s",
+            section,
+            len(no_counts),
+            ", ".join(no_counts),
         )
     keep = spot_ids.isin(positions.index)
     if counts_cover_off_tissue and (~keep).any():
-        logger.info("section %s: %d counted spots are off the tissue and left out", section, int((~keep).sum()))
+        logger.info(
+            "section %s: %d counted spots are off the tissue and left out",
+            section,
+            int((~keep).sum()),
+        )
     spot_ids, counts = spot_ids[keep], counts[np.flatnonzero(keep)]
     positions = positions.loc[spot_ids]
 
     width, height = image_size(image, section)
     pixel_xy = positions[["pixel_x", "pixel_y"]].to_numpy(dtype=float)
-    outside = (pixel_xy[:, 0] < 0) | (pixel_xy[:, 0] >= width) | (pixel_xy[:, 1] < 0) | (pixel_xy[:, 1] >= height)
+    outside = (
+        (pixel_xy[:, 0] < 0)
+        | (pixel_xy[:, 0] >= width)
+        | (pixel_xy[:, 1] < 0)
+        | (pixel_xy[:, 1] >= height)
+    )
     if outside.any():
         first = positions.index[outside][0]
         msg = (
@@ -129,7 +149,10 @@ def assemble_section(
         raise DataError(msg)
     if pixel_size_um is None:
         pixel_size_um = estimate_pixel_size(
-            positions[list(grid_columns)].to_numpy(), pixel_xy, spot_pitch_um=spot_pitch_um, where=f"section {section}"
+            positions[list(grid_columns)].to_numpy(),
+            pixel_xy,
+            spot_pitch_um=spot_pitch_um,
+            where=f"section {section}",
         )
     obs = pd.DataFrame(
         {

@@ -73,11 +73,19 @@ class TiffSlide(Slide):
             series = self._tiff.series[0]
             group = zarr.open(series.aszarr(), mode="r")
         except (tifffile.TiffFileError, OSError, ValueError, KeyError) as err:
-            raise DataError(f"section {section}: slide {path} is not a readable TIFF ({err}); replace the file") from err
-        self.levels = [group[str(i)] for i in range(len(series.levels))] if hasattr(group, "keys") else [group]
+            raise DataError(
+                f"section {section}: slide {path} is not a readable TIFF ({err}); replace the file"
+            ) from err
+        self.levels = (
+            [group[str(i)] for i in range(len(series.levels))]
+            if hasattr(group, "keys")
+            else [group]
+        )
         shape = self.levels[0].shape
         if len(shape) != 3 or shape[-1] not in (3, 4):
-            raise DataError(f"section {section}: slide {path} has shape {shape}; an RGB(A) image [H, W, 3] is expected")
+            raise DataError(
+                f"section {section}: slide {path} has shape {shape}; an RGB(A) image [H, W, 3] is expected"
+            )
         self.height, self.width = int(shape[0]), int(shape[1])
 
     def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
@@ -110,7 +118,9 @@ def image_size(path: str | Path, section: str) -> tuple[int, int]:
         with Image.open(path) as img:
             return img.size
     except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"section {section}: image {path} is not a readable image ({err}); replace the file") from err
+        raise DataError(
+            f"section {section}: image {path} is not a readable image ({err}); replace the file"
+        ) from err
 
 
 def open_slide(path: str | Path, section: str) -> Slide:
@@ -129,7 +139,9 @@ def read_image(path: str | Path, section: str) -> np.ndarray:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
     except FileNotFoundError as err:
-        raise DataError(f"section {section}: image {path} is missing; put the H&E image back") from err
+        raise DataError(
+            f"section {section}: image {path} is missing; put the H&E image back"
+        ) from err
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         msg = f"section {section}: image {path} is corrupt or truncated ({err}); replace the file"
         raise DataError(msg) from err

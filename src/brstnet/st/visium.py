@@ -26,7 +26,14 @@ logger = logging.getLogger(__name__)
 
 VISIUM_SPOT_DIAMETER_UM = 55.0
 VISIUM_SPOT_PITCH_UM = 100.0
-POSITION_NAMES = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+POSITION_NAMES = [
+    "barcode",
+    "in_tissue",
+    "array_row",
+    "array_col",
+    "pxl_row_in_fullres",
+    "pxl_col_in_fullres",
+]
 IMAGE_SUFFIXES = (".tif", ".tiff", ".btf", ".jpg", ".jpeg", ".png")
 
 
@@ -40,7 +47,11 @@ def _outs(root: Path, section: str) -> Path:
 
 
 def visium_sections(root: str | Path) -> list[str]:
-    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and (_outs(Path(root), p.name) / "spatial").is_dir())
+    return sorted(
+        p.name
+        for p in Path(root).iterdir()
+        if p.is_dir() and (_outs(Path(root), p.name) / "spatial").is_dir()
+    )
 
 
 def read_positions(spatial: Path, section: str) -> tuple[pd.DataFrame, Path]:
@@ -52,7 +63,9 @@ def read_positions(spatial: Path, section: str) -> tuple[pd.DataFrame, Path]:
         path = spatial / "tissue_positions_list.csv"
         table = pd.read_csv(path, header=None, names=POSITION_NAMES)
     else:
-        raise DataError(f"visium section {section}: {spatial}/tissue_positions.csv (or tissue_positions_list.csv) is missing")
+        raise DataError(
+            f"visium section {section}: {spatial}/tissue_positions.csv (or tissue_positions_list.csv) is missing"
+        )
     missing = [c for c in POSITION_NAMES if c not in table.columns]
     if missing:
         raise DataError(f"visium section {section}: {path} lacks columns {missing}")
@@ -72,7 +85,9 @@ def read_positions(spatial: Path, section: str) -> tuple[pd.DataFrame, Path]:
 def _image(folder: Path, section: str, images: dict[str, str]) -> Path:
     if section in images:
         return Path(images[section])
-    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    found = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
     if len(found) != 1:
         raise DataError(
             f"visium section {section}: give the full-resolution H&E image (data_processing.reader.images."
@@ -104,14 +119,21 @@ def read_visium(
     scale_path = outs / "spatial" / "scalefactors_json.json"
     if pixel_size_um is None:
         if not scale_path.is_file():
-            raise DataError(f"visium section {section}: scale factors {scale_path} are missing; give data_processing.pixel_size_um")
+            raise DataError(
+                f"visium section {section}: scale factors {scale_path} are missing; give data_processing.pixel_size_um"
+            )
         factors = json.loads(scale_path.read_text())
         if "spot_diameter_fullres" not in factors:
-            raise DataError(f"visium section {section}: {scale_path} lacks spot_diameter_fullres; give data_processing.pixel_size_um")
+            raise DataError(
+                f"visium section {section}: {scale_path} lacks spot_diameter_fullres; give data_processing.pixel_size_um"
+            )
         pixel_size_um = spot_diameter_um / float(factors["spot_diameter_fullres"])
     patient = (patients or {}).get(section)
     if patient is None:
-        logger.warning("visium section %s: no patient given (data_processing.reader.patients); the section counts as its own patient", section)
+        logger.warning(
+            "visium section %s: no patient given (data_processing.reader.patients); the section counts as its own patient",
+            section,
+        )
         patient = section
     spot_ids = counts.obs_names.astype(str)
     return assemble_section(
@@ -145,7 +167,11 @@ def hest_metadata(root: str | Path, sample: str) -> dict:
 
 
 def read_hest(
-    root: str | Path, section: str, *, pixel_size_um: float | None = None, max_unmatched_fraction: float = 0.02
+    root: str | Path,
+    section: str,
+    *,
+    pixel_size_um: float | None = None,
+    max_unmatched_fraction: float = 0.02,
 ) -> ad.AnnData:
     """One HEST-1k sample (st/<id>.h5ad, wsis/<id>.tif, metadata/<id>.json)."""
     root = Path(root)

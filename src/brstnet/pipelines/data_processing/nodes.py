@@ -45,8 +45,15 @@ def acquire_raw_data(params: dict[str, Any]) -> dict:
         available = set(readers.sections(cfg.dataset, src.local_dir))
         unknown = [s for s in cfg.sections if s not in available]
         if unknown:
-            raise DataError(f"dataset {cfg.dataset}: sections {unknown} are not in {src.local_dir}; it holds {sorted(available)}")
-        return {"dataset": cfg.dataset, "root": str(src.local_dir), "sections": {s: {} for s in cfg.sections}, "obtained": "read in place"}
+            raise DataError(
+                f"dataset {cfg.dataset}: sections {unknown} are not in {src.local_dir}; it holds {sorted(available)}"
+            )
+        return {
+            "dataset": cfg.dataset,
+            "root": str(src.local_dir),
+            "sections": {s: {} for s in cfg.sections},
+            "obtained": "read in place",
+        }
     source = Source(
         raw_dir=Path(src.raw_dir),
         local_dir=Path(src.local_dir) if src.local_dir else None,
@@ -145,7 +152,11 @@ def fit_stain_reference(sections: dict, params: dict[str, Any]) -> dict:
     name = cfg.stain.reference_section or cfg.sections[0]
     adata = sections[name]() if callable(sections[name]) else sections[name]
     slide = open_slide(adata.uns["image_path"], name)
-    window = min(um_to_px(cfg.stain.reference_window_um, adata.uns["pixel_size_um"]), slide.width, slide.height)
+    window = min(
+        um_to_px(cfg.stain.reference_window_um, adata.uns["pixel_size_um"]),
+        slide.width,
+        slide.height,
+    )
     x, y = np.median(adata.obsm["spatial"], axis=0)
     region = resize(slide.crop(x, y, window), min(window, 1024))
     reference = fit_macenko(region)
