@@ -20,6 +20,10 @@ class SourceParams(_Strict):
     base_url: str | None = "https://raw.githubusercontent.com/almaan/her2st/{commit}"
     commit: str = "85df7411b987a7dec3feff9718b869a7a82091ec"
     timeout_s: float = Field(60.0, gt=0)
+    # he2020: the data set's public zip, downloaded (resumable, checksummed) into raw_dir
+    # when local_dir does not exist; never by the tests
+    archive_url: str | None = None
+    archive_sha256: str | None = None
 
 
 class QCParams(_Strict):

@@ -168,3 +168,46 @@ def test_section_without_a_known_image(tmp_path: Path, her2st_dir: Path, caplog)
         AcquisitionError, match=r"section A2: the file name of its H&E image is not recorded"
     ):
         acquisition.section_files("A2", None)
+
+
+def test_he2020_zip_is_downloaded_resumed_checked_and_unpacked(
+    tmp_path: Path, her2st_dir: Path
+) -> None:
+    import hashlib
+    import zipfile
+
+    from brstnet.st.acquisition import acquire_archive
+    from tests.layouts import write_he2020
+
+    layout = tmp_path / "layout" / "he2020_v5"
+    write_he2020(layout, her2st_dir, {"C2": ("BC23902", "D2")})
+    www = tmp_path / "www"
+    www.mkdir()
+    with zipfile.ZipFile(www / "29ntw7sh4r-5.zip", "w") as zipped:
+        for path in sorted(layout.rglob("*")):
+            zipped.write(path, path.relative_to(layout.parent))
+    data = (www / "29ntw7sh4r-5.zip").read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(RangeHandler, directory=str(www))
+    )
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/29ntw7sh4r-5.zip"
+    raw = tmp_path / "raw"
+    try:
+        with pytest.raises(AcquisitionError, match="does not match the recorded"):
+            acquire_archive(url, raw, sha256="0" * 64, marker="metadata.csv")
+        raw.mkdir(exist_ok=True)
+        (raw / "29ntw7sh4r-5.zip.part").write_bytes(
+            data[: len(data) // 2]
+        )  # an interrupted download
+        RangeHandler.requests = []
+        root = acquire_archive(url, raw, sha256=digest, marker="metadata.csv")
+        assert RangeHandler.requests == [("/29ntw7sh4r-5.zip", f"bytes={len(data) // 2}-")]
+        assert root == raw / "29ntw7sh4r-5" / "he2020_v5" and (root / "metadata.csv").is_file()
+        assert (
+            acquire_archive(url, raw, sha256=digest, marker="metadata.csv") == root
+        )  # unpacked once
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -207,3 +207,48 @@ def acquire(sections: list[str], source: Source) -> dict:
     )
     manifest["obtained"] = fetched
     return manifest
+
+
+def acquire_archive(
+    url: str, raw_dir: Path, *, sha256: str | None, marker: str, timeout_s: float = 60.0
+) -> Path:
+    """Download a data set's public zip (resumable, checksummed) and unpack it once.
+
+    Args:
+        url: The archive's address.
+        raw_dir: Where the zip and the unpacked folder go.
+        sha256: Expected checksum of the zip (None: not verified, with a warning).
+        marker: A file name the data set holds (e.g. ``metadata.csv``); its folder is the root.
+
+    Returns:
+        The folder holding ``marker``.
+    """
+    import zipfile
+
+    from ..atomic import atomic_folder
+
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    name = url.rstrip("/").split("/")[-1].split("?")[0] or "archive.zip"
+    archive = raw_dir / name
+    unpacked = raw_dir / Path(name).stem
+    found = sorted(unpacked.rglob(marker)) if unpacked.is_dir() else []
+    if found:
+        return found[0].parent
+    if not archive.is_file():
+        _download(url, archive, sha256, timeout_s)
+    elif sha256 is not None and sha256_of(archive) != sha256:
+        archive.unlink()
+        _download(url, archive, sha256, timeout_s)
+    try:
+        with zipfile.ZipFile(archive) as zipped, atomic_folder(unpacked) as tmp:
+            for member in tqdm(zipped.infolist(), desc=f"unpack {name}", unit="file", leave=False):
+                zipped.extract(member, tmp)
+    except zipfile.BadZipFile as err:
+        raise AcquisitionError(
+            f"{archive} is not a zip archive ({err}); delete it and run again"
+        ) from err
+    found = sorted(unpacked.rglob(marker))
+    if not found:
+        raise AcquisitionError(f"{archive} holds no {marker}; is it the right data set?")
+    logger.info("unpacked %s into %s", archive, found[0].parent)
+    return found[0].parent

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from brstnet.config import DataProcessingParams
 from brstnet.st import readers
-from brstnet.st.acquisition import Source, acquire
+from brstnet.st.acquisition import Source, acquire, acquire_archive
 from brstnet.st.errors import DataError
 from brstnet.st.geometry import um_to_px
 from brstnet.st.patches import PatchStore, extract_section, resize
@@ -37,22 +37,36 @@ def acquire_raw_data(params: dict[str, Any]) -> dict:
     cfg = parse(DataProcessingParams, params)
     src = cfg.source
     if cfg.dataset != "her2st":  # read in place, in the layout it is published in
-        if not src.local_dir or not Path(src.local_dir).is_dir():
-            raise DataError(
-                f"dataset {cfg.dataset}: set data_processing.source.local_dir to the folder that holds it "
-                f"(now {src.local_dir!r}); only her2st can be downloaded by brstnet"
+        root, obtained = src.local_dir, "read in place"
+        if (not root or not Path(root).is_dir()) and cfg.dataset == "he2020" and src.archive_url:
+            archive = acquire_archive(
+                src.archive_url,
+                Path(src.raw_dir),
+                sha256=src.archive_sha256,
+                marker="metadata.csv",
+                timeout_s=src.timeout_s,
             )
-        available = set(readers.sections(cfg.dataset, src.local_dir))
+            root, obtained = str(archive), f"downloaded from {src.archive_url}"
+        if not root or not Path(root).is_dir():
+            hint = (
+                "; or source.archive_url to download the public zip"
+                if cfg.dataset == "he2020"
+                else ""
+            )
+            raise DataError(
+                f"dataset {cfg.dataset}: set data_processing.source.local_dir to the folder that holds it (now {src.local_dir!r}){hint}"
+            )
+        available = set(readers.sections(cfg.dataset, root))
         unknown = [s for s in cfg.sections if s not in available]
         if unknown:
             raise DataError(
-                f"dataset {cfg.dataset}: sections {unknown} are not in {src.local_dir}; it holds {sorted(available)}"
+                f"dataset {cfg.dataset}: sections {unknown} are not in {root}; it holds {sorted(available)}"
             )
         return {
             "dataset": cfg.dataset,
-            "root": str(src.local_dir),
+            "root": str(root),
             "sections": {s: {} for s in cfg.sections},
-            "obtained": "read in place",
+            "obtained": obtained,
         }
     source = Source(
         raw_dir=Path(src.raw_dir),
