@@ -1,6 +1,5 @@
-"""brstnet file for ensuring the package is executable
-as `brstnet` and `python -m brstnet`
-"""
+"""``brstnet``: ``brstnet predict SLIDE ...`` for one slide; anything else runs the Kedro
+project as ``kedro run`` would (``python -m brstnet`` inside the project)."""
 
 import sys
 from pathlib import Path
@@ -11,6 +10,10 @@ from kedro.framework.project import configure_project
 
 
 def main(*args, **kwargs) -> Any:
+    if len(sys.argv) > 1 and sys.argv[1] == "predict" and not args:
+        from brstnet.command import predict_command
+
+        return predict_command(sys.argv[2:])
     package_name = Path(__file__).parent.name
     configure_project(package_name)
 

@@ -172,3 +172,18 @@ class EvaluationParams(_Strict):
     alpha: float = Field(0.1, gt=0, lt=1)  # Holm-corrected sign test (ST-Net)
     map_genes: list[str] = Field(default_factory=lambda: ["ERBB2"])  # drawn when in the panel
     n_best_genes: int = Field(3, ge=0)
+
+
+class InferenceParams(_Strict):
+    model: str  # a bundle folder (data/06_models/<variant>_fold<k>) or runs:/<run id>/model/fold<k>
+    slides: dict[str, str] = Field(min_length=1)  # name -> H&E image path
+    pixel_size_um: dict[str, float] = Field(
+        default_factory=dict
+    )  # name -> um/px; else the TIFF tags
+    pitch_um: float = Field(200.0, gt=0)
+    genes: list[str] = Field(
+        default_factory=list
+    )  # drawn; empty: ERBB2 and the panel's first genes
+    tta: bool = False
+    device: str = "auto"
+    batch_size: int = Field(64, ge=1)

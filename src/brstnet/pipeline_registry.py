@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from brstnet.pipelines import data_processing, evaluation, feature_selection, model_training
+from brstnet.pipelines import (
+    data_processing,
+    evaluation,
+    feature_selection,
+    inference,
+    model_training,
+)
 from brstnet.pipelines.variants import variant_grid
 
 
@@ -24,6 +30,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "model_training": mt,
         "evaluation": ev,
         "training": dp + fs + mt + ev,
+        "inference": inference.create_pipeline(),
     }
     pipelines["__default__"] = pipelines["training"]
     return pipelines

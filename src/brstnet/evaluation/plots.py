@@ -38,6 +38,48 @@ def r_histogram(table: pd.DataFrame, *, title: str) -> Figure:
     return fig
 
 
+def _extent(
+    xy: np.ndarray, pad: float, shape: tuple[int, ...]
+) -> tuple[float, float, float, float]:
+    x0, x1 = max(xy[:, 0].min() - pad, 0), min(xy[:, 0].max() + pad, shape[1])
+    y0, y1 = max(xy[:, 1].min() - pad, 0), min(xy[:, 1].max() + pad, shape[0])
+    return x0, x1, y0, y1
+
+
+def _draw_spots(
+    fig: Figure,
+    ax,
+    thumbnail: np.ndarray,
+    xy: np.ndarray,
+    values: np.ndarray,
+    diameter: float,
+    extent,
+    title: str,
+) -> None:
+    """Spots at their physical diameter over the H&E, on their own colour scale."""
+    from matplotlib.collections import EllipseCollection
+
+    ax.imshow(thumbnail)
+    spots = EllipseCollection(
+        diameter,
+        diameter,
+        0.0,
+        units="xy",
+        offsets=xy,
+        offset_transform=ax.transData,
+        cmap="viridis",
+        alpha=0.9,
+    )
+    lo, hi = np.nanpercentile(values, [2, 98])
+    spots.set_array(np.asarray(values, dtype=float))
+    spots.set_clim(lo, hi if hi > lo else lo + 1e-6)
+    ax.add_collection(spots)
+    x0, x1, y0, y1 = extent
+    ax.set(xlim=(x0, x1), ylim=(y1, y0), xticks=[], yticks=[])
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(spots, ax=ax, shrink=0.7)
+
+
 def gene_maps(
     thumbnail: np.ndarray,
     scale: float,
@@ -57,43 +99,61 @@ def gene_maps(
         spots_xy: [n, 2] spot centres in image pixels.
         observed, predicted: [n, len(genes)] in the model scale.
     """
-    from matplotlib.collections import EllipseCollection
-
     fig, axes = plt.subplots(
         len(genes), 2, figsize=(8, 3.6 * len(genes)), layout="constrained", squeeze=False
     )
     xy = np.asarray(spots_xy) * scale
     diameter = spot_diameter_px * scale
-    pad = diameter * 2
-    x0, x1 = max(xy[:, 0].min() - pad, 0), min(xy[:, 0].max() + pad, thumbnail.shape[1])
-    y0, y1 = max(xy[:, 1].min() - pad, 0), min(xy[:, 1].max() + pad, thumbnail.shape[0])
+    extent = _extent(xy, diameter * 2, thumbnail.shape)
     for row, gene in enumerate(genes):
-        for col, (values, label) in enumerate(
-            ((observed[:, row], "observed"), (predicted[:, row], "predicted"))
-        ):
-            ax = axes[row, col]
-            ax.imshow(thumbnail)
-            # spots drawn at their physical diameter; each map on its own colour scale,
-            # since r measures the spatial pattern, not the level
-            spots = EllipseCollection(
-                diameter,
-                diameter,
-                0.0,
-                units="xy",
-                offsets=xy,
-                offset_transform=ax.transData,
-                cmap="viridis",
-                alpha=0.9,
-            )
-            lo, hi = np.nanpercentile(values, [2, 98])
-            spots.set_array(np.asarray(values, dtype=float))
-            spots.set_clim(lo, hi if hi > lo else lo + 1e-6)
-            ax.add_collection(spots)
-            ax.set(xlim=(x0, x1), ylim=(y1, y0), xticks=[], yticks=[])
-            suffix = f" (r = {r[row]:.2f})" if col == 1 and np.isfinite(r[row]) else ""
-            ax.set_title(f"{gene} {label}{suffix}", fontsize=9)
-            fig.colorbar(spots, ax=ax, shrink=0.7)
+        suffix = f" (r = {r[row]:.2f})" if np.isfinite(r[row]) else ""
+        _draw_spots(
+            fig, axes[row, 0], thumbnail, xy, observed[:, row], diameter, extent, f"{gene} observed"
+        )
+        _draw_spots(
+            fig,
+            axes[row, 1],
+            thumbnail,
+            xy,
+            predicted[:, row],
+            diameter,
+            extent,
+            f"{gene} predicted{suffix}",
+        )
     fig.suptitle(f"{title}\nz-scored log(1 + count), each map on its own colour scale", fontsize=10)
+    return fig
+
+
+def prediction_maps(
+    thumbnail: np.ndarray,
+    scale: float,
+    xy_px: np.ndarray,
+    predicted: np.ndarray,
+    genes: list[str],
+    *,
+    title: str,
+    spot_px: float,
+) -> Figure:
+    """Predicted expression of ``genes`` over a whole slide, one panel each, with the H&E."""
+    n = len(genes) + 1
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, 3.8 * rows), layout="constrained", squeeze=False
+    )
+    xy = np.asarray(xy_px) * scale
+    extent = _extent(xy, spot_px * scale, thumbnail.shape)
+    flat = axes.ravel()
+    flat[0].imshow(thumbnail)
+    flat[0].set(xlim=extent[:2], ylim=(extent[3], extent[2]), xticks=[], yticks=[])
+    flat[0].set_title("H&E", fontsize=9)
+    for ax, (i, gene) in zip(flat[1:], enumerate(genes), strict=False):
+        _draw_spots(
+            fig, ax, thumbnail, xy, predicted[:, i], spot_px * scale, extent, f"{gene} predicted"
+        )
+    for ax in flat[n:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
     return fig
 
 

@@ -1,0 +1,92 @@
+"""``brstnet predict``: expression maps for one slide, without a Kedro project around it.
+
+(Not ``brstnet/cli.py``: Kedro reserves that name for project CLI commands.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .atomic import atomic_file
+
+
+def predict_command(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="brstnet predict", description="Predict spatial gene expression over an H&E slide."
+    )
+    parser.add_argument(
+        "slide", type=Path, help="H&E image: JPEG / PNG, or (pyramidal) TIFF read by regions"
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a model folder (data/06_models/<variant>_fold<k>) or runs:/<run id>/model/fold<k>",
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output folder: <slide>.h5ad and <slide>_maps.png"
+    )
+    parser.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        help="micrometres per pixel (default: from the TIFF tags)",
+    )
+    parser.add_argument(
+        "--pitch-um",
+        type=float,
+        default=200.0,
+        help="grid step in micrometres (default: the ST spot pitch)",
+    )
+    parser.add_argument(
+        "--genes",
+        nargs="*",
+        default=None,
+        help="genes to draw (default: ERBB2 if predicted, then the first of the panel)",
+    )
+    parser.add_argument("--tta", action="store_true", help="mean over the 8 flips / rotations")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking store for runs:/ models (default: MLFLOW_TRACKING_URI)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from .inference.models import load_model
+    from .inference.slide import check_genes, predict_slide, slide_maps_figure
+    from .st.errors import DataError
+
+    try:
+        bundle = load_model(args.model, tracking_uri=args.tracking_uri)
+        genes = (
+            check_genes(bundle, args.genes) if args.genes else default_genes(bundle.config["genes"])
+        )
+        result = predict_slide(
+            bundle,
+            args.slide,
+            pixel_size_um=args.pixel_size,
+            pitch_um=args.pitch_um,
+            device=args.device,
+            tta=args.tta,
+        )
+    except DataError as err:
+        parser.exit(2, f"brstnet predict: error: {err}\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.slide.stem
+    with atomic_file(args.out / f"{stem}.h5ad") as tmp:
+        result.write_h5ad(tmp)
+    with atomic_file(args.out / f"{stem}_maps.png") as tmp:
+        slide_maps_figure(result, genes).save(tmp, format="PNG")
+    logging.getLogger("brstnet").info(
+        "wrote %s and %s", args.out / f"{stem}.h5ad", args.out / f"{stem}_maps.png"
+    )
+    return 0
+
+
+def default_genes(panel: list[str], n: int = 4) -> list[str]:
+    """ERBB2 when predicted, then the panel's leading (most expressed) genes."""
+    first = [g for g in ("ERBB2",) if g in panel]
+    return first + [g for g in panel if g not in first][: n - len(first)]

@@ -1,0 +1,252 @@
+"""Predict expression over a whole H&E slide with a trained model bundle.
+
+Everything training fixed travels in the bundle (gene panel, target statistics, stain
+reference, patch size in micrometres, model resolution), so a slide is cut and
+normalised exactly as the training patches were, at the slide's own pixel size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..st.errors import DataError
+from ..st.geometry import um_to_px
+from ..st.patches import resize
+from ..st.slides import TIFF_SUFFIXES, Slide, open_slide
+from ..st.stain import StainNormalizer
+from ..st.tissue import background_fractions, tissue_mask
+from ..training.bundle import ModelBundle
+
+logger = logging.getLogger(__name__)
+
+
+def slide_pixel_size(path: str | Path, given: float | None) -> float:
+    """The slide's micrometres per pixel: ``given``, else the TIFF resolution tags.
+
+    Raises:
+        DataError: none given and none recorded in the file (names the file).
+    """
+    if given is not None:
+        if given <= 0:
+            raise DataError(f"slide {path}: pixel size must be positive, got {given}")
+        return float(given)
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            res, unit = page.tags.get("XResolution"), page.tags.get("ResolutionUnit")
+            if res is not None and unit is not None and int(unit.value) in (2, 3):
+                num, den = res.value
+                if num > 0 and den > 0:
+                    per_um = (num / den) / (25400.0 if int(unit.value) == 2 else 10000.0)
+                    if per_um > 0.1:  # a real scan (>= 0.1 px per um); 72 dpi placeholders are not
+                        return 1.0 / per_um
+    raise DataError(
+        f"slide {path}: its pixel size is not recorded in the file; give it (--pixel-size / "
+        "inference.pixel_size_um, micrometres per pixel)"
+    )
+
+
+def tissue_grid(
+    slide: Slide, *, pitch_px: float, window_px: int, max_background_fraction: float
+) -> np.ndarray:
+    """Grid points (x, y) at ``pitch_px`` whose window is mostly tissue.
+
+    Raises:
+        DataError: no tissue found.
+    """
+    thumb, scale = slide.thumbnail()
+    mask = tissue_mask(thumb)
+    xs = np.arange(window_px / 2, slide.width - window_px / 2 + 1, pitch_px)
+    ys = np.arange(window_px / 2, slide.height - window_px / 2 + 1, pitch_px)
+    grid = np.array([(x, y) for y in ys for x in xs], dtype=float).reshape(-1, 2)
+    if len(grid) == 0 or not mask.any():
+        raise DataError(
+            "no tissue found on the slide (blank, or the window is larger than the slide)"
+        )
+    keep = (
+        background_fractions(mask, grid, window=window_px, scale=scale) <= max_background_fraction
+    )
+    if not keep.any():
+        raise DataError("no tissue found on the slide: no window is covered by tissue")
+    return grid[keep]
+
+
+def _batches(
+    slide: Slide,
+    centres: np.ndarray,
+    *,
+    window: int,
+    size: int,
+    normalizer: StainNormalizer,
+    batch: int,
+) -> Iterator[np.ndarray]:
+    for start in range(0, len(centres), batch):
+        yield np.stack(
+            [
+                normalizer(resize(slide.crop(x, y, window), size))
+                for x, y in centres[start : start + batch]
+            ]
+        )
+
+
+def predict_slide(
+    bundle: ModelBundle,
+    slide_path: str | Path,
+    *,
+    pixel_size_um: float | None = None,
+    pitch_um: float = 200.0,
+    positions: np.ndarray | None = None,
+    max_background_fraction: float = 0.5,
+    batch_size: int = 64,
+    device: str = "auto",
+    tta: bool = False,
+) -> ad.AnnData:
+    """Predict the model's gene panel over a slide.
+
+    Args:
+        bundle: A trained model (``data/06_models/<variant>_fold<k>``).
+        slide_path: H&E image (JPEG/PNG decoded once; TIFF read by regions).
+        pixel_size_um: Micrometres per pixel of this slide (None: from the TIFF tags).
+        pitch_um: Grid step (default: the ST spot pitch, 200 um; smaller for smoother maps).
+        positions: [n, 2] pixel centres to predict instead of the tissue grid.
+
+    Returns:
+        AnnData: X = predictions in the training target scale (z-scores), layers
+        ["log1p"] = log(1 + count) scale (for log1p targets), obsm["spatial"], var = genes,
+        uns = model, pixel size and geometry.
+    """
+    import torch
+
+    from ..training.data import dihedral_transform, to_model_input
+    from ..training.devices import resolve_device
+
+    cfg = bundle.config
+    pixel = slide_pixel_size(slide_path, pixel_size_um)
+    slide = open_slide(slide_path, Path(slide_path).name)
+    window = um_to_px(cfg["window_um"], pixel)
+    if window > min(slide.width, slide.height):
+        raise DataError(
+            f"slide {slide_path}: the {cfg['window_um']} um window ({window} px) is larger than the slide"
+        )
+    if positions is None:
+        centres = tissue_grid(
+            slide,
+            pitch_px=pitch_um / pixel,
+            window_px=window,
+            max_background_fraction=max_background_fraction,
+        )
+    else:
+        centres = np.asarray(positions, dtype=float)
+    stain = cfg.get("stain_reference") or {}
+    normalizer = StainNormalizer(stain if stain.get("method") else None)
+    setup = resolve_device(device)
+    task = bundle.build_task().to(setup.device).eval()
+    outputs = []
+    n_batches = -(-len(centres) // batch_size)
+    with torch.no_grad():
+        for images in tqdm(
+            _batches(
+                slide,
+                centres,
+                window=window,
+                size=cfg["size_px"],
+                normalizer=normalizer,
+                batch=batch_size,
+            ),
+            total=n_batches,
+            desc=f"predict {Path(slide_path).name}",
+            unit="batch",
+        ):
+            x = to_model_input(
+                torch.from_numpy(images), setup.device, channels_last=setup.channels_last
+            )
+            views = range(8) if tta else range(1)
+            with torch.autocast(
+                setup.device.type, dtype=setup.amp_dtype, enabled=setup.amp_dtype is not None
+            ):
+                y = sum(
+                    task(dihedral_transform(x, k) if k else x)["output"].float() for k in views
+                ) / len(views)
+            outputs.append(y.cpu().numpy())
+    predicted = np.concatenate(outputs).astype(np.float32)
+    mean, std = np.asarray(cfg["target"]["mean"]), np.asarray(cfg["target"]["std"])
+    obs = pd.DataFrame(
+        {"pixel_x": centres[:, 0], "pixel_y": centres[:, 1]},
+        index=[f"p{i}" for i in range(len(centres))],
+    )
+    out = ad.AnnData(X=predicted, obs=obs, var=pd.DataFrame(index=pd.Index(cfg["genes"])))
+    target_scale = (
+        (predicted * std + mean).astype(np.float32) if cfg["target"]["zscore"] else predicted
+    )
+    out.layers["log1p" if cfg["target"]["transform"] == "log1p" else cfg["target"]["transform"]] = (
+        target_scale
+    )
+    out.obsm["spatial"] = centres
+    out.uns.update(
+        model={
+            k: cfg[k]
+            for k in (
+                "variant",
+                "fold",
+                "backbone",
+                "aux_weight",
+                "size_px",
+                "window_um",
+                "train_patients",
+            )
+        },
+        slide=str(slide_path),
+        pixel_size_um=pixel,
+        pitch_um=float(pitch_um) if positions is None else None,
+        target=f"X: z-scored {cfg['target']['transform']} with training statistics",
+    )
+    logger.info(
+        "%s: predicted %d genes at %d positions (%.3f um/px, window %d px)",
+        slide_path,
+        out.n_vars,
+        out.n_obs,
+        pixel,
+        window,
+    )
+    return out
+
+
+def check_genes(bundle: ModelBundle, genes: list[str]) -> list[str]:
+    """Requested genes must be in the model's panel (else an error listing what is)."""
+    panel = set(bundle.config["genes"])
+    missing = [g for g in genes if g not in panel]
+    if missing:
+        raise DataError(
+            f"genes {missing} are not in the panel of model {bundle.config.get('variant')} "
+            f"(it predicts {len(panel)} genes, e.g. {sorted(panel)[:5]}); the model was trained on another panel"
+        )
+    return genes
+
+
+def slide_maps_figure(result: ad.AnnData, genes: list[str]):
+    """Predicted maps of ``genes`` over the slide's H&E, as a PIL image."""
+    from ..evaluation.plots import prediction_maps, to_image
+
+    slide = open_slide(result.uns["slide"], Path(result.uns["slide"]).name)
+    thumb, scale = slide.thumbnail()
+    pitch_um = result.uns.get("pitch_um") or 100.0
+    fig = prediction_maps(
+        thumb,
+        scale,
+        np.asarray(result.obsm["spatial"]),
+        np.asarray(result[:, genes].X),
+        genes,
+        title=f"{Path(result.uns['slide']).name}: model {result.uns['model']['variant']} (z-scored log(1 + count))",
+        spot_px=pitch_um / result.uns["pixel_size_um"],
+    )
+    return to_image(fig)

@@ -1,0 +1,148 @@
+"""Whole-slide prediction: a model trained on her2st patient C predicts section B4 as if
+B4 had no ST data (the model comes from the real-data `training` run, tiny backbone)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+from PIL import Image
+
+from brstnet.command import predict_command
+from brstnet.inference.models import load_model
+from brstnet.inference.slide import check_genes, predict_slide, slide_pixel_size
+from brstnet.metrics import pearson_per_gene
+from brstnet.st.errors import DataError
+from brstnet.st.geometry import um_to_px
+from brstnet.st.slides import open_slide
+from brstnet.st.tissue import background_fractions, tissue_mask
+from tests.layouts import her2st_tables, write_pyramid
+
+pytestmark = pytest.mark.real_data
+PIXEL = 0.688
+
+
+@pytest.fixture(scope="module")
+def model(real_run: Path):
+    bundle = load_model(real_run / "data/06_models/test_resnet_aux_fold0")
+    assert bundle.config["train_patients"] == ["C"] and bundle.config["test_patients"] == ["B"]
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def b4(her2st_dir: Path):
+    counts, spots, image = her2st_tables(her2st_dir, "B4")
+    return counts, spots, image
+
+
+def test_grid_covers_the_tissue_and_round_trips_through_scanpy(model, b4, tmp_path: Path) -> None:
+    _, spots, image = b4
+    result = predict_slide(model, image, pixel_size_um=PIXEL, pitch_um=200)
+    assert result.n_vars == 250 and list(result.var_names) == model.config["genes"]
+    grid = np.asarray(result.obsm["spatial"])
+    # every B4 spot whose window is mostly tissue has a grid point within one pitch (291 px)
+    spot_xy = spots[["pixel_x", "pixel_y"]].to_numpy()
+    slide = open_slide(image, "B4")
+    thumb, scale = slide.thumbnail()
+    background = background_fractions(
+        tissue_mask(thumb), spot_xy, window=um_to_px(model.config["window_um"], PIXEL), scale=scale
+    )
+    nearest = np.sqrt(((spot_xy[:, None, :] - grid[None, :, :]) ** 2).sum(-1)).min(axis=1)
+    assert np.mean(nearest[background <= 0.5] < 200 / PIXEL) > 0.95
+    assert np.mean(nearest < 200 / PIXEL) > 0.9  # the rest lie over fat or glass
+    # ... and the grid stays on the tissue: not many more points than spots
+    assert 0.5 * len(spots) < len(grid) < 2.0 * len(spots)
+    assert np.allclose(
+        result.layers["log1p"],
+        result.X * np.asarray(model.config["target"]["std"])
+        + np.asarray(model.config["target"]["mean"]),
+        atol=1e-5,
+    )
+    result.write_h5ad(tmp_path / "b4.h5ad")
+    back = sc.read_h5ad(tmp_path / "b4.h5ad")
+    assert back.shape == result.shape and back.uns["model"]["variant"] == "test_resnet_aux"
+    np.testing.assert_allclose(back.obsm["spatial"], grid)
+
+
+def test_predictions_at_the_real_spots_against_the_real_counts(model, b4) -> None:
+    counts, spots, image = b4
+    result = predict_slide(
+        model, image, pixel_size_um=PIXEL, positions=spots[["pixel_x", "pixel_y"]].to_numpy()
+    )
+    genes = [g for g in result.var_names if g in counts.columns]
+    observed = np.log1p(counts.loc[spots.index, genes].to_numpy())
+    report = pd.DataFrame(
+        {"gene": genes, "r": pearson_per_gene(observed, result[:, genes].layers["log1p"])}
+    )
+    assert len(report) >= 245  # the panel was chosen on patient C; nearly all genes exist in B4
+    assert report["r"].notna().mean() > 0.95  # defined wherever B4 expresses the gene
+
+
+def test_half_resolution_slide_gives_nearly_the_same_predictions(model, b4, tmp_path: Path) -> None:
+    _, spots, image = b4
+    positions = spots[["pixel_x", "pixel_y"]].to_numpy()
+    full = predict_slide(model, image, pixel_size_um=PIXEL, positions=positions)
+    half_path = tmp_path / "b4_half.png"
+    Image.open(image).convert("RGB").reduce(2).save(half_path)
+    half = predict_slide(model, half_path, pixel_size_um=2 * PIXEL, positions=positions / 2)
+    a, b = full.X, half.X
+    spread = a.std(axis=0).mean()
+    assert np.abs(a - b).mean() < 0.35 * spread
+    assert np.median(pearson_per_gene(a, b)) > 0.8
+
+
+def test_tiff_slides_carry_their_pixel_size(tmp_path: Path) -> None:
+    write_pyramid(tmp_path / "slide.tif", np.full((600, 800, 3), 200, np.uint8), 0.25)
+    assert slide_pixel_size(tmp_path / "slide.tif", None) == pytest.approx(0.25)
+    assert slide_pixel_size(tmp_path / "slide.tif", 0.5) == 0.5
+
+
+def test_bad_inputs(model, b4, tmp_path: Path) -> None:
+    _, _, image = b4
+    with pytest.raises(DataError, match="its pixel size is not recorded in the file"):
+        predict_slide(model, image)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"broken.jpg is corrupt or truncated"):
+        predict_slide(model, broken, pixel_size_um=PIXEL)
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (3000, 3000), (245, 245, 245)).save(blank)
+    with pytest.raises(DataError, match="no tissue found"):
+        predict_slide(model, blank, pixel_size_um=PIXEL)
+    with pytest.raises(
+        DataError, match=r"genes \['NOTAGENE'\] are not in the panel of model test_resnet_aux"
+    ):
+        check_genes(model, ["ERBB2", "NOTAGENE"])
+
+
+def test_console_command(real_run: Path, b4, tmp_path: Path, capsys) -> None:
+    _, _, image = b4
+    model_dir = real_run / "data/06_models/test_resnet_aux_fold0"
+    assert (
+        predict_command(
+            [
+                str(image),
+                "--model",
+                str(model_dir),
+                "--out",
+                str(tmp_path / "out"),
+                "--pixel-size",
+                str(PIXEL),
+                "--pitch-um",
+                "400",
+            ]
+        )
+        == 0
+    )
+    stem = Path(image).stem
+    assert (tmp_path / "out" / f"{stem}.h5ad").is_file() and (
+        tmp_path / "out" / f"{stem}_maps.png"
+    ).stat().st_size > 10_000
+    assert sc.read_h5ad(tmp_path / "out" / f"{stem}.h5ad").uns["pitch_um"] == 400
+    with pytest.raises(SystemExit) as exit_info:
+        predict_command([str(image), "--model", str(model_dir), "--out", str(tmp_path / "out2")])
+    assert exit_info.value.code == 2 and "pixel size is not recorded" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()  # nothing written on error
