@@ -69,8 +69,15 @@ def read_positions(spatial: Path, section: str) -> tuple[pd.DataFrame, Path]:
     missing = [c for c in POSITION_NAMES if c not in table.columns]
     if missing:
         raise DataError(f"visium section {section}: {path} lacks columns {missing}")
-    table = table[table["in_tissue"].astype(int) == 1].set_index("barcode")
-    positions = pd.DataFrame(
+    return positions_under_tissue(table.set_index("barcode")), path
+
+
+def positions_under_tissue(table: pd.DataFrame) -> pd.DataFrame:
+    """Space Ranger's columns (array_row/col, pxl_row/col_in_fullres, in_tissue) as the
+    section contract's positions (array_x/y, pixel_x/y), spots under tissue only."""
+    if "in_tissue" in table.columns:
+        table = table[table["in_tissue"].astype(int) == 1]
+    return pd.DataFrame(
         {
             "array_x": table["array_col"].astype(int),
             "array_y": table["array_row"].astype(int),
@@ -79,7 +86,6 @@ def read_positions(spatial: Path, section: str) -> tuple[pd.DataFrame, Path]:
         },
         index=table.index.astype(str),
     )
-    return positions, path
 
 
 def _image(folder: Path, section: str, images: dict[str, str]) -> Path:
@@ -191,18 +197,7 @@ def read_hest(
     missing = [c for c in needed if c not in data.obs.columns]
     if missing:
         raise DataError(f"hest sample {section}: {h5ad} obs lacks {missing}")
-    obs = data.obs
-    if "in_tissue" in obs.columns:
-        obs = obs[obs["in_tissue"].astype(int) == 1]
-    positions = pd.DataFrame(
-        {
-            "array_x": obs["array_col"].astype(int),
-            "array_y": obs["array_row"].astype(int),
-            "pixel_x": obs["pxl_col_in_fullres"].astype(float),
-            "pixel_y": obs["pxl_row_in_fullres"].astype(float),
-        },
-        index=obs.index.astype(str),
-    )
+    positions = positions_under_tissue(data.obs)
     diameter = float(meta.get("spot_diameter") or VISIUM_SPOT_DIAMETER_UM)
     pitch = float(meta.get("inter_spot_dist") or VISIUM_SPOT_PITCH_UM)
     spot_ids = pd.Index(data.obs_names.astype(str))
