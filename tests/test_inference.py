@@ -146,3 +146,44 @@ def test_console_command(real_run: Path, b4, tmp_path: Path, capsys) -> None:
         predict_command([str(image), "--model", str(model_dir), "--out", str(tmp_path / "out2")])
     assert exit_info.value.code == 2 and "pixel size is not recorded" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()  # nothing written on error
+
+
+def test_inference_pipeline_logs_to_mlflow(real_run: Path, b4, monkeypatch) -> None:
+    import yaml
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+    from mlflow.tracking import MlflowClient
+
+    _, _, image = b4
+    local = real_run / "conf/local/parameters_inference.yml"
+    inference = {
+        "model": "data/06_models/test_resnet_aux_fold0",
+        "slides": {"B4": str(image)},
+        "pixel_size_um": {"B4": PIXEL},
+        "pitch_um": 400,
+        "genes": ["ERBB2"],
+    }
+    local.write_text(yaml.safe_dump({"inference": inference}))
+    monkeypatch.chdir(real_run)
+    bootstrap_project(real_run)
+    with KedroSession.create(project_path=real_run) as session:
+        session.run(pipeline_name="inference")
+    import mlflow
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    result = sc.read_h5ad(real_run / "data/07_model_output/slides/B4.h5ad")
+    assert (
+        result.uns["model_source"] == "data/06_models/test_resnet_aux_fold0"
+        and result.uns["pitch_um"] == 400
+    )
+    assert (real_run / "data/08_reporting/slides/B4_maps.png").is_file()
+    client = MlflowClient(f"sqlite:///{real_run / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("brstnet")
+    run = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`mlflow.runName` = 'inference'"
+    )[0]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "slides")} == {
+        "slides/B4.h5ad",
+        "slides/B4_maps.png",
+    }
