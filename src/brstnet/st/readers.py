@@ -64,12 +64,16 @@ def read(
     root: str | Path,
     section: str,
     *,
-    pixel_size_um: float | None,
-    spot_pitch_um: float | None,
-    max_unmatched_fraction: float,
+    pixel_size_um: float | None = None,
+    spot_pitch_um: float | None = None,
+    max_unmatched_fraction: float = 0.02,
     options: ReaderOptions | None = None,
 ) -> ad.AnnData:
-    """Read one section of ``dataset`` laid out as published under ``root``."""
+    """Read one section of ``dataset`` laid out as published under ``root``.
+
+    ``pixel_size_um`` None: from the layout (spot grid, scale factors or metadata);
+    ``spot_pitch_um`` None: the layout's own (200 um ST arrays, 100 um Visium).
+    """
     options = options or ReaderOptions()
     common: dict[str, Any] = {
         "pixel_size_um": pixel_size_um,
