@@ -96,6 +96,7 @@ class SplitParams(_Strict):
     scheme: Literal["lopo", "kfold", "fixed"] = "lopo"
     k: int = Field(5, ge=2)
     test_patients: list[str] = Field(default_factory=list)
+    stratify: bool = False  # kfold: balance folds over subtypes (he2020's metadata 'type')
     inner: InnerSplitParams = InnerSplitParams()
     seed: int = 0
 

@@ -99,3 +99,15 @@ def test_the_same_person_in_two_data_sets_stays_on_one_side() -> None:
         LeakageError, match=r"person he2020:BC23567 \(patients \['BC23567', 'E'\]\)"
     ):
         check_splits(table)
+
+
+def test_kfold_stratified_by_subtype() -> None:
+    spec = {p: [f"{p}1"] for p in "ABCDEF"}
+    sections = _sections(spec).assign(subtype=["TNBC", "TNBC", "TNBC", "LumA", "LumA", "LumA"])
+    splits = make_splits(sections, scheme="kfold", k=3, stratify=True, seed=4)
+    subtype = dict(zip(sections["patient"], sections["subtype"], strict=True))
+    for fold in range(3):
+        test = _outer(splits, fold, "test")
+        assert sorted(subtype[p] for p in test) == ["LumA", "TNBC"]  # one of each in every fold
+    with pytest.raises(ValueError, match="stratify needs a subtype for every section"):
+        make_splits(_sections(spec), scheme="kfold", k=3, stratify=True)

@@ -28,32 +28,54 @@ class LeakageError(ValueError):
 
 def section_table(sections: pd.DataFrame) -> pd.DataFrame:
     """Add the cross-data-set ``person`` to a (dataset, patient, section) table."""
-    out = (
-        sections[["dataset", "patient", "section"]]
-        .drop_duplicates()
-        .sort_values(["dataset", "patient", "section"])
+    columns = ["dataset", "patient", "section"] + (
+        ["subtype"] if "subtype" in sections.columns else []
     )
+    out = sections[columns].drop_duplicates().sort_values(["dataset", "patient", "section"])
     out["person"] = [person_id(d, p) for d, p in zip(out["dataset"], out["patient"], strict=True)]
     return out.reset_index(drop=True)
 
 
-def _groups_kfold(groups: Sequence[str], k: int, rng: np.random.Generator) -> list[list[str]]:
+def _groups_kfold(
+    groups: Sequence[str], k: int, rng: np.random.Generator, strata: dict[str, str] | None = None
+) -> list[list[str]]:
+    """Shuffle groups into k folds; with ``strata`` (group -> stratum) each stratum is
+    dealt round-robin over the folds, so every fold gets its share of every stratum."""
     groups = list(groups)
     if k > len(groups):
         raise ValueError(f"k = {k} folds need at least {k} groups, got {len(groups)}: {groups}")
-    order = [groups[i] for i in rng.permutation(len(groups))]
+    if strata is None:
+        order = [groups[i] for i in rng.permutation(len(groups))]
+    else:
+        order = []
+        for stratum in sorted({strata[g] for g in groups}):
+            members = [g for g in groups if strata[g] == stratum]
+            order += [members[i] for i in rng.permutation(len(members))]
     return [sorted(order[i::k]) for i in range(k)]
 
 
 def outer_folds(
-    table: pd.DataFrame, *, scheme: str, k: int, test_patients: Sequence[str], seed: int
+    table: pd.DataFrame,
+    *,
+    scheme: str,
+    k: int,
+    test_patients: Sequence[str],
+    seed: int,
+    stratify: bool = False,
 ) -> list[list[str]]:
-    """Test persons of each outer fold."""
+    """Test persons of each outer fold (k-fold optionally stratified by ``subtype``)."""
     persons = sorted(table["person"].unique())
     if scheme == "lopo":
         return [[p] for p in persons]
     if scheme == "kfold":
-        return _groups_kfold(persons, k, np.random.default_rng(seed))
+        strata = None
+        if stratify:
+            if "subtype" not in table.columns or table["subtype"].isna().any():
+                raise ValueError(
+                    "stratify needs a subtype for every section (he2020 metadata.csv 'type')"
+                )
+            strata = dict(zip(table["person"], table["subtype"].astype(str), strict=True))
+        return _groups_kfold(persons, k, np.random.default_rng(seed), strata)
     if scheme == "fixed":
         wanted = set(test_patients)
         chosen = sorted(
@@ -110,16 +132,20 @@ def make_splits(
     inner_k: int = 4,
     val_fraction: float = 0.25,
     seed: int = 0,
+    stratify: bool = False,
 ) -> pd.DataFrame:
     """Build the split table (see module docstring) and check it for leakage.
 
     Args:
-        sections: One row per section with columns dataset, patient, section.
+        sections: One row per section with columns dataset, patient, section (and
+            subtype, for ``stratify``: k-fold folds balanced over subtypes).
     """
     table = section_table(sections)
     rows = []
     for fold, test in enumerate(
-        outer_folds(table, scheme=scheme, k=k, test_patients=test_patients, seed=seed)
+        outer_folds(
+            table, scheme=scheme, k=k, test_patients=test_patients, seed=seed, stratify=stratify
+        )
     ):
         is_test = table["person"].isin(test)
         if is_test.all():

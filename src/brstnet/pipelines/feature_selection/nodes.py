@@ -24,7 +24,12 @@ def split_patients(sections: dict, params: dict[str, Any]) -> pd.DataFrame:
     """Outer and inner splits by patient (``splits``, 05_model_input)."""
     cfg = parse(FeatureSelectionParams, params).split
     info = [
-        {"dataset": a.uns.get("dataset", "unknown"), "patient": a.uns["patient"], "section": name}
+        {
+            "dataset": a.uns.get("dataset", "unknown"),
+            "patient": a.uns["patient"],
+            "section": name,
+            "subtype": a.uns.get("subtype"),
+        }
         for name, a in materialise(sections).items()
     ]
     splits = make_splits(
@@ -36,6 +41,7 @@ def split_patients(sections: dict, params: dict[str, Any]) -> pd.DataFrame:
         inner_k=cfg.inner.k,
         val_fraction=cfg.inner.val_fraction,
         seed=cfg.seed,
+        stratify=cfg.stratify,
     )
     for fold, part in splits[splits["inner_fold"] == OUTER].groupby("fold"):
         test = sorted(part.loc[part["role"] == "test", "patient"].unique())
