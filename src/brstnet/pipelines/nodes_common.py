@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 T = TypeVar("T")
 
@@ -16,3 +21,24 @@ def materialise(partitions: Mapping[str, Callable[[], T] | T]) -> dict[str, T]:
 def parse(model: type[T], params: Mapping[str, Any]) -> T:
     """Validate a parameter block into its typed model (errors name the bad key)."""
     return model.model_validate(dict(params))  # type: ignore[attr-defined]
+
+
+def load_fold(model_inputs: dict, fold: int) -> ad.AnnData:
+    """The ``fold_<k>`` partition of ``model_inputs`` (loaded if lazy)."""
+    key = f"fold_{fold}"
+    if key not in model_inputs:
+        raise KeyError(
+            f"no model input for fold {fold} (have {sorted(model_inputs)}); the folds of "
+            "feature_selection and the namespaces of model_training disagree: rerun feature_selection"
+        )
+    value = model_inputs[key]
+    return value() if callable(value) else value
+
+
+def training_rows(fold_input: ad.AnnData, sections: list[str] | None = None) -> np.ndarray:
+    """Positions of training spots (role train, patch over tissue), optionally within ``sections``."""
+    obs = fold_input.obs
+    keep = (obs["role"] == "train") & obs["passes_tissue"] & (obs["patch_row"] >= 0)
+    if sections is not None:
+        keep &= obs["section"].isin(sections)
+    return np.flatnonzero(keep.to_numpy())

@@ -104,6 +104,11 @@ class TiffSlide(Slide):
     def close(self) -> None:
         self._tiff.close()
 
+    def __del__(self) -> None:  # the file handle goes with the slide
+        tiff = getattr(self, "_tiff", None)
+        if tiff is not None:
+            tiff.close()
+
 
 def image_size(path: str | Path, section: str) -> tuple[int, int]:
     """Width and height from the file header (no full decode)."""

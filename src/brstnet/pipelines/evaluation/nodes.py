@@ -10,8 +10,7 @@ import pandas as pd
 
 from brstnet.config import EvaluationParams
 
-from ..model_training.nodes import _load_fold, training_rows
-from ..nodes_common import parse
+from ..nodes_common import load_fold, parse, training_rows
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -79,7 +78,7 @@ def predict_held_out(
 
     cfg = parse(EvaluationParams, params)
     fold = int(model.config["fold"])
-    fold_input = _load_fold(model_inputs, fold)
+    fold_input = load_fold(model_inputs, fold)
     if list(model.config["genes"]) != [str(g) for g in fold_input.var_names]:
         raise ValueError(
             f"model {model.config['variant']} fold {fold} was trained on another gene panel than "
@@ -106,19 +105,16 @@ def predict_baselines(
     """The training-mean and ridge-on-image-features baselines for one fold."""
     from brstnet.evaluation import baselines
 
-    fold_input = _load_fold(model_inputs, fold)
+    fold_input = load_fold(model_inputs, fold)
     train, test = training_rows(fold_input), _test_positions(fold_input)
     rows = fold_input.obs["patch_row"].to_numpy()
     targets = np.asarray(fold_input.X)
     mean = baselines.training_mean(targets[train], len(test))
-    features = baselines.image_features(
-        patch_store.patches[np.sort(np.unique(rows[np.r_[train, test]]))]
-    )
-    lookup = dict(
-        zip(np.sort(np.unique(rows[np.r_[train, test]])), range(len(features)), strict=True)
-    )
-    feats = lambda pos: features[[lookup[r] for r in rows[pos]]]  # noqa: E731
-    ridge = baselines.ridge(feats(train), targets[train], feats(test))
+    needed = np.unique(rows[np.r_[train, test]])  # sorted store rows, each featurised once
+    features = baselines.image_features(patch_store.patches[needed])
+    train_x = features[np.searchsorted(needed, rows[train])]
+    test_x = features[np.searchsorted(needed, rows[test])]
+    ridge = baselines.ridge(train_x, targets[train], test_x)
     return (
         _predictions(fold_input, test, mean, "baseline_mean", fold),
         _predictions(fold_input, test, ridge, "baseline_ridge", fold),

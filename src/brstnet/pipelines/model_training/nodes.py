@@ -16,7 +16,7 @@ from brstnet import __version__
 from brstnet.config import TrainingParams
 from brstnet.features.splits import OUTER
 
-from ..nodes_common import parse
+from ..nodes_common import load_fold, parse, training_rows
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -25,26 +25,6 @@ if TYPE_CHECKING:
     from brstnet.training.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
-
-
-def _load_fold(model_inputs: dict, fold: int) -> ad.AnnData:
-    key = f"fold_{fold}"
-    if key not in model_inputs:
-        raise KeyError(
-            f"no model input for fold {fold} (have {sorted(model_inputs)}); the folds of "
-            "feature_selection and the namespaces of model_training disagree: rerun feature_selection"
-        )
-    value = model_inputs[key]
-    return value() if callable(value) else value
-
-
-def training_rows(fold_input: ad.AnnData, sections: list[str] | None = None) -> np.ndarray:
-    """Positions of training spots (role train, patch over tissue), optionally within ``sections``."""
-    obs = fold_input.obs
-    keep = (obs["role"] == "train") & obs["passes_tissue"] & (obs["patch_row"] >= 0)
-    if sections is not None:
-        keep &= obs["section"].isin(sections)
-    return np.flatnonzero(keep.to_numpy())
 
 
 def _batches(fold_input: ad.AnnData, patch_store: PatchStore, positions: np.ndarray, use_aux: bool):
@@ -93,7 +73,7 @@ def train_fold(
 
     cfg = parse(TrainingParams, training)
     setup = resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers)
-    fold_input = _load_fold(model_inputs, fold)
+    fold_input = load_fold(model_inputs, fold)
     aux_genes = [str(g) for g in fold_input.uns["aux_genes"]]
     use_aux = aux_weight > 0 and len(aux_genes) > 0
     size = int(patch_store.meta["size_px"])
@@ -180,7 +160,6 @@ def train_fold(
                 "final: best_checkpoint needs one inner fold (feature_selection.split.inner.scheme: holdout)"
             )
         state = inner_results[0].best_state
-        final_epochs = best_epoch
     else:
         task = new_task()
         result = fit(
@@ -194,7 +173,6 @@ def train_fold(
         )
         history += [{"stage": "final", **h} for h in result.history]
         state = {k: v.detach().cpu() for k, v in task.state_dict().items()}
-        final_epochs = best_epoch
     for stale in checkpoints.glob("*.pt"):  # finished: the bundle replaces the checkpoints
         stale.unlink()
 
@@ -224,7 +202,7 @@ def train_fold(
         "training": {
             **cfg.model_dump(exclude={"backbones", "aux_weights"}),
             "best_epoch": best_epoch,
-            "final_epochs": final_epochs,
+            "final_epochs": best_epoch,
             "training_spots": int(len(all_train)),
             "device": str(setup.device),
         },
