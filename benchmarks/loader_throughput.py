@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from brstnet.models import ExpressionModel, ExpressionTask
+from brstnet.models import ModelSpec
 from brstnet.st.patches import PatchStore, load_patch_store, save_patch_store
-from brstnet.training.data import PatchBatches, dihedral, make_loader, to_model_input
+from brstnet.training.data import InputNormaliser, PatchBatches, dihedral, make_loader
 from brstnet.training.devices import resolve_device
 from brstnet.training.loop import LoopConfig, make_optimizer
 
@@ -86,9 +86,9 @@ def main() -> None:
         n = len(store)
         targets = np.random.default_rng(1).normal(size=(n, args.genes)).astype(np.float32)
         data = PatchBatches(store.patches, np.arange(n), targets)
-        task = ExpressionTask(ExpressionModel(args.backbone, n_main=args.genes, img_size=size)).to(
-            setup.device
-        )
+        task = ModelSpec.for_backbone(args.backbone, n_main=args.genes, img_size=size).build(seed=0)
+        task.to(setup.device)
+        normalise = InputNormaliser.for_task(task, setup.device, channels_last=setup.channels_last)
         if setup.channels_last:
             task.to(memory_format=torch.channels_last)
         task.train()
@@ -98,7 +98,7 @@ def main() -> None:
 
         # model step alone, on one batch already on the device
         batch = data.__getitems__(list(range(args.batch_size)))
-        x = to_model_input(batch["images"], setup.device, channels_last=setup.channels_last)
+        x = normalise(batch["images"])
         y = batch["targets"].to(setup.device)
         for _ in range(3):
             step(x, y)
@@ -128,10 +128,7 @@ def main() -> None:
             if i == 3:
                 sync(setup)
                 tic = time.perf_counter()
-            xb = dihedral(
-                to_model_input(batch["images"], setup.device, channels_last=setup.channels_last),
-                gen,
-            )
+            xb = dihedral(normalise(batch["images"]), gen)
             step(xb, batch["targets"].to(setup.device, non_blocking=True))
             done += len(batch["images"]) if i >= 3 else 0
         sync(setup)

@@ -1,97 +1,19 @@
-"""Shared fixtures: a tiny synthetic her2st folder and the real her2st copy."""
+"""Shared fixtures: a tiny synthetic her2st folder, the real her2st copy and a real run.
+
+Helpers live in :mod:`tests.synthetic`; this file holds fixtures only.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-from PIL import Image
+
+from tests.synthetic import HER2ST, project_copy, write_section
 
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
-
-REPO = Path(__file__).resolve().parents[1]
-#: The real her2st copy (override with BRSTNET_HER2ST_DIR).
-HER2ST = Path(
-    os.environ.get("BRSTNET_HER2ST_DIR", REPO.parent / "shared" / "data" / "her2st")
-).resolve()
-
-GENES = ("ERBB2", "GRB7", "ACTB", "KRT19", "MT-CO1")
-PITCH_PX = 145.0  # 200 um / 145 px = 1.379 um/px
-ORIGIN = (300.0, 250.0)
-
-
-def synthetic_tissue(
-    height: int,
-    width: int,
-    box: tuple[int, int, int, int],
-    rng: np.random.Generator,
-    *,
-    strength: float = 1.0,
-) -> np.ndarray:
-    """A white slide with an H&E-like rectangle, made by Beer-Lambert mixing of the
-    haematoxylin and eosin stain vectors: eosin-stained stroma with haematoxylin nuclei."""
-    image = np.full((height, width, 3), 242, dtype=np.uint8)
-    x0, y0 = max(box[0], 0), max(box[1], 0)
-    x1, y1 = min(box[2], width), min(box[3], height)
-    h, w = y1 - y0, x1 - x0
-    stains = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]])  # H, E optical densities
-    conc = np.stack([rng.gamma(4.0, 0.1, (h, w)), rng.gamma(6.0, 0.12, (h, w))], axis=-1)
-    nuclei = rng.random((h, w)) < 0.15
-    conc[nuclei, 0] += rng.gamma(8.0, 0.15, int(nuclei.sum()))
-    od = strength * conc @ stains
-    image[y0:y1, x0:x1] = np.clip(240 * np.exp(-od), 0, 255).astype(np.uint8)
-    return image
-
-
-def write_section(
-    root: Path,
-    section: str,
-    *,
-    n_x: int = 4,
-    n_y: int = 3,
-    image_size: tuple[int, int] = (1000, 800),
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Write one section in the her2st layout; return its count table (spots x genes)."""
-    rng = np.random.default_rng(seed)
-    grid = [(x, y) for y in range(1, n_y + 1) for x in range(1, n_x + 1)]
-    ids = [f"{x}x{y}" for x, y in grid]
-    scale = np.array([1.0, 2.0, 20.0, 5.0, 8.0])
-    counts = pd.DataFrame(
-        rng.poisson(60 * scale, (len(grid), len(GENES))), index=ids, columns=list(GENES)
-    )
-    spots = pd.DataFrame(
-        {
-            "x": [x for x, _ in grid],
-            "y": [y for _, y in grid],
-            "new_x": [x + 0.01 for x, _ in grid],
-            "new_y": [y - 0.01 for _, y in grid],
-            "pixel_x": [ORIGIN[0] + (x + 0.01 - 1) * PITCH_PX for x, _ in grid],
-            "pixel_y": [ORIGIN[1] + (y - 0.01 - 1) * PITCH_PX for _, y in grid],
-            "selected": 1,
-        }
-    )
-    (root / "data/ST-cnts").mkdir(parents=True, exist_ok=True)
-    (root / "data/ST-spotfiles").mkdir(parents=True, exist_ok=True)
-    counts.to_csv(root / f"data/ST-cnts/{section}.tsv.gz", sep="\t")
-    spots.to_csv(root / f"data/ST-spotfiles/{section}_selection.tsv", sep="\t", index=False)
-    width, height = image_size
-    box = (
-        int(ORIGIN[0] - 120),
-        int(ORIGIN[1] - 120),
-        int(ORIGIN[0] + (n_x - 1) * PITCH_PX + 120),
-        int(ORIGIN[1] + (n_y - 1) * PITCH_PX + 120),
-    )
-    folder = root / f"data/ST-imgs/{section[0]}/{section}"
-    folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(synthetic_tissue(height, width, box, rng)).save(
-        folder / f"HE_{section}.jpg", quality=95
-    )
-    return counts
 
 
 @pytest.fixture
@@ -111,47 +33,13 @@ def her2st_dir() -> Path:
     return HER2ST
 
 
-def dp_params(**overrides) -> dict:
-    """data_processing parameters as in conf/base, with overrides (nested dicts merge)."""
-    import yaml
-
-    params = yaml.safe_load((REPO / "conf/base/parameters_data_processing.yml").read_text())[
-        "data_processing"
-    ]
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            params[key] = {**params.get(key, {}), **value}
-        else:
-            params[key] = value
-    return params
-
-
-def project_catalog(root: Path):
-    """The project's own catalog (conf/base/catalog.yml) with data/ moved under ``root``."""
-    import yaml
-    from kedro.io import DataCatalog
-
-    config = yaml.safe_load((REPO / "conf/base/catalog.yml").read_text())
-    for entry in config.values():
-        for key in ("filepath", "path"):
-            if key in entry and entry[key].startswith("data/"):
-                entry[key] = str(root / entry[key])
-    return DataCatalog.from_config(config)
-
-
 @pytest.fixture(scope="session")
 def real_run(her2st_dir: Path, tmp_path_factory) -> Path:
     """`kedro run --pipelines=training` on B4, C2 and C3 with a tiny backbone for one
     epoch, in a copy of the project (settings in its conf/local, as a user would)."""
-    import shutil
-
-    import yaml
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    project = tmp_path_factory.mktemp("project")
-    shutil.copytree(REPO / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf/local").mkdir()
     local = {
         "data_processing": {
             "sections": ["B4", "C2", "C3"],
@@ -159,9 +47,7 @@ def real_run(her2st_dir: Path, tmp_path_factory) -> Path:
         },
         "model_training": {"backbones": ["test_resnet"], "aux_weights": [1.0], "epochs": 1},
     }
-    (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(local))
-    (project / "src").mkdir()  # the package itself is installed
-    shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
+    project = project_copy(tmp_path_factory.mktemp("run") / "project", local)
     cwd = Path.cwd()
     try:
         os.chdir(project)  # kedro resolves the catalog's relative paths against it
@@ -175,3 +61,22 @@ def real_run(her2st_dir: Path, tmp_path_factory) -> Path:
         while mlflow.active_run() is not None:  # leave no run of this store active for other tests
             mlflow.end_run()
     return project
+
+
+REAL_DATA_FIXTURES = {"her2st_dir", "real_run"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """`real_data` marks exactly the tests that read ../shared: `-m "not real_data"` then
+    runs without it, and a data-free test is never skipped with the real-data ones."""
+    wrong = []
+    for item in items:
+        uses = bool(REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())))
+        marked = item.get_closest_marker("real_data") is not None
+        if uses != marked:
+            wrong.append(f"{item.nodeid} ({'unmarked' if uses else 'marked'})")
+    if wrong:
+        raise pytest.UsageError(
+            "real_data must mark exactly the tests using her2st_dir / real_run:\n  "
+            + "\n  ".join(wrong)
+        )

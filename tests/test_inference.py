@@ -16,12 +16,10 @@ from brstnet.inference.models import load_model
 from brstnet.inference.slide import check_genes, predict_slide, slide_pixel_size
 from brstnet.metrics import pearson_per_gene
 from brstnet.st.errors import DataError
-from brstnet.st.geometry import um_to_px
 from brstnet.st.slides import open_slide
 from brstnet.st.tissue import background_fractions, tissue_mask
 from tests.layouts import her2st_tables, write_pyramid
 
-pytestmark = pytest.mark.real_data
 PIXEL = 0.688
 
 
@@ -38,6 +36,7 @@ def b4(her2st_dir: Path):
     return counts, spots, image
 
 
+@pytest.mark.real_data
 def test_grid_covers_the_tissue_and_round_trips_through_scanpy(model, b4, tmp_path: Path) -> None:
     _, spots, image = b4
     result = predict_slide(model, image, pixel_size_um=PIXEL, pitch_um=200)
@@ -47,11 +46,13 @@ def test_grid_covers_the_tissue_and_round_trips_through_scanpy(model, b4, tmp_pa
     spot_xy = spots[["pixel_x", "pixel_y"]].to_numpy()
     slide = open_slide(image, "B4")
     thumb, scale = slide.thumbnail()
+    geometry = model.geometry
     background = background_fractions(
-        tissue_mask(thumb), spot_xy, window=um_to_px(model.config["window_um"], PIXEL), scale=scale
+        tissue_mask(thumb), spot_xy, window=geometry.window_px(PIXEL), scale=scale
     )
     nearest = np.sqrt(((spot_xy[:, None, :] - grid[None, :, :]) ** 2).sum(-1)).min(axis=1)
-    assert np.mean(nearest[background <= 0.5] < 200 / PIXEL) > 0.95
+    tissue = background <= geometry.max_background_fraction
+    assert np.mean(nearest[tissue] < 200 / PIXEL) > 0.95
     assert np.mean(nearest < 200 / PIXEL) > 0.9  # the rest lie over fat or glass
     # ... and the grid stays on the tissue: not many more points than spots
     assert 0.5 * len(spots) < len(grid) < 2.0 * len(spots)
@@ -67,6 +68,7 @@ def test_grid_covers_the_tissue_and_round_trips_through_scanpy(model, b4, tmp_pa
     np.testing.assert_allclose(back.obsm["spatial"], grid)
 
 
+@pytest.mark.real_data
 def test_predictions_at_the_real_spots_against_the_real_counts(model, b4) -> None:
     counts, spots, image = b4
     result = predict_slide(
@@ -81,6 +83,7 @@ def test_predictions_at_the_real_spots_against_the_real_counts(model, b4) -> Non
     assert report["r"].notna().mean() > 0.95  # defined wherever B4 expresses the gene
 
 
+@pytest.mark.real_data
 def test_half_resolution_slide_gives_nearly_the_same_predictions(model, b4, tmp_path: Path) -> None:
     _, spots, image = b4
     positions = spots[["pixel_x", "pixel_y"]].to_numpy()
@@ -100,6 +103,7 @@ def test_tiff_slides_carry_their_pixel_size(tmp_path: Path) -> None:
     assert slide_pixel_size(tmp_path / "slide.tif", 0.5) == 0.5
 
 
+@pytest.mark.real_data
 def test_bad_inputs(model, b4, tmp_path: Path) -> None:
     _, _, image = b4
     with pytest.raises(DataError, match="its pixel size is not recorded in the file"):
@@ -118,6 +122,7 @@ def test_bad_inputs(model, b4, tmp_path: Path) -> None:
         check_genes(model, ["ERBB2", "NOTAGENE"])
 
 
+@pytest.mark.real_data
 def test_console_command(real_run: Path, b4, tmp_path: Path, capsys) -> None:
     _, _, image = b4
     model_dir = real_run / "data/06_models/test_resnet_aux_fold0"
@@ -148,6 +153,7 @@ def test_console_command(real_run: Path, b4, tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "out2").exists()  # nothing written on error
 
 
+@pytest.mark.real_data
 def test_inference_pipeline_logs_to_mlflow(real_run: Path, b4, monkeypatch) -> None:
     import yaml
     from kedro.framework.session import KedroSession

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import REPO
+from tests.synthetic import REPO
 
 pytestmark = pytest.mark.real_data
 

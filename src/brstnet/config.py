@@ -3,9 +3,12 @@ node boundary, so a typo or a wrong type fails at start and names the key."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from brstnet.st.geometry import PatchGeometry
 
 
 class _Strict(BaseModel):
@@ -55,7 +58,7 @@ class ReaderParams(_Strict):
 class DataProcessingParams(_Strict):
     # her2st: the published repository (downloaded or copied); he2020, visium, hest: read
     # in place from source.local_dir
-    dataset: Literal["her2st", "he2020", "visium", "hest"] = "her2st"
+    dataset: str = "her2st"  # a layout registered in brstnet.st.readers
     sections: list[str] = Field(
         default_factory=lambda: ["B4", "C2", "C3", "C4", "C5", "C6"], min_length=1
     )
@@ -68,6 +71,26 @@ class DataProcessingParams(_Strict):
     qc: QCParams = QCParams()
     stain: StainParams = StainParams()
     patches: PatchParams = PatchParams()
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_layout(cls, dataset: str) -> str:
+        from brstnet.st.readers import DATASETS
+
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+        return dataset
+
+    def geometry(self, stain_reference: dict | None) -> PatchGeometry:
+        """The patch geometry these settings give, with the fitted stain reference."""
+        from brstnet.st.geometry import PatchGeometry
+
+        return PatchGeometry(
+            window_um=self.patches.window_um,
+            size_px=self.patches.size_px,
+            max_background_fraction=self.qc.max_background_fraction,
+            stain_reference=stain_reference or {"method": None},
+        )
 
     @field_validator("sections")
     @classmethod
@@ -188,3 +211,13 @@ class InferenceParams(_Strict):
     tta: bool = False
     device: str = "auto"
     batch_size: int = Field(64, ge=1)
+
+
+class ProjectParams(_Strict):
+    """Every parameter block of the project: one typed model, validated before a run."""
+
+    data_processing: DataProcessingParams = DataProcessingParams()
+    feature_selection: FeatureSelectionParams = FeatureSelectionParams()
+    model_training: TrainingParams
+    evaluation: EvaluationParams = EvaluationParams()
+    inference: InferenceParams | None = None

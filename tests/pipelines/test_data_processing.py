@@ -15,7 +15,7 @@ from brstnet.pipelines.data_processing import create_pipeline
 from brstnet.pipelines.data_processing.nodes import filter_spots
 from brstnet.st.errors import DataError
 from brstnet.st.patches import load_patch_store
-from tests.conftest import dp_params, project_catalog
+from tests.synthetic import dp_params, project_catalog
 
 
 def _run_tiny(root: Path, **overrides) -> dict:

@@ -11,10 +11,11 @@ import yaml
 from kedro.runner import SequentialRunner
 from mlflow.tracking import MlflowClient
 
+from brstnet.models import ModelSpec
 from brstnet.pipelines import data_processing, evaluation, feature_selection, model_training
 from brstnet.pipelines.variants import n_folds, variant_grid
 from brstnet.training.bundle import load_bundle
-from tests.conftest import REPO, dp_params, project_catalog, write_section
+from tests.synthetic import REPO, dp_params, project_catalog, write_section
 
 
 def _params(name: str) -> dict:
@@ -80,7 +81,7 @@ def tiny_run(tmp_path_factory) -> dict:
 
 
 def test_variants_and_folds(tiny_run: dict) -> None:
-    assert tiny_run["variants"] == [
+    assert list(tiny_run["variants"]) == [
         ("test_resnet_aux", "test_resnet", 1.0),
         ("test_resnet_noaux", "test_resnet", 0.0),
     ]
@@ -104,15 +105,19 @@ def test_training_histories_and_bundles(tiny_run: dict) -> None:
     bundle = load_bundle(tmp / "project/data/06_models/test_resnet_aux_fold1")
     cfg = bundle.config
     assert (
-        cfg["backbone"] == "test_resnet"
+        bundle.spec.backbone == "test_resnet"
         and cfg["test_patients"] == ["B"]
         and cfg["train_patients"] == ["A"]
     )
-    assert len(cfg["genes"]) == 3 and len(cfg["aux_genes"]) == 2 and cfg["size_px"] == 32
-    assert cfg["training"]["best_epoch"] in (1, 2) and cfg["stain_reference"]["method"] == "macenko"
+    assert bundle.spec == ModelSpec("test_resnet", n_main=3, img_size=32, n_aux=2, aux_weight=1.0)
+    assert len(cfg["genes"]) == 3 and len(cfg["aux_genes"]) == 2
+    # the geometry the patch store was cut with travels in the bundle
+    store = catalog.load("patch_store")
+    assert bundle.geometry == store.geometry and bundle.geometry.size_px == 32
+    assert cfg["training"]["best_epoch"] in (1, 2) and bundle.geometry.stain_method == "macenko"
     assert bundle.build_task().model.aux_head.out_features == 2
     noaux = load_bundle(tmp / "project/data/06_models/test_resnet_noaux_fold1")
-    assert noaux.config["aux_weight"] == 0.0 and noaux.build_task().model.aux_head is None
+    assert noaux.spec.aux_weight == 0.0 and noaux.build_task().model.aux_head is None
     assert not list((tmp / "ckpt").rglob("*.pt"))  # checkpoints removed once the bundle is saved
 
 

@@ -70,6 +70,7 @@ def server(tmp_path: Path, her2st_dir: Path) -> Iterator[tuple[str, Path]]:
     httpd.server_close()
 
 
+@pytest.mark.real_data
 def test_download_fetches_exactly_the_needed_files_and_verifies_them(
     tmp_path: Path, server
 ) -> None:
@@ -90,6 +91,7 @@ def test_download_fetches_exactly_the_needed_files_and_verifies_them(
     assert again["obtained"] == {"present": 3, "copied": 0, "downloaded": 0}
 
 
+@pytest.mark.real_data
 def test_download_resumes_a_partial_file(tmp_path: Path, server) -> None:
     url, served = server
     raw = tmp_path / "raw"
@@ -103,6 +105,7 @@ def test_download_resumes_a_partial_file(tmp_path: Path, server) -> None:
     assert (f"/{COMMIT}/{rel}", f"bytes={len(data) // 3}-") in RangeHandler.requests
 
 
+@pytest.mark.real_data
 def test_bad_checksum_is_refused_and_nothing_is_left(tmp_path: Path, server) -> None:
     url, served = server
     rel = "data/ST-cnts/B4.tsv.gz"
@@ -129,6 +132,7 @@ def test_offline_without_a_local_copy_says_what_to_do(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.real_data
 def test_local_copy_is_copied_and_checked(tmp_path: Path, her2st_dir: Path) -> None:
     raw = tmp_path / "raw"
     manifest = acquire(
@@ -151,6 +155,7 @@ def test_a_local_copy_that_differs_from_the_published_files_is_refused(
     assert not list((tmp_path / "raw").rglob("*.tsv.gz*"))
 
 
+@pytest.mark.real_data
 def test_section_without_a_known_image(tmp_path: Path, her2st_dir: Path, caplog) -> None:
     # a local folder may hold images brstnet has no record of: copied, with a warning
     local = tmp_path / "local"
@@ -170,6 +175,7 @@ def test_section_without_a_known_image(tmp_path: Path, her2st_dir: Path, caplog)
         acquisition.section_files("A2", None)
 
 
+@pytest.mark.real_data
 def test_he2020_zip_is_downloaded_resumed_checked_and_unpacked(
     tmp_path: Path, her2st_dir: Path
 ) -> None:

@@ -8,7 +8,7 @@ import pytest
 from brstnet.st.geometry import estimate_pixel_size, um_to_px
 from brstnet.st.stain import StainNormalizer, fit_macenko
 from brstnet.st.tissue import background_fractions, tissue_mask
-from tests.conftest import synthetic_tissue
+from tests.synthetic import synthetic_tissue
 
 
 def test_um_to_px() -> None:

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from brstnet.st import her2st
 from brstnet.st.errors import DataError
 from brstnet.st.her2st import locate_section, read_section
-from tests.conftest import GENES, PITCH_PX
+from tests.synthetic import GENES, PITCH_PX
 
 
 def test_reads_a_tiny_section(tiny_her2st: Path) -> None:

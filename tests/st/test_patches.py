@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from brstnet.st.errors import DataError
+from brstnet.st.geometry import PatchGeometry
 from brstnet.st.her2st import locate_section, read_section
 from brstnet.st.patches import PatchStore, extract_section, load_patch_store, save_patch_store
 from brstnet.st.slides import ArraySlide, open_slide
-from brstnet.st.stain import StainNormalizer
 
 
 def test_crop_pads_with_white_past_the_edges() -> None:
@@ -25,13 +25,7 @@ def test_crop_pads_with_white_past_the_edges() -> None:
 
 def test_extract_section(tiny_her2st: Path) -> None:
     adata = read_section(locate_section(tiny_her2st, "A1"))
-    patches, index = extract_section(
-        adata,
-        window_um=150,
-        size_px=32,
-        normalizer=StainNormalizer(None),
-        max_background_fraction=0.5,
-    )
+    patches, index = extract_section(adata, PatchGeometry(window_um=150, size_px=32))
     assert patches.shape == (12, 32, 32, 3) and patches.dtype == np.uint8
     assert list(index["obs_name"]) == list(adata.obs_names)
     # 150 um at 200/145 um/px
@@ -51,15 +45,10 @@ def test_extract_section(tiny_her2st: Path) -> None:
 def test_window_larger_than_image(tiny_her2st: Path) -> None:
     adata = read_section(locate_section(tiny_her2st, "A1"))
     with pytest.raises(
-        DataError, match=r"section A1: a 2000 um window is 1450 px .* larger than image .*window_um"
+        DataError,
+        match=r"section A1 .*: a 2000 um window is 1450 px .* larger than the image .*window_um",
     ):
-        extract_section(
-            adata,
-            window_um=2000,
-            size_px=32,
-            normalizer=StainNormalizer(None),
-            max_background_fraction=0.5,
-        )
+        extract_section(adata, PatchGeometry(window_um=2000, size_px=32))
 
 
 def test_corrupt_image_is_reported_at_decode(tiny_her2st: Path) -> None:
@@ -67,13 +56,7 @@ def test_corrupt_image_is_reported_at_decode(tiny_her2st: Path) -> None:
     path = Path(adata.uns["image_path"])
     path.write_bytes(path.read_bytes()[:2000])  # truncated JPEG: the header still reads
     with pytest.raises(DataError, match=r"section A1: image .*HE_A1.jpg is corrupt or truncated"):
-        extract_section(
-            adata,
-            window_um=150,
-            size_px=32,
-            normalizer=StainNormalizer(None),
-            max_background_fraction=0.5,
-        )
+        extract_section(adata, PatchGeometry(window_um=150, size_px=32))
 
 
 def _store(n: int = 5, value: int = 7) -> PatchStore:

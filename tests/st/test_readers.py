@@ -15,6 +15,7 @@ import pytest
 
 from brstnet.st import readers
 from brstnet.st.errors import DataError
+from brstnet.st.geometry import PatchGeometry
 from brstnet.st.her2st import locate_section, read_section
 from brstnet.st.patches import extract_section
 from brstnet.st.stain import StainNormalizer
@@ -36,13 +37,8 @@ def reference(her2st_dir: Path) -> dict:
 
 def _patches(adata):
     """Patches in the order of the spots' array positions ("<x>x<y>")."""
-    patches, _ = extract_section(
-        adata,
-        window_um=150,
-        size_px=64,
-        normalizer=StainNormalizer(None),
-        max_background_fraction=0.5,
-    )
+    geometry = PatchGeometry(window_um=150, size_px=64, max_background_fraction=0.5)
+    patches, _ = extract_section(adata, geometry, normalizer=StainNormalizer(None))
     keys = (adata.obs["array_x"].astype(str) + "x" + adata.obs["array_y"].astype(str)).to_numpy()
     return patches[np.argsort(keys, kind="stable")]
 
@@ -238,6 +234,12 @@ def test_hest_layout(tmp_path: Path, her2st_dir: Path, reference: dict) -> None:
     )
     _same_section(ours, reference["C2"])
     np.testing.assert_array_equal(_patches(ours), _patches(reference["C2"]))
+    assert ours.uns["patient"] == "C" == readers.patient_of("hest", root, "TENX999")
+    # a configured patient overrides the metadata's, in patient_of, patient_from_name and read
+    named = readers.ReaderOptions(patients={"TENX999": "P1"})
+    assert readers.patient_from_name("hest", "TENX999", named) == "P1"
+    assert readers.patient_of("hest", root, "TENX999", named) == "P1"
+    assert readers.read("hest", root, "TENX999", options=named).uns["patient"] == "P1"
     # malformed: no pixel size in the metadata, then no slide
     meta_path = root / "metadata/TENX999.json"
     meta = json.loads(meta_path.read_text())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from brstnet.models import ExpressionModel, ExpressionTask
+from brstnet.models import ExpressionTask, ModelSpec
 from brstnet.training.data import PatchBatches, dihedral, dihedral_transform, make_loader
 from brstnet.training.devices import resolve_device
 from brstnet.training.loop import LoopConfig, fit, predict
@@ -26,10 +26,8 @@ def _data(n: int = 16, seed: int = 0) -> PatchBatches:
 
 
 def _task(seed: int = 0) -> ExpressionTask:
-    torch.manual_seed(seed)
-    return ExpressionTask(
-        ExpressionModel("test_resnet", n_main=4, n_aux=6, img_size=32), aux_weight=1.0
-    )
+    spec = ModelSpec("test_resnet", n_main=4, img_size=32, n_aux=6, aux_weight=1.0)
+    return spec.build(seed=seed)
 
 
 CFG = LoopConfig(epochs=4, batch_size=8, optimizer="adamw", lr=3e-3, scheduler="constant", seed=3)
@@ -123,3 +121,34 @@ def test_tta_prediction_is_invariant_for_symmetric_inputs() -> None:
     tta = predict(task, data, CPU, tta=True)
     assert plain.shape == tta.shape == (4, 4)
     np.testing.assert_allclose(plain, tta, atol=1e-5)
+
+
+def test_fit_and_build_leave_the_global_random_state_alone() -> None:
+    torch.manual_seed(123)
+    before = torch.get_rng_state().clone()
+    task = _task(seed=5)
+    fit(task, _data(), None, LoopConfig(epochs=1, batch_size=8), resolve_device("cpu"))
+    assert torch.equal(torch.get_rng_state(), before)
+    # and the seeded build is reproducible whatever the global state
+    torch.manual_seed(999)
+    again = _task(seed=5)
+    first = next(iter(_task(seed=5).state_dict().values()))
+    assert torch.equal(first, next(iter(again.state_dict().values())))
+
+
+def test_prediction_normalises_with_the_models_own_statistics() -> None:
+    """A model whose spec says other input statistics sees other inputs."""
+    data = _data()
+    setup = resolve_device("cpu")
+    spec = ModelSpec("test_resnet", n_main=4, img_size=32)
+    shifted = ModelSpec("test_resnet", n_main=4, img_size=32, mean=(0.2, 0.2, 0.2), std=(0.5,) * 3)
+    a, b = spec.build(seed=0), shifted.build(seed=0)
+    b.load_state_dict(a.state_dict())
+    pa, pb = predict(a, data, setup, batch_size=4), predict(b, data, setup, batch_size=4)
+    assert not np.allclose(pa, pb)
+    # the same as normalising by hand with the shifted statistics
+    x = torch.from_numpy(data.patches[data.rows]).permute(0, 3, 1, 2).float() / 255
+    x = (x - 0.2) / 0.5
+    with torch.no_grad():
+        expected = b.eval()(x)["output"].numpy()
+    np.testing.assert_allclose(pb, expected, rtol=1e-5, atol=1e-5)

@@ -4,15 +4,27 @@
   are undefined (NaN, counted); its errors are the floor a model must beat.
 - ``ridge``: ridge regression (cross-validated penalty) on simple colour, texture and
   layout features of the same patches, fitted on the fold's training spots.
+
+:func:`baseline_predictions` runs both on one fold and returns predictions tables like
+a model's.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 from skimage.color import rgb2gray, rgb2hsv
 from sklearn.linear_model import RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from brstnet.features.rows import held_out_rows, training_rows
+
+from .predictions import predictions_anndata
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 ALPHAS = np.logspace(-2, 4, 13)
 
@@ -69,3 +81,37 @@ def ridge(
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
     model.fit(train_features, train_targets)
     return model.predict(test_features).astype(np.float32)
+
+
+def baseline_predictions(
+    fold_input: ad.AnnData, patches: np.ndarray, *, fold: int
+) -> tuple[ad.AnnData, ad.AnnData]:
+    """The training-mean and ridge-on-image-features baselines for one fold.
+
+    Both are fitted on the fold's training spots (``training_rows``: role train, patch
+    over tissue) and predict every held-out spot with a patch (``held_out_rows``).
+
+    Args:
+        fold_input: The fold's model input (X z-scored targets [n_spots, n_genes], obs
+            ``role`` / ``patch_row``; see ``predictions_anndata`` for the rest).
+        patches: [N_store, H, W, 3] uint8 patch store (rows named by obs ``patch_row``).
+        fold: Outer fold (recorded in the predictions' ``uns``).
+
+    Returns:
+        ``baseline_mean`` and ``baseline_ridge`` predictions AnnData (see
+        :func:`~brstnet.evaluation.predictions.predictions_anndata`), each [n_test, n_genes]
+        over the fold's held-out spots.
+    """
+    train, test = training_rows(fold_input), held_out_rows(fold_input)
+    rows = fold_input.obs["patch_row"].to_numpy()
+    targets = np.asarray(fold_input.X)
+    mean = training_mean(targets[train], len(test))
+    needed = np.unique(rows[np.r_[train, test]])  # sorted store rows, each featurised once
+    features = image_features(patches[needed])
+    train_x = features[np.searchsorted(needed, rows[train])]
+    test_x = features[np.searchsorted(needed, rows[test])]
+    predicted = ridge(train_x, targets[train], test_x)
+    return (
+        predictions_anndata(fold_input, test, mean, variant="baseline_mean", fold=fold),
+        predictions_anndata(fold_input, test, predicted, variant="baseline_ridge", fold=fold),
+    )

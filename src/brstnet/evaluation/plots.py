@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
+
+from .summary import choose_maps
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 
 def to_image(fig: Figure, *, dpi: int = 110) -> Image.Image:
@@ -172,3 +180,50 @@ def summary_plot(summary: pd.DataFrame) -> Figure:
         ax.set_title(name, fontsize=10)
         ax.tick_params(axis="x", rotation=60, labelsize=8)
     return fig
+
+
+def variant_figures(
+    per_gene: pd.DataFrame,
+    predictions: Sequence[ad.AnnData],
+    sections: Mapping[str, ad.AnnData | Callable[[], ad.AnnData]],
+    *,
+    n_best_genes: int,
+    map_genes: Sequence[str],
+) -> tuple[Figure, Figure]:
+    """A variant's per-gene r histogram and its gene maps on the H&E of the largest
+    held-out section (section and genes as :func:`~brstnet.evaluation.summary.choose_maps`).
+
+    Args:
+        per_gene: The variant's per-gene table (``gene``, ``median_r``, ``r_<patient>``).
+        predictions: One predictions AnnData per fold (obs ``section`` / ``patient``,
+            obsm ``spatial`` [n, 2] image pixels, layer ``observed``).
+        sections: Section name -> its AnnData (uns ``image_path``, ``pixel_size_um``,
+            optionally ``spot_diameter_um``), or a loader of it; only the drawn one is read.
+        n_best_genes: How many of the best genes to draw.
+        map_genes: Genes always drawn when in the panel.
+    """
+    from brstnet.st.slides import open_slide
+
+    variant = str(predictions[0].uns["variant"])
+    histogram = r_histogram(per_gene.set_index("gene"), title=variant)
+    choice = choose_maps(per_gene, predictions, n_best_genes=n_best_genes, map_genes=map_genes)
+    section, genes = choice.section, choice.genes
+    pred = predictions[choice.fold][predictions[choice.fold].obs["section"] == section]
+    entry = sections[section]
+    adata = entry() if callable(entry) else entry
+    thumb, scale = open_slide(adata.uns["image_path"], section).thumbnail()
+    patient = pred.obs["patient"].iloc[0]
+    r = per_gene.set_index("gene")[f"r_{patient}"]
+    maps = gene_maps(
+        thumb,
+        scale,
+        np.asarray(pred.obsm["spatial"]),
+        np.asarray(pred[:, genes].layers["observed"]),
+        np.asarray(pred[:, genes].X),
+        genes,
+        [float(r.get(g, np.nan)) for g in genes],
+        title=f"{variant}: held-out section {section} (patient {patient})",
+        spot_diameter_px=float(adata.uns.get("spot_diameter_um", 100.0))
+        / float(adata.uns["pixel_size_um"]),
+    )
+    return histogram, maps

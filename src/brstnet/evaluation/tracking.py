@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from brstnet.config import FeatureSelectionParams
+    from brstnet.training.bundle import ModelBundle
+
+#: The ``backbone`` parameter logged for each baseline.
+BASELINE_BACKBONES = {
+    "baseline_mean": "training mean",
+    "baseline_ridge": "ridge on image features",
+}
+#: The training-history columns logged as epoch curves, when present and not all NaN.
+HISTORY_COLUMNS = ("loss", "loss_main", "loss_aux", "val_mean_r", "val_loss")
 
 
 @dataclass
@@ -31,3 +44,100 @@ class TrackedRun:
     images: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+
+
+def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The int and float entries of ``metrics`` (not bools, not strings)."""
+    return {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def _model_params(config: dict[str, Any]) -> dict[str, Any]:
+    """A trained model's architecture, patch geometry and training settings, as run
+    parameters (from a bundle config's ``model``, ``geometry`` and ``training`` blocks)."""
+    model, geometry, training = config["model"], config["geometry"], config["training"]
+    return {
+        "backbone": model["backbone"],
+        "aux_weight": model["aux_weight"],
+        "patch_size_px": geometry["size_px"],
+        "window_um": geometry["window_um"],
+        "epochs": training["epochs"],
+        "final": training["final"],
+        "optimizer": training["optimizer"],
+        "lr": training["lr"],
+        "batch_size": training["batch_size"],
+        "seed": training["seed"],
+        "n_aux_genes": len(config["aux_genes"]),
+    }
+
+
+def _curves(history: pd.DataFrame, fold: int) -> dict[str, list[float]]:
+    """Epoch curves of one fold's training history, ``fold<k>_<stage>_<column>``."""
+    curves = {}
+    for stage, part in history.groupby("stage", sort=False):
+        for column in HISTORY_COLUMNS:
+            if column in part and part[column].notna().any():
+                curves[f"fold{fold}_{stage}_{column}"] = part.sort_values("epoch")[column].tolist()
+    return curves
+
+
+def build_tracked_run(
+    per_gene: pd.DataFrame,
+    metrics: dict[str, Any],
+    histogram: Any,
+    maps: Any,
+    feature_selection: FeatureSelectionParams,
+    *,
+    variant: str,
+    kind: str,
+    histories: Sequence[pd.DataFrame] = (),
+    models: Sequence[ModelBundle] = (),
+) -> TrackedRun:
+    """Everything one MLflow run of a variant shows.
+
+    Args:
+        per_gene: The per-gene table (a ``gene`` column), logged as ``per_gene.csv``.
+        metrics: The variant's metrics; the numeric ones are logged.
+        histogram: The per-gene r histogram (PIL image), logged as ``r_histogram.png``.
+        maps: The gene maps (PIL image), logged as ``gene_maps.png``.
+        feature_selection: The split, panel and target settings the folds were made with.
+        variant: The run name.
+        kind: ``model`` or ``baseline`` (tag ``brstnet.kind``).
+        histories: A trained model's training history per fold (``stage``, ``epoch`` and
+            loss / validation columns); none for a baseline.
+        models: The model bundle per fold, in the order of ``histories``.
+
+    Returns:
+        The run: feature-selection and model parameters (the last fold's settings, the
+        test patients of each fold), metrics with each fold's best epoch, epoch curves,
+        the table, the images and the models (``fold<k>``).
+    """
+    fs = feature_selection
+    params: dict[str, Any] = {
+        "variant": variant,
+        "kind": kind,
+        "split_scheme": fs.split.scheme,
+        "panel_method": fs.panel.method,
+        "panel_size": fs.panel.n_genes,
+        "target_transform": fs.targets.transform,
+        "split_seed": fs.split.seed,
+    }
+    run = TrackedRun(
+        name=variant,
+        metrics=numeric_metrics(metrics),
+        tables={"per_gene.csv": per_gene.set_index("gene")},
+        images={"r_histogram.png": histogram, "gene_maps.png": maps},
+        tags={"brstnet.kind": kind},
+    )
+    for fold, (history, model) in enumerate(zip(histories, models, strict=True)):
+        params.update(_model_params(model.config))
+        params[f"fold{fold}_test_patients"] = ",".join(model.config["test_patients"])
+        run.metrics[f"fold{fold}_best_epoch"] = model.config["training"]["best_epoch"]
+        run.histories.update(_curves(history, fold))
+        run.models[f"fold{fold}"] = model
+    if kind == "baseline":
+        params["backbone"] = BASELINE_BACKBONES.get(variant, variant)
+        params["aux_weight"] = 0.0
+    run.params = params
+    return run

@@ -8,7 +8,6 @@ normalised exactly as the training patches were, at the slide's own pixel size.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import anndata as ad
@@ -17,8 +16,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..st.errors import DataError
-from ..st.geometry import um_to_px
-from ..st.patches import resize
+from ..st.patches import check_window, cut_patches
 from ..st.slides import TIFF_SUFFIXES, Slide, open_slide
 from ..st.stain import StainNormalizer
 from ..st.tissue import background_fractions, tissue_mask
@@ -81,24 +79,6 @@ def tissue_grid(
     return grid[keep]
 
 
-def _batches(
-    slide: Slide,
-    centres: np.ndarray,
-    *,
-    window: int,
-    size: int,
-    normalizer: StainNormalizer,
-    batch: int,
-) -> Iterator[np.ndarray]:
-    for start in range(0, len(centres), batch):
-        yield np.stack(
-            [
-                normalizer(resize(slide.crop(x, y, window), size))
-                for x, y in centres[start : start + batch]
-            ]
-        )
-
-
 def predict_slide(
     bundle: ModelBundle,
     slide_path: str | Path,
@@ -106,12 +86,16 @@ def predict_slide(
     pixel_size_um: float | None = None,
     pitch_um: float = 200.0,
     positions: np.ndarray | None = None,
-    max_background_fraction: float = 0.5,
     batch_size: int = 64,
     device: str = "auto",
     tta: bool = False,
 ) -> ad.AnnData:
     """Predict the model's gene panel over a slide.
+
+    The windows are cut, resized and stain-normalised by the same function as the
+    training patches (:func:`brstnet.st.patches.cut_patches`), with the bundle's patch
+    geometry (window in micrometres, background threshold, stain reference) at this
+    slide's pixel size, and normalised with the model spec's input statistics.
 
     Args:
         bundle: A trained model (``data/06_models/<variant>_fold<k>``).
@@ -125,60 +109,36 @@ def predict_slide(
         ["log1p"] = log(1 + count) scale (for log1p targets), obsm["spatial"], var = genes,
         uns = model, pixel size and geometry.
     """
-    import torch
-
-    from ..training.data import dihedral_transform, to_model_input
     from ..training.devices import resolve_device
+    from ..training.loop import predict_images
 
-    cfg = bundle.config
+    cfg, geometry, spec = bundle.config, bundle.geometry, bundle.spec
     pixel = slide_pixel_size(slide_path, pixel_size_um)
     slide = open_slide(slide_path, Path(slide_path).name)
-    window = um_to_px(cfg["window_um"], pixel)
-    if window > min(slide.width, slide.height):
-        raise DataError(
-            f"slide {slide_path}: the {cfg['window_um']} um window ({window} px) is larger than the slide"
-        )
+    window = check_window(geometry, pixel, slide, f"slide {slide_path}")
     if positions is None:
         centres = tissue_grid(
             slide,
             pitch_px=pitch_um / pixel,
             window_px=window,
-            max_background_fraction=max_background_fraction,
+            max_background_fraction=geometry.max_background_fraction,
         )
     else:
         centres = np.asarray(positions, dtype=float)
-    stain = cfg.get("stain_reference") or {}
-    normalizer = StainNormalizer(stain if stain.get("method") else None)
+    normalizer = StainNormalizer(geometry.stain_reference if geometry.stain_method else None)
     setup = resolve_device(device)
-    task = bundle.build_task().to(setup.device).eval()
-    outputs = []
-    n_batches = -(-len(centres) // batch_size)
-    with torch.no_grad():
-        for images in tqdm(
-            _batches(
-                slide,
-                centres,
-                window=window,
-                size=cfg["size_px"],
-                normalizer=normalizer,
-                batch=batch_size,
-            ),
-            total=n_batches,
-            desc=f"predict {Path(slide_path).name}",
-            unit="batch",
-        ):
-            x = to_model_input(
-                torch.from_numpy(images), setup.device, channels_last=setup.channels_last
-            )
-            views = range(8) if tta else range(1)
-            with torch.autocast(
-                setup.device.type, dtype=setup.amp_dtype, enabled=setup.amp_dtype is not None
-            ):
-                y = sum(
-                    task(dihedral_transform(x, k) if k else x)["output"].float() for k in views
-                ) / len(views)
-            outputs.append(y.cpu().numpy())
-    predicted = np.concatenate(outputs).astype(np.float32)
+    task = bundle.build_task().to(setup.device)
+    starts = range(0, len(centres), batch_size)
+    batches = (
+        cut_patches(slide, centres[i : i + batch_size], geometry, pixel, normalizer=normalizer)
+        for i in starts
+    )
+    predicted = predict_images(
+        task,
+        tqdm(batches, total=len(starts), desc=f"predict {Path(slide_path).name}", unit="batch"),
+        setup,
+        tta=tta,
+    ).astype(np.float32)
     mean, std = np.asarray(cfg["target"]["mean"]), np.asarray(cfg["target"]["std"])
     obs = pd.DataFrame(
         {"pixel_x": centres[:, 0], "pixel_y": centres[:, 1]},
@@ -194,16 +154,13 @@ def predict_slide(
     out.obsm["spatial"] = centres
     out.uns.update(
         model={
-            k: cfg[k]
-            for k in (
-                "variant",
-                "fold",
-                "backbone",
-                "aux_weight",
-                "size_px",
-                "window_um",
-                "train_patients",
-            )
+            "variant": cfg["variant"],
+            "fold": cfg["fold"],
+            "backbone": spec.backbone,
+            "aux_weight": spec.aux_weight,
+            "size_px": geometry.size_px,
+            "window_um": geometry.window_um,
+            "train_patients": cfg["train_patients"],
         },
         slide=str(slide_path),
         pixel_size_um=pixel,

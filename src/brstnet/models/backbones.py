@@ -17,6 +17,10 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
+#: timm's ImageNet input statistics, the default input normalisation of these backbones.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -27,12 +31,16 @@ class BackboneSpec:
         takes_img_size: Pass the input size at creation (ViTs fix their patch grid).
         kwargs: Extra timm.create_model arguments.
         group: "brstnet", "stnet", "cpu" or "test" (for documentation and sweeps).
+        mean: Per-channel input mean (RGB, 0-1 scale) the backbone expects.
+        std: Per-channel input standard deviation.
     """
 
     timm_name: str
     takes_img_size: bool = False
     kwargs: dict = field(default_factory=dict)
     group: str = "cpu"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -56,6 +64,20 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 
+def backbone_spec(name: str) -> BackboneSpec:
+    """The registry entry of ``name``.
+
+    Raises:
+        ValueError: unknown name, listing the valid ones.
+    """
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown backbone {name!r}; valid backbones: {', '.join(sorted(BACKBONES))}"
+        ) from None
+
+
 def create_backbone(name: str, *, img_size: int, pretrained: bool = False) -> tuple[nn.Module, int]:
     """Build a backbone trunk (no classifier; global pooling kept).
 
@@ -72,12 +94,7 @@ def create_backbone(name: str, *, img_size: int, pretrained: bool = False) -> tu
     Raises:
         ValueError: unknown name, listing the valid ones.
     """
-    try:
-        spec = BACKBONES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown backbone {name!r}; valid backbones: {', '.join(sorted(BACKBONES))}"
-        ) from None
+    spec = backbone_spec(name)
     kwargs = dict(spec.kwargs)
     if spec.takes_img_size:
         kwargs["img_size"] = img_size

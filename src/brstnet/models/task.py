@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .backbones import create_backbone
+from .backbones import IMAGENET_MEAN, IMAGENET_STD, create_backbone
 
 
 class ExpressionModel(nn.Module):
@@ -22,10 +22,22 @@ class ExpressionModel(nn.Module):
         n_main: Main-panel genes.
         n_aux: Auxiliary genes; 0 builds no auxiliary head.
         img_size: Input side in pixels.
+        mean: Per-channel input mean (RGB, 0-1 scale) the images are normalised with.
+        std: Per-channel input standard deviation.
     """
 
-    def __init__(self, backbone: str, *, n_main: int, n_aux: int = 0, img_size: int) -> None:
+    def __init__(
+        self,
+        backbone: str,
+        *,
+        n_main: int,
+        n_aux: int = 0,
+        img_size: int,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
         super().__init__()
+        self.pixel_mean, self.pixel_std = tuple(mean), tuple(std)
         self.trunk, width = create_backbone(backbone, img_size=img_size)
         self.head = nn.Linear(width, n_main)
         self.aux_head = nn.Linear(width, n_aux) if n_aux > 0 else None

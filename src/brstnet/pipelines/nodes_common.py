@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
+from brstnet.features.rows import training_rows
 
 if TYPE_CHECKING:
     import anndata as ad
+
+__all__ = ["load_fold", "materialise", "parse", "training_rows"]
 
 T = TypeVar("T")
 
@@ -33,12 +35,3 @@ def load_fold(model_inputs: dict, fold: int) -> ad.AnnData:
         )
     value = model_inputs[key]
     return value() if callable(value) else value
-
-
-def training_rows(fold_input: ad.AnnData, sections: list[str] | None = None) -> np.ndarray:
-    """Positions of training spots (role train, patch over tissue), optionally within ``sections``."""
-    obs = fold_input.obs
-    keep = (obs["role"] == "train") & obs["passes_tissue"] & (obs["patch_row"] >= 0)
-    if sections is not None:
-        keep &= obs["section"].isin(sections)
-    return np.flatnonzero(keep.to_numpy())

@@ -1,64 +1,136 @@
-"""Which namespaces exist: variants from parameters, fold count from the split settings.
+"""Which namespaces a run has: variants from the parameters, folds from the split settings.
 
-Kedro builds pipelines before it reads parameters for a run, so the registry reads the
-configuration itself (Kedro's "dynamic pipelines" pattern), in the environment named by
-KEDRO_ENV (default: local over base).
+Kedro registers pipelines before any node runs, so the registry reads the configuration
+itself (Kedro's "dynamic pipelines" pattern). It reads the configuration of the session
+being run, the one its nodes receive: :class:`brstnet.hooks.ProjectHooks` hands it over
+when the context is created (``--env`` and ``--params`` included). Outside a session
+(``import`` in a notebook, ``kedro registry list``), it reads the environment named by
+KEDRO_ENV (default: local over base). It never reads data files, so a run whose first
+node downloads the data registers before the data exist.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
+from typing import Any, NamedTuple
+
+logger = logging.getLogger(__name__)
+
+_run_parameters: dict[str, Any] | None = None  # the session's parameters (set by the hooks)
+_built_for: str | None = None  # the parameters the registered pipelines were built from
 
 
-def _parameters() -> dict:
+class Variant(NamedTuple):
+    """One model variant: a backbone with an auxiliary weight (0 = no auxiliary head)."""
+
+    name: str
+    backbone: str
+    aux_weight: float
+
+
+class Grid(NamedTuple):
+    """Every training namespace of a run: variants x outer folds."""
+
+    variants: tuple[Variant, ...]
+    n_folds: int
+
+    def namespaces(self) -> set[str]:
+        return {namespace(v.name, f) for v in self.variants for f in range(self.n_folds)}
+
+
+def namespace(variant: str, fold: int) -> str:
+    """The Kedro namespace of one variant on one fold: ``<variant>_fold<k>``."""
+    return f"{variant}_fold{fold}"
+
+
+def _key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def use_run_parameters(params: dict[str, Any] | None) -> bool:
+    """Register pipelines from ``params`` from now on (None: from KEDRO_ENV's
+    configuration again); True when ``params`` differ from those the registered pipelines
+    were built from (the caller then reloads the registry)."""
+    global _run_parameters
+    _run_parameters = params
+    return params is not None and _built_for is not None and _built_for != _key(params)
+
+
+def run_parameters() -> dict[str, Any] | None:
+    """The parameters of the session being run (None outside a session)."""
+    return _run_parameters
+
+
+def _configured_parameters() -> dict[str, Any]:
     from kedro.config import OmegaConfigLoader
     from kedro.framework.project import settings
     from kedro.utils import find_kedro_project
 
-    from brstnet import (
-        settings as project_settings,  # the project's loader arguments, configured or not
-    )
-
     root = find_kedro_project(Path.cwd()) or Path.cwd()  # also from notebooks/
-    conf = root / settings.CONF_SOURCE
-    args = {**project_settings.CONFIG_LOADER_ARGS, "env": os.environ.get("KEDRO_ENV")}
-    loader = OmegaConfigLoader(str(conf), **args)
-    return loader["parameters"]
+    args = {**settings.CONFIG_LOADER_ARGS, "env": os.environ.get("KEDRO_ENV")}
+    return OmegaConfigLoader(str(root / settings.CONF_SOURCE), **args)["parameters"]
 
 
-def n_folds(data_processing: dict, feature_selection: dict) -> int:
-    """Outer folds the split settings give for the configured sections."""
-    from brstnet.st.readers import ReaderOptions, patient_of
+def n_folds(data_processing: dict[str, Any], feature_selection: dict[str, Any]) -> int:
+    """Outer folds the split settings give for the configured sections (no file read).
 
-    split = feature_selection.get("split", {})
-    scheme = split.get("scheme", "lopo")
-    if scheme == "fixed":
-        return 1
-    if scheme == "kfold":
-        return int(split.get("k", 5))
+    Leave-one-patient-out has one fold per person; a section's patient comes from its
+    name (her2st, He et al. 2020) or from ``data_processing.reader.patients``. Sections
+    whose patient only their data tell (HEST metadata) count as their own patient here;
+    ``split_patients`` stops the run if the data then give another number of folds.
+    """
+    from brstnet.config import DataProcessingParams, FeatureSelectionParams
     from brstnet.features.identities import person_id
+    from brstnet.st.readers import ReaderOptions, patient_from_name
 
-    dataset = data_processing.get("dataset", "her2st")
-    root = (data_processing.get("source") or {}).get("local_dir")
-    options = ReaderOptions(**(data_processing.get("reader") or {}))
-    return len(
-        {
-            person_id(dataset, patient_of(dataset, root, s, options))
-            for s in data_processing["sections"]
-        }
-    )
+    split = FeatureSelectionParams.model_validate(feature_selection).split
+    if split.scheme == "fixed":
+        return 1
+    if split.scheme == "kfold":
+        return split.k
+    dp = DataProcessingParams.model_validate(data_processing)
+    options = ReaderOptions(**dp.reader.model_dump())
+    people = {
+        person_id(dp.dataset, patient_from_name(dp.dataset, s, options) or s) for s in dp.sections
+    }
+    return len(people)
 
 
-def variant_grid(params: dict | None = None) -> tuple[list[tuple[str, str, float]], int]:
-    """([(variant name, backbone, aux weight)], number of folds) from the parameters."""
+def variant_grid(params: dict[str, Any] | None = None) -> Grid:
+    """The run's variants and fold count, from ``params`` (default: the run's parameters)."""
     from brstnet.config import variant_name
 
-    params = _parameters() if params is None else params
+    global _built_for
+    if params is None:
+        params = _run_parameters if _run_parameters is not None else _configured_parameters()
+        _built_for = _key(params)
     training = params["model_training"]
-    variants = [
-        (variant_name(b, float(w)), b, float(w))
+    variants = tuple(
+        Variant(variant_name(b, float(w)), b, float(w))
         for b in training["backbones"]
         for w in training["aux_weights"]
-    ]
-    return variants, n_folds(params["data_processing"], params.get("feature_selection", {}))
+    )
+    return Grid(
+        variants,
+        n_folds(params.get("data_processing", {}), params.get("feature_selection", {})),
+    )
+
+
+def check_registered(pipeline_namespaces: set[str], params: dict[str, Any]) -> None:
+    """Stop a run whose registered training namespaces are not those its parameters give.
+
+    Raises:
+        RuntimeError: names the namespaces in question and what to do.
+    """
+    expected = variant_grid(params).namespaces()
+    unexpected = sorted(pipeline_namespaces - expected)
+    if unexpected:
+        raise RuntimeError(
+            f"the pipeline holds namespaces {unexpected[:6]} that this run's parameters do "
+            f"not give (they give {sorted(expected)[:6]}{' ...' if len(expected) > 6 else ''}); "
+            "the pipelines were registered from another configuration. Run a new session with "
+            "--env / --params, not a session reused across environments"
+        )

@@ -1,6 +1,8 @@
-"""Put the raw her2st files in place: from a local copy, or by HTTPS download.
+"""Put raw files in place: her2st from a local copy or by HTTPS download, or a data set's
+public zip (:func:`acquire_archive`). Folders read in place are checked by
+:func:`brstnet.st.layouts.read_in_place`.
 
-Downloads fetch exactly the files a run needs from the public repository at a pinned
+her2st downloads fetch exactly the files a run needs from the public repository at a pinned
 commit, check each against the sha256 recorded in ``her2st_files.json``, resume a broken
 transfer from its ``.part`` file and only then rename it into place, so that a crash
 never leaves a half-written file under its final name.
@@ -15,7 +17,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -48,18 +50,23 @@ class Source:
     """Where raw files come from.
 
     Attributes:
-        raw_dir: Destination (the project's data/01_raw/her2st).
-        local_dir: A folder laid out like the her2st repository, used when it exists.
-        base_url: URL prefix of the repository at ``commit`` ("{commit}" is filled in).
-        commit: The pinned commit.
+        raw_dir: Destination of downloads and copies (the project's data/01_raw/her2st).
+        local_dir: A folder holding the data set in its published layout: her2st copies
+            from it when it exists, the other layouts read it in place.
+        base_url: her2st: URL prefix of the repository at ``commit`` ("{commit}" is filled in).
+        commit: her2st: the pinned commit (default: the one in ``her2st_files.json``).
         timeout_s: Network timeout per request.
+        archive_url: he2020: the public zip, downloaded when ``local_dir`` does not exist.
+        archive_sha256: Expected checksum of that zip (None: not verified).
     """
 
     raw_dir: Path
-    local_dir: Path | None
-    base_url: str | None
-    commit: str
+    local_dir: Path | None = None
+    base_url: str | None = None
+    commit: str = field(default_factory=lambda: known_files()["commit"])
     timeout_s: float = 60.0
+    archive_url: str | None = None
+    archive_sha256: str | None = None
 
     def url(self, relpath: str) -> str:
         assert self.base_url is not None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 
 from .errors import DataError
@@ -55,3 +58,58 @@ def estimate_pixel_size(
     coef, *_ = np.linalg.lstsq(design, pixel_xy, rcond=None)
     pitch_px = float(np.linalg.norm(coef[:2], axis=1).mean())
     return spot_pitch_um / pitch_px
+
+
+@dataclass(frozen=True)
+class PatchGeometry:
+    """How a spot becomes a model input: fixed at data processing, saved in every model
+    bundle, and used unchanged by evaluation and whole-slide inference.
+
+    Attributes:
+        window_um: Side of the square window cut around a spot, in micrometres.
+        size_px: Side of the patch the model sees, in pixels.
+        max_background_fraction: Windows with more background are flagged (kept out of
+            training; skipped by whole-slide inference).
+        stain_reference: Stain normaliser fitted at data processing (JSON-ready), or
+            ``None`` / ``{"method": None}`` for no normalisation.
+    """
+
+    window_um: float
+    size_px: int
+    max_background_fraction: float = 0.5
+    stain_reference: dict[str, Any] | None = field(default=None, compare=True, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.window_um > 0:
+            raise ValueError(f"window_um must be positive, got {self.window_um!r}")
+        if int(self.size_px) < 1:
+            raise ValueError(f"size_px must be >= 1, got {self.size_px!r}")
+        if not 0 <= self.max_background_fraction <= 1:
+            raise ValueError(
+                f"max_background_fraction must be in [0, 1], got {self.max_background_fraction!r}"
+            )
+
+    def window_px(self, pixel_size_um: float) -> int:
+        """The window's side in pixels of an image with ``pixel_size_um`` micrometres per pixel."""
+        return um_to_px(self.window_um, pixel_size_um)
+
+    @property
+    def stain_method(self) -> str | None:
+        return (self.stain_reference or {}).get("method")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window_um": float(self.window_um),
+            "size_px": int(self.size_px),
+            "max_background_fraction": float(self.max_background_fraction),
+            "stain_reference": self.stain_reference or {"method": None},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PatchGeometry:
+        return cls(
+            window_um=float(data["window_um"]),
+            size_px=int(data["size_px"]),
+            max_background_fraction=float(data.get("max_background_fraction", 0.5)),
+            stain_reference=data.get("stain_reference") or {"method": None},
+        )

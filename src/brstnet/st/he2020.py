@@ -15,12 +15,15 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
 import pandas as pd
 
+from .acquisition import Source, acquire_archive
 from .errors import DataError
+from .layouts import Layout, ReadRequest, read_in_place
 from .sections import assemble_section, check_counts
 
 logger = logging.getLogger(__name__)
@@ -37,8 +40,12 @@ METADATA_COLUMNS = (
 )
 
 
-def metadata(root: str | Path) -> pd.DataFrame:
+def metadata(root: str | Path | None) -> pd.DataFrame:
     """metadata.csv indexed by section "<patient>_<replicate>"."""
+    if root is None:
+        raise DataError(
+            "he2020: no data folder given; set data_processing.source.local_dir to the unpacked data set"
+        )
     path = Path(root) / "metadata.csv"
     if not path.is_file():
         raise DataError(
@@ -52,6 +59,26 @@ def metadata(root: str | Path) -> pd.DataFrame:
         )
     meta.index = meta["patient"].astype(str) + "_" + meta["replicate"].astype(str)
     return meta
+
+
+def section_row(meta: pd.DataFrame, section: str) -> pd.Series:
+    """The metadata row of ``section``, else a DataError listing the sections there are."""
+    if section not in meta.index:
+        raise DataError(
+            f"unknown he2020 section {section!r}; metadata.csv lists {', '.join(meta.index)}"
+        )
+    return meta.loc[section]
+
+
+def patient_of(root: str | Path | None, section: str) -> str:
+    """The patient metadata.csv gives a section."""
+    return str(section_row(metadata(root), section)["patient"])
+
+
+def patient_from_name(section: str) -> str | None:
+    """The patient in a section name "<patient>_<replicate>" (None without a "_")."""
+    patient, sep, _ = section.rpartition("_")
+    return patient if sep and patient else None
 
 
 def _resolve(root: Path, name: str, section: str, what: str) -> Path:
@@ -121,11 +148,7 @@ def read_section(
     """Read one He et al. section ("<patient>_<replicate>") into the common AnnData contract."""
     root = Path(root)
     meta = metadata(root)
-    if section not in meta.index:
-        raise DataError(
-            f"unknown he2020 section {section!r}; metadata.csv lists {', '.join(meta.index)}"
-        )
-    row = meta.loc[section]
+    row = section_row(meta, section)
     counts_file = _resolve(root, str(row["count_matrix"]), section, "count matrix")
     spots_file = _resolve(root, str(row["spot_coordinates"]), section, "spot file")
     image = _resolve(root, str(row["histology_image"]), section, "H&E image")
@@ -183,3 +206,53 @@ def read_section(
         )
         adata.obs["tumor"] = labels.reindex(adata.obs["spot_id"]).to_numpy()
     return adata
+
+
+def acquire(sections: Sequence[str], source: Source) -> dict:
+    """Read in place from ``source.local_dir``; when that folder does not exist and
+    ``source.archive_url`` is set, download and unpack the public zip into ``source.raw_dir``."""
+    root, obtained = source.local_dir, "read in place"
+    if (root is None or not root.is_dir()) and source.archive_url:
+        root = acquire_archive(
+            source.archive_url,
+            source.raw_dir,
+            sha256=source.archive_sha256,
+            marker="metadata.csv",
+            timeout_s=source.timeout_s,
+        )
+        obtained = f"downloaded from {source.archive_url}"
+    return read_in_place(
+        "he2020",
+        _sections,
+        sections,
+        source,
+        root=root,
+        obtained=obtained,
+        hint="; or source.archive_url to download the public zip",
+    )
+
+
+def _sections(root: Path) -> list[str]:
+    return list(metadata(root).index)
+
+
+def _read(request: ReadRequest) -> ad.AnnData:
+    return read_section(
+        request.root,
+        request.section,
+        pixel_size_um=request.pixel_size_um,
+        spot_pitch_um=request.spot_pitch_um,
+        max_unmatched_fraction=request.max_unmatched_fraction,
+        gene_map=request.options.gene_map,
+    )
+
+
+LAYOUT = Layout(
+    name="he2020",
+    spot_pitch_um=SPOT_PITCH_UM,
+    sections=_sections,
+    patient_of=lambda root, section, options: patient_of(root, section),
+    patient_from_name=lambda section, options: patient_from_name(section),
+    read=_read,
+    acquire=acquire,
+)

@@ -14,15 +14,21 @@ path and pixel size.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import pandas as pd
 import scipy.sparse as sp
 
 from .errors import DataError
+from .layouts import Layout, ReaderOptions, ReadRequest
 from .sections import assemble_section, check_counts
+
+if TYPE_CHECKING:
+    from .acquisition import Source
 
 logger = logging.getLogger(__name__)
 
@@ -195,3 +201,44 @@ def read_section(
         max_unmatched_fraction=max_unmatched_fraction,
         grid_columns=("new_x", "new_y"),
     )
+
+
+def _sections(root: Path) -> list[str]:
+    """The published data set's sections (fixed; the folder is not listed)."""
+    return list(SECTIONS)
+
+
+def _patient_of(root: Path | None, section: str, options: ReaderOptions) -> str:
+    return patient_of(section)
+
+
+def _patient_from_name(section: str, options: ReaderOptions) -> str:
+    """The patient letter; raises DataError for a name that is not a her2st section."""
+    return patient_of(section)
+
+
+def _read(request: ReadRequest) -> ad.AnnData:
+    return read_section(
+        locate_section(request.root, request.section),
+        pixel_size_um=request.pixel_size_um,
+        spot_pitch_um=request.spot_pitch_um,
+        max_unmatched_fraction=request.max_unmatched_fraction,
+    )
+
+
+def _acquire(sections: Sequence[str], source: Source) -> dict:
+    """Copy from ``source.local_dir`` or download the pinned files (see :mod:`.acquisition`)."""
+    from .acquisition import acquire  # acquisition imports this module
+
+    return acquire(list(sections), source)
+
+
+LAYOUT = Layout(
+    name="her2st",
+    spot_pitch_um=SPOT_PITCH_UM,
+    sections=_sections,
+    patient_of=_patient_of,
+    patient_from_name=_patient_from_name,
+    read=_read,
+    acquire=_acquire,
+)

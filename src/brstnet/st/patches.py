@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_folder
 from .errors import DataError
-from .geometry import um_to_px
+from .geometry import PatchGeometry
 from .slides import Slide, open_slide
 from .stain import StainNormalizer
 from .tissue import background_fractions, tissue_mask
@@ -58,6 +58,11 @@ class PatchStore:
 
     def __len__(self) -> int:
         return len(self.patches)
+
+    @property
+    def geometry(self) -> PatchGeometry:
+        """The geometry (window, size, background threshold, stain) the patches were cut with."""
+        return PatchGeometry.from_dict(self.meta)
 
     def rows(self, obs_names: pd.Index | list[str]) -> np.ndarray:
         """Store rows of the given spots (KeyError names the first unknown one)."""
@@ -96,23 +101,71 @@ def resize(patch: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(patch).resize((size, size), Image.Resampling.LANCZOS))
 
 
+def cut_patches(
+    slide: Slide,
+    centres: np.ndarray,
+    geometry: PatchGeometry,
+    pixel_size_um: float,
+    *,
+    normalizer: StainNormalizer | None = None,
+    desc: str | None = None,
+) -> np.ndarray:
+    """Cut, resize and stain-normalise the windows around ``centres``.
+
+    The one function that turns slide pixels into model patches: the patch store and
+    whole-slide prediction both call it, so a spot is cut identically in both.
+
+    Args:
+        slide: The opened image.
+        centres: [n, 2] window centres (x, y) in slide pixels.
+        geometry: Window (um), patch size (px) and stain reference.
+        pixel_size_um: Micrometres per pixel of ``slide``.
+        normalizer: A normaliser for ``geometry.stain_reference`` (to reuse its skip
+            count); built from the geometry when None.
+        desc: Progress-bar label (no bar when None).
+
+    Returns:
+        [n, size_px, size_px, 3] uint8.
+    """
+    window = geometry.window_px(pixel_size_um)
+    if normalizer is None:
+        normalizer = StainNormalizer(geometry.stain_reference if geometry.stain_method else None)
+    centres = np.asarray(centres, dtype=float).reshape(-1, 2)
+    size = geometry.size_px
+    patches = np.empty((len(centres), size, size, 3), dtype=np.uint8)
+    points = centres if desc is None else tqdm(centres, desc=desc, unit="spot", leave=False)
+    for i, (x, y) in enumerate(points):
+        patches[i] = normalizer(resize(slide.crop(x, y, window), size))
+    return patches
+
+
+def check_window(geometry: PatchGeometry, pixel_size_um: float, slide: Slide, where: str) -> int:
+    """The window in pixels, or a DataError when it does not fit the image."""
+    window = geometry.window_px(pixel_size_um)
+    if window > min(slide.height, slide.width):
+        msg = (
+            f"{where}: a {geometry.window_um} um window is {window} px at "
+            f"{pixel_size_um:.3f} um/px, larger than the image ({slide.width} x "
+            f"{slide.height} px); lower data_processing.patches.window_um"
+        )
+        raise DataError(msg)
+    return window
+
+
 def extract_section(
     adata: ad.AnnData,
+    geometry: PatchGeometry,
     *,
-    window_um: float,
-    size_px: int,
-    normalizer: StainNormalizer,
-    max_background_fraction: float,
+    normalizer: StainNormalizer | None = None,
     slide: Slide | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Cut one patch per spot from the section's image (decoded once, or read by regions).
 
     Args:
-        adata: A section from :func:`brstnet.st.her2st.read_section`.
-        window_um: Side of the square window in micrometres.
-        size_px: Side of the stored patch in pixels (model resolution).
-        normalizer: Stain normaliser applied after resizing.
-        max_background_fraction: Spots above it get ``passes_tissue = False``.
+        adata: A section from :func:`brstnet.st.readers.read`.
+        geometry: Window, patch size, background threshold and stain reference.
+        normalizer: Stain normaliser for ``geometry.stain_reference`` (its skip count
+            is reported); built from the geometry when None.
         slide: The opened image, when the caller already has it.
 
     Returns:
@@ -122,23 +175,18 @@ def extract_section(
     path = adata.uns["image_path"]
     if slide is None:
         slide = open_slide(path, section)
-    height, width = slide.height, slide.width
-    window = um_to_px(window_um, adata.uns["pixel_size_um"])
-    if window > min(height, width):
-        msg = (
-            f"section {section}: a {window_um} um window is {window} px at "
-            f"{adata.uns['pixel_size_um']:.3f} um/px, larger than image {path} "
-            f"({width} x {height} px); lower data_processing.patches.window_um"
-        )
-        raise DataError(msg)
+    pixel_size = float(adata.uns["pixel_size_um"])
+    window = check_window(geometry, pixel_size, slide, f"section {section} (image {path})")
     centres = np.asarray(adata.obsm["spatial"], dtype=float)
     thumb, scale = slide.thumbnail()
     background = background_fractions(tissue_mask(thumb), centres, window=window, scale=scale)
 
-    patches = np.empty((len(centres), size_px, size_px, 3), dtype=np.uint8)
+    if normalizer is None:
+        normalizer = StainNormalizer(geometry.stain_reference if geometry.stain_method else None)
     skipped_before = normalizer.skipped
-    for i, (x, y) in enumerate(tqdm(centres, desc=f"patches {section}", unit="spot", leave=False)):
-        patches[i] = normalizer(resize(slide.crop(x, y, window), size_px))
+    patches = cut_patches(
+        slide, centres, geometry, pixel_size, normalizer=normalizer, desc=f"patches {section}"
+    )
     unnormalised = normalizer.skipped - skipped_before
     if unnormalised:
         logger.warning(
@@ -156,7 +204,7 @@ def extract_section(
             "pixel_y": centres[:, 1],
             "window_px": window,
             "background_fraction": background,
-            "passes_tissue": background <= max_background_fraction,
+            "passes_tissue": background <= geometry.max_background_fraction,
         }
     )
     return patches, index

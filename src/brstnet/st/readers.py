@@ -1,62 +1,91 @@
-"""One entry per supported data layout: list sections, name their patients, read them.
+"""The registry of data layouts: list sections, name their patients, read and obtain them.
 
-Every reader returns the same per-section AnnData (see :mod:`brstnet.st.sections`).
+Each layout module defines a :class:`~brstnet.st.layouts.Layout` as ``LAYOUT``;
+:data:`LAYOUTS` maps ``data_processing.dataset`` names to them. Adding a layout is one
+new module plus one line below. Every reader returns the same per-section AnnData (see
+:mod:`brstnet.st.sections`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
 from pathlib import Path
-from typing import Any
 
 import anndata as ad
 
-from . import he2020, her2st, visium
+from . import he2020, her2st, hest, visium
 from .errors import DataError
+from .layouts import Layout, ReaderOptions, ReadRequest
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DATASETS",
+    "LAYOUTS",
+    "Layout",
+    "ReadRequest",
+    "ReaderOptions",
+    "get_layout",
+    "patient_from_name",
+    "patient_of",
+    "read",
+    "sections",
+]
+
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout
+    for layout in (
+        her2st.LAYOUT,
+        he2020.LAYOUT,
+        visium.LAYOUT,
+        hest.LAYOUT,
+    )
+}
+#: The registered layout names, in registration order.
+DATASETS: tuple[str, ...] = tuple(LAYOUTS)
 
 
-@dataclass(frozen=True)
-class ReaderOptions:
-    """Layout-specific settings (``data_processing.reader``)."""
+def get_layout(name: str) -> Layout:
+    """The layout registered as ``name``.
 
-    gene_map: str | None = None  # he2020: two-column table, Ensembl id -> symbol
-    patients: dict[str, str] = field(default_factory=dict)  # visium: section -> patient
-    images: dict[str, str] = field(default_factory=dict)  # visium: section -> full-resolution image
-    spot_diameter_um: float | None = None  # visium: 55 um unless given
+    Raises:
+        DataError: unknown name, listing the registered ones.
+    """
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise DataError(
+            f"unknown dataset {name!r}; use one of {', '.join(LAYOUTS)} (data_processing.dataset)"
+        ) from None
 
 
 def sections(dataset: str, root: str | Path) -> list[str]:
     """Every section the layout at ``root`` holds."""
-    if dataset == "her2st":
-        return list(her2st.SECTIONS)
-    if dataset == "he2020":
-        return list(he2020.metadata(root).index)
-    if dataset == "visium":
-        return visium.visium_sections(root)
-    if dataset == "hest":
-        return visium.hest_sections(root)
-    raise DataError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+    return get_layout(dataset).sections(Path(root))
 
 
 def patient_of(
     dataset: str, root: str | Path | None, section: str, options: ReaderOptions | None = None
 ) -> str:
-    """The patient of a section, without reading its counts."""
-    options = options or ReaderOptions()
-    if dataset == "her2st":
-        return her2st.patient_of(section)
-    if dataset == "he2020":
-        meta = he2020.metadata(root)
-        if section not in meta.index:
-            raise DataError(
-                f"unknown he2020 section {section!r}; metadata.csv lists {', '.join(meta.index)}"
-            )
-        return str(meta.loc[section, "patient"])
-    if dataset == "visium":
-        return options.patients.get(section, section)
-    if dataset == "hest":
-        return str(visium.hest_metadata(root, section).get("patient") or section)
-    raise DataError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+    """The patient of a section, without reading its counts (may read metadata files)."""
+    return get_layout(dataset).patient_of(
+        None if root is None else Path(root), section, options or ReaderOptions()
+    )
+
+
+def patient_from_name(
+    dataset: str, section: str, options: ReaderOptions | None = None
+) -> str | None:
+    """The patient of a section from its name and the configuration alone, opening no file.
+
+    Returns:
+        The patient, or None where the layout keeps it only in its files (HEST-1k without
+        ``data_processing.reader.patients``).
+
+    Raises:
+        DataError: unknown dataset, or a name the layout rejects (not a her2st section).
+    """
+    return get_layout(dataset).patient_from_name(section, options or ReaderOptions())
 
 
 def read(
@@ -71,39 +100,28 @@ def read(
 ) -> ad.AnnData:
     """Read one section of ``dataset`` laid out as published under ``root``.
 
-    ``pixel_size_um`` None: from the layout (spot grid, scale factors or metadata);
-    ``spot_pitch_um`` None: the layout's own (200 um ST arrays, 100 um Visium).
+    Args:
+        dataset: A key of :data:`LAYOUTS`.
+        root: The folder holding the layout.
+        section: The section (sample) name.
+        pixel_size_um: Micrometres per image pixel; None: from the layout (spot grid,
+            scale factors or metadata).
+        spot_pitch_um: Spot centre-to-centre distance; None: the layout's own (200 um ST
+            arrays, 100 um Visium).
+        max_unmatched_fraction: Spot positions without counts tolerated (dropped with a warning).
+        options: Layout-specific settings.
+
+    Raises:
+        DataError: unknown dataset, or files the layout cannot use (names them).
     """
-    options = options or ReaderOptions()
-    common: dict[str, Any] = {
-        "pixel_size_um": pixel_size_um,
-        "max_unmatched_fraction": max_unmatched_fraction,
-    }
-    if dataset == "her2st":
-        files = her2st.locate_section(root, section)
-        return her2st.read_section(
-            files, spot_pitch_um=spot_pitch_um or her2st.SPOT_PITCH_UM, **common
+    layout = get_layout(dataset)
+    return layout.read(
+        ReadRequest(
+            root=Path(root),
+            section=section,
+            pixel_size_um=pixel_size_um,
+            spot_pitch_um=spot_pitch_um if spot_pitch_um is not None else layout.spot_pitch_um,
+            max_unmatched_fraction=max_unmatched_fraction,
+            options=options or ReaderOptions(),
         )
-    if dataset == "he2020":
-        return he2020.read_section(
-            root,
-            section,
-            spot_pitch_um=spot_pitch_um or he2020.SPOT_PITCH_UM,
-            gene_map=options.gene_map,
-            **common,
-        )
-    if dataset == "visium":
-        return visium.read_visium(
-            root,
-            section,
-            spot_diameter_um=options.spot_diameter_um or visium.VISIUM_SPOT_DIAMETER_UM,
-            images=options.images,
-            patients=options.patients,
-            **common,
-        )
-    if dataset == "hest":
-        return visium.read_hest(root, section, **common)
-    raise DataError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
-
-
-DATASETS = ("her2st", "he2020", "visium", "hest")
+    )

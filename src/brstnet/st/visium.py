@@ -1,25 +1,26 @@
-"""Readers for 10x Visium (Space Ranger ``outs/``) and HEST-1k sample folders.
+"""Reader for 10x Visium (Space Ranger ``outs/``) sample folders.
 
 Visium: ``<root>/<section>/[outs/]filtered_feature_bc_matrix.h5``,
 ``spatial/tissue_positions.csv`` (or the headerless ``tissue_positions_list.csv``),
 ``spatial/scalefactors_json.json``, and the full-resolution image the user gives
 (``images: {section: path}``, or the one TIFF / JPEG in the section folder). The pixel
 size comes from the scale factors: spot diameter (55 um) / ``spot_diameter_fullres``.
-
-HEST-1k: ``<root>/st/<id>.h5ad``, ``<root>/wsis/<id>.tif`` (pyramidal),
-``<root>/metadata/<id>.json`` (``pixel_size_um_estimated``, ``patient``, ...).
+HEST-1k samples (Visium spots in h5ad files) are read by :mod:`brstnet.st.hest`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
 import pandas as pd
 
+from .acquisition import Source
 from .errors import DataError
+from .layouts import Layout, ReaderOptions, ReadRequest, read_in_place
 from .sections import assemble_section, check_count_matrix
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def read_visium(
     images: dict[str, str] | None = None,
     patients: dict[str, str] | None = None,
     max_unmatched_fraction: float = 0.02,
+    spot_pitch_um: float = VISIUM_SPOT_PITCH_UM,
 ) -> ad.AnnData:
     """One Visium sample into the common AnnData contract."""
     import scanpy as sc
@@ -154,67 +156,43 @@ def read_visium(
         counts_file=matrix,
         positions_file=positions_file,
         pixel_size_um=pixel_size_um,
-        spot_pitch_um=VISIUM_SPOT_PITCH_UM,
+        spot_pitch_um=spot_pitch_um,
         spot_diameter_um=spot_diameter_um,
         max_unmatched_fraction=max_unmatched_fraction,
         counts_cover_off_tissue=True,
     )
 
 
-def hest_sections(root: str | Path) -> list[str]:
-    return sorted(p.stem for p in (Path(root) / "st").glob("*.h5ad"))
+def patient_from_name(section: str, options: ReaderOptions) -> str:
+    """``data_processing.reader.patients[section]``; else the section is its own patient."""
+    return options.patients.get(section, section)
 
 
-def hest_metadata(root: str | Path, sample: str) -> dict:
-    path = Path(root) / "metadata" / f"{sample}.json"
-    if not path.is_file():
-        raise DataError(f"hest sample {sample}: metadata {path} is missing")
-    return json.loads(path.read_text())
-
-
-def read_hest(
-    root: str | Path,
-    section: str,
-    *,
-    pixel_size_um: float | None = None,
-    max_unmatched_fraction: float = 0.02,
-) -> ad.AnnData:
-    """One HEST-1k sample (st/<id>.h5ad, wsis/<id>.tif, metadata/<id>.json)."""
-    root = Path(root)
-    h5ad = root / "st" / f"{section}.h5ad"
-    if not h5ad.is_file():
-        raise DataError(f"hest sample {section}: {h5ad} is missing")
-    meta = hest_metadata(root, section)
-    if pixel_size_um is None:
-        pixel_size_um = meta.get("pixel_size_um_estimated") or meta.get("pixel_size_um_embedded")
-        if pixel_size_um is None:
-            raise DataError(
-                f"hest sample {section}: {root / 'metadata' / (section + '.json')} has no pixel_size_um_estimated; "
-                "give data_processing.pixel_size_um"
-            )
-    data = ad.read_h5ad(h5ad)
-    needed = ["array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
-    missing = [c for c in needed if c not in data.obs.columns]
-    if missing:
-        raise DataError(f"hest sample {section}: {h5ad} obs lacks {missing}")
-    positions = positions_under_tissue(data.obs)
-    diameter = float(meta.get("spot_diameter") or VISIUM_SPOT_DIAMETER_UM)
-    pitch = float(meta.get("inter_spot_dist") or VISIUM_SPOT_PITCH_UM)
-    spot_ids = pd.Index(data.obs_names.astype(str))
-    return assemble_section(
-        dataset="hest",
-        section=section,
-        patient=str(meta.get("patient") or section),
-        spot_ids=spot_ids,
-        genes=pd.Index(data.var_names.astype(str)),
-        counts=check_count_matrix(data.X, h5ad, section, spot_ids, data.var_names),
-        positions=positions,
-        image=root / "wsis" / f"{section}.tif",
-        counts_file=h5ad,
-        positions_file=h5ad,
-        pixel_size_um=float(pixel_size_um),
-        spot_pitch_um=pitch,
-        spot_diameter_um=diameter,
-        max_unmatched_fraction=max_unmatched_fraction,
-        counts_cover_off_tissue=True,
+def _read(request: ReadRequest) -> ad.AnnData:
+    options = request.options
+    return read_visium(
+        request.root,
+        request.section,
+        pixel_size_um=request.pixel_size_um,
+        spot_diameter_um=options.spot_diameter_um or VISIUM_SPOT_DIAMETER_UM,
+        images=options.images,
+        patients=options.patients,
+        max_unmatched_fraction=request.max_unmatched_fraction,
+        spot_pitch_um=request.spot_pitch_um,
     )
+
+
+def acquire(sections: Sequence[str], source: Source) -> dict:
+    """Read in place from ``source.local_dir`` (Space Ranger output is not downloaded)."""
+    return read_in_place("visium", visium_sections, sections, source)
+
+
+LAYOUT = Layout(
+    name="visium",
+    spot_pitch_um=VISIUM_SPOT_PITCH_UM,
+    sections=visium_sections,
+    patient_of=lambda root, section, options: patient_from_name(section, options),
+    patient_from_name=patient_from_name,
+    read=_read,
+    acquire=acquire,
+)

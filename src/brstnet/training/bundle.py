@@ -1,8 +1,11 @@
 """A trained model with everything that fixed its inputs and outputs.
 
-A bundle is a folder: ``model.safetensors`` (weights) and ``config.json`` (backbone,
-heads, gene panel, target statistics, stain reference, patch geometry, training
-settings), so that prediction cannot silently mismatch training.
+A bundle is a folder: ``model.safetensors`` (weights) and ``config.json``, which holds
+the model spec (backbone, heads, input size and normalisation: what builds the model),
+the patch geometry (window in micrometres, patch size, background threshold, stain
+reference: what cuts its inputs), the gene panel and target statistics (what its outputs
+mean) and the training settings. Evaluation and inference build and feed the model from
+these alone, so prediction cannot silently differ from training.
 """
 
 from __future__ import annotations
@@ -10,33 +13,100 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from .. import __version__
 from ..atomic import atomic_folder
-from ..models import ExpressionModel, ExpressionTask
+from ..models import ExpressionTask, ModelSpec
+from ..st.geometry import PatchGeometry
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 
 @dataclass
 class ModelBundle:
-    """Weights plus configuration (JSON-ready dict)."""
+    """Weights plus configuration (JSON-ready dict, see :func:`bundle_config`)."""
 
     config: dict
     state_dict: dict[str, torch.Tensor]
 
+    @property
+    def spec(self) -> ModelSpec:
+        """What builds the model."""
+        return ModelSpec.from_dict(self.config["model"])
+
+    @property
+    def geometry(self) -> PatchGeometry:
+        """What cuts the model's input patches."""
+        return PatchGeometry.from_dict(self.config["geometry"])
+
     def build_task(self) -> ExpressionTask:
         """Rebuild the task with these weights (on CPU)."""
-        cfg = self.config
-        model = ExpressionModel(
-            cfg["backbone"],
-            n_main=len(cfg["genes"]),
-            n_aux=len(cfg["aux_genes"]) if cfg["aux_weight"] > 0 else 0,
-            img_size=cfg["size_px"],
-        )
-        task = ExpressionTask(model, aux_weight=cfg["aux_weight"])
+        task = self.spec.build()
         task.load_state_dict(self.state_dict)
         return task
+
+
+def bundle_config(
+    *,
+    variant: str,
+    fold: int,
+    spec: ModelSpec,
+    geometry: PatchGeometry,
+    fold_input: ad.AnnData,
+    aux_genes: list[str],
+    train_patients: list[str],
+    test_patients: list[str],
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """The bundle's ``config.json``: model spec, geometry, panel, targets, training."""
+    stats = fold_input.var
+    return {
+        "brstnet_version": __version__,
+        "variant": variant,
+        "fold": int(fold),
+        "model": spec.to_dict(),
+        "geometry": geometry.to_dict(),
+        "genes": [str(g) for g in fold_input.var_names],
+        "aux_genes": list(aux_genes),
+        "target": {
+            "transform": str(fold_input.uns["transform"]),
+            "zscore": bool(fold_input.uns["zscore"]),
+            "mean": stats["target_mean"].astype(float).tolist(),
+            "std": stats["target_std"].astype(float).tolist(),
+        },
+        "train_patients": list(train_patients),
+        "test_patients": list(test_patients),
+        "training": training,
+    }
+
+
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Read a bundle written before model spec and geometry had their own blocks (0.x)."""
+    if "model" in config and "geometry" in config:
+        return config
+    config = dict(config)
+    aux = config.get("aux_genes", []) if config.get("aux_weight", 0) > 0 else []
+    config["model"] = ModelSpec(
+        config.pop("backbone"),
+        len(config["genes"]),
+        int(config["size_px"]),
+        len(aux),
+        float(config.pop("aux_weight", 0.0)),
+        tuple(config.pop("pixel_mean")),
+        tuple(config.pop("pixel_std")),
+    ).to_dict()
+    config["geometry"] = PatchGeometry(
+        float(config.pop("window_um")),
+        int(config.pop("size_px")),
+        0.5,  # what inference assumed before the threshold travelled in the bundle
+        config.pop("stain_reference", None) or {"method": None},
+    ).to_dict()
+    return config
 
 
 def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
@@ -51,6 +121,5 @@ def load_bundle(path: str | Path) -> ModelBundle:
     path = Path(path)
     if not (path / "model.safetensors").is_file():
         raise FileNotFoundError(f"no model at {path} (model.safetensors missing); train it first")
-    return ModelBundle(
-        json.loads((path / "config.json").read_text()), load_file(str(path / "model.safetensors"))
-    )
+    config = upgrade_config(json.loads((path / "config.json").read_text()))
+    return ModelBundle(config, load_file(str(path / "model.safetensors")))

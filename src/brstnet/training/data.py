@@ -11,10 +11,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
-#: ImageNet statistics, timm's default for these backbones.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-
 
 class PatchBatches(Dataset):
     """Patches (store rows) with their targets.
@@ -93,13 +89,59 @@ def make_loader(
     )
 
 
+class InputNormaliser:
+    """uint8 patches -> the model's normalised float input, on one device.
+
+    The constants are built once (from the model's own ``pixel_mean`` / ``pixel_std``,
+    which its :class:`~brstnet.models.ModelSpec` fixed), so training, evaluation and
+    inference normalise exactly alike.
+
+    Args:
+        mean: Per-channel mean (RGB, 0-1 scale).
+        std: Per-channel standard deviation.
+        device: Where the batches are converted.
+        channels_last: Return channels-last tensors (faster convolutions on GPU).
+    """
+
+    def __init__(
+        self,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        device: torch.device,
+        *,
+        channels_last: bool = False,
+    ) -> None:
+        self.device = device
+        self.mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
+        self.channels_last = channels_last
+
+    @classmethod
+    def for_task(cls, task: torch.nn.Module, device: torch.device, *, channels_last: bool = False):
+        """The normaliser of an :class:`~brstnet.models.ExpressionTask`'s model."""
+        model = task.model
+        return cls(model.pixel_mean, model.pixel_std, device, channels_last=channels_last)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, H, W, 3] uint8 (host) -> [B, 3, H, W] float, normalised, on the device."""
+        return to_model_input(images, self.mean, self.std, channels_last=self.channels_last)
+
+
 def to_model_input(
-    images: torch.Tensor, device: torch.device, *, channels_last: bool = False
+    images: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    *,
+    channels_last: bool = False,
 ) -> torch.Tensor:
-    """[B, H, W, 3] uint8 (host) -> [B, 3, H, W] float, normalised, on ``device``."""
-    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    """[B, H, W, 3] uint8 (host) -> [B, 3, H, W] float, normalised, on ``mean``'s device.
+
+    Args:
+        images: [B, H, W, 3] uint8.
+        mean: [1, 3, 1, 1] float on the target device.
+        std: [1, 3, 1, 1] float on the target device.
+    """
+    x = images.to(mean.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
     x = (x - mean) / std
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 

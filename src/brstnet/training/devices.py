@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import random
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 
@@ -47,9 +45,6 @@ def resolve_device(
     return DeviceSetup(device, None, False, False, 0 if num_workers is None else num_workers)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a CPU generator for shuffling and augmentation."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def make_generator(seed: int) -> torch.Generator:
+    """A CPU generator for shuffling and augmentation (reproducible whatever the device)."""
     return torch.Generator().manual_seed(seed)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,14 +18,14 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_file
 from ..metrics import pearson_per_gene
 from .data import (
+    InputNormaliser,
     PatchBatches,
     color_jitter,
     dihedral,
     dihedral_transform,
     make_loader,
-    to_model_input,
 )
-from .devices import DeviceSetup, seed_everything
+from .devices import DeviceSetup, make_generator
 
 logger = logging.getLogger(__name__)
 
@@ -74,28 +74,33 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: LoopConfig):
 
 
 @torch.no_grad()
-def predict(
+def predict_images(
     task: torch.nn.Module,
-    data: PatchBatches,
+    batches: Iterable[torch.Tensor | np.ndarray],
     setup: DeviceSetup,
     *,
-    batch_size: int = 64,
     tta: bool = False,
 ) -> np.ndarray:
-    """Main-head predictions [n, n_main] for every patch, optionally the mean over the
-    8 flips/rotations (test-time augmentation, ST-Net)."""
+    """Main-head predictions for batches of uint8 patches.
+
+    The one prediction path, shared by held-out evaluation and whole-slide inference:
+    the images are normalised as the task's model was trained, optionally averaged over
+    the 8 flips/rotations (test-time augmentation, ST-Net).
+
+    Args:
+        task: An :class:`~brstnet.models.ExpressionTask` (on ``setup.device``).
+        batches: [B, H, W, 3] uint8 arrays or tensors.
+
+    Returns:
+        [n, n_main] float32.
+    """
     task.eval()
-    loader = make_loader(
-        data,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=setup.num_workers,
-        pin_memory=setup.pin_memory,
-    )
+    normalise = InputNormaliser.for_task(task, setup.device, channels_last=setup.channels_last)
+    views = range(8) if tta else range(1)
     outputs = []
-    for batch in loader:
-        x = to_model_input(batch["images"], setup.device, channels_last=setup.channels_last)
-        views = range(8) if tta else range(1)
+    for images in batches:
+        images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
+        x = normalise(images)
         total = None
         for k in views:
             with torch.autocast(
@@ -105,6 +110,25 @@ def predict(
             total = y if total is None else total + y
         outputs.append((total / len(views)).cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def predict(
+    task: torch.nn.Module,
+    data: PatchBatches,
+    setup: DeviceSetup,
+    *,
+    batch_size: int = 64,
+    tta: bool = False,
+) -> np.ndarray:
+    """Main-head predictions [n, n_main] for every patch of ``data`` (see :func:`predict_images`)."""
+    loader = make_loader(
+        data,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=setup.num_workers,
+        pin_memory=setup.pin_memory,
+    )
+    return predict_images(task, (batch["images"] for batch in loader), setup, tta=tta)
 
 
 def _save_atomic(state: dict, path: Path) -> None:
@@ -128,8 +152,38 @@ def fit(
     A checkpoint is written atomically after every epoch; if ``checkpoint`` exists and
     was written by the same settings, training resumes after its last epoch with the
     same random state, so a resumed run ends where an uninterrupted one would.
+
+    The random state is local: shuffling and augmentation draw from a generator seeded
+    with ``cfg.seed``, and torch's global RNG (dropout, loader seeds) is forked and
+    seeded for the duration of the fit, so the caller's random state is left unchanged.
     """
-    generator = seed_everything(cfg.seed)
+    devices = [setup.device.index or 0] if setup.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(cfg.seed)
+        return _fit(
+            task,
+            train,
+            val,
+            cfg,
+            setup,
+            checkpoint=checkpoint,
+            desc=desc,
+            on_epoch_end=on_epoch_end,
+        )
+
+
+def _fit(
+    task: torch.nn.Module,
+    train: PatchBatches,
+    val: PatchBatches | None,
+    cfg: LoopConfig,
+    setup: DeviceSetup,
+    *,
+    checkpoint: Path | None,
+    desc: str,
+    on_epoch_end: Callable[[int], None] | None,
+) -> FitResult:
+    generator = make_generator(cfg.seed)
     task.to(setup.device)
     if setup.channels_last:
         task.to(memory_format=torch.channels_last)
@@ -171,6 +225,7 @@ def fit(
         num_workers=setup.num_workers,
         pin_memory=setup.pin_memory,
     )
+    normalise = InputNormaliser.for_task(task, setup.device, channels_last=setup.channels_last)
     for epoch in range(start, cfg.epochs):
         task.train()
         sums: dict[str, float] = {}
@@ -178,7 +233,7 @@ def fit(
         for batch in tqdm(
             loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False
         ):
-            x = to_model_input(batch["images"], setup.device, channels_last=setup.channels_last)
+            x = normalise(batch["images"])
             if cfg.dihedral:
                 x = dihedral(x, generator)
             x = color_jitter(x, cfg.color_jitter, generator)

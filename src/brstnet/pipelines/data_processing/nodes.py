@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from brstnet.config import DataProcessingParams
 from brstnet.st import readers
-from brstnet.st.acquisition import Source, acquire, acquire_archive
+from brstnet.st.acquisition import Source
 from brstnet.st.errors import DataError
 from brstnet.st.geometry import um_to_px
 from brstnet.st.patches import PatchStore, extract_section, resize
@@ -26,56 +26,30 @@ logger = logging.getLogger(__name__)
 
 
 def acquire_raw_data(params: dict[str, Any]) -> dict:
-    """Put the raw files of the configured sections in data/01_raw.
+    """Obtain the raw files of the configured sections with the dataset's layout.
+
+    her2st is copied from ``source.local_dir`` or downloaded into data/01_raw; he2020 is
+    read in place or its public zip downloaded; visium and hest are read in place.
 
     Args:
         params: ``data_processing`` parameters.
 
     Returns:
-        ``raw_manifest``: root folder and per-section relative file paths.
+        ``raw_manifest``: dataset, root folder, per-section relative file paths and how
+        they were obtained.
     """
     cfg = parse(DataProcessingParams, params)
     src = cfg.source
-    if cfg.dataset != "her2st":  # read in place, in the layout it is published in
-        root, obtained = src.local_dir, "read in place"
-        if (not root or not Path(root).is_dir()) and cfg.dataset == "he2020" and src.archive_url:
-            archive = acquire_archive(
-                src.archive_url,
-                Path(src.raw_dir),
-                sha256=src.archive_sha256,
-                marker="metadata.csv",
-                timeout_s=src.timeout_s,
-            )
-            root, obtained = str(archive), f"downloaded from {src.archive_url}"
-        if not root or not Path(root).is_dir():
-            hint = (
-                "; or source.archive_url to download the public zip"
-                if cfg.dataset == "he2020"
-                else ""
-            )
-            raise DataError(
-                f"dataset {cfg.dataset}: set data_processing.source.local_dir to the folder that holds it (now {src.local_dir!r}){hint}"
-            )
-        available = set(readers.sections(cfg.dataset, root))
-        unknown = [s for s in cfg.sections if s not in available]
-        if unknown:
-            raise DataError(
-                f"dataset {cfg.dataset}: sections {unknown} are not in {root}; it holds {sorted(available)}"
-            )
-        return {
-            "dataset": cfg.dataset,
-            "root": str(root),
-            "sections": {s: {} for s in cfg.sections},
-            "obtained": obtained,
-        }
     source = Source(
         raw_dir=Path(src.raw_dir),
         local_dir=Path(src.local_dir) if src.local_dir else None,
         base_url=src.base_url,
         commit=src.commit,
         timeout_s=src.timeout_s,
+        archive_url=src.archive_url,
+        archive_sha256=src.archive_sha256,
     )
-    return acquire(cfg.sections, source)
+    return readers.get_layout(cfg.dataset).acquire(cfg.sections, source)
 
 
 def read_sections(raw_manifest: dict, params: dict[str, Any]) -> dict[str, ad.AnnData]:
@@ -196,25 +170,20 @@ def extract_patches(sections: dict, stain_reference: dict, params: dict[str, Any
         ``patch_store``: [N, size, size, 3] uint8 patches with their index table.
     """
     cfg = parse(DataProcessingParams, params)
-    normalizer = StainNormalizer(stain_reference if stain_reference.get("method") else None)
+    geometry = cfg.geometry(stain_reference)
+    normalizer = StainNormalizer(stain_reference if geometry.stain_method else None)
     all_patches, indices = [], []
     for section, adata in tqdm(
         materialise(sections).items(), desc="extract patches", unit="section"
     ):
-        patches, index = extract_section(
-            adata,
-            window_um=cfg.patches.window_um,
-            size_px=cfg.patches.size_px,
-            normalizer=normalizer,
-            max_background_fraction=cfg.qc.max_background_fraction,
-        )
+        patches, index = extract_section(adata, geometry, normalizer=normalizer)
         flagged = int((~index["passes_tissue"]).sum())
         logger.info(
             "section %s: %d patches, %d over %.0f%% background (kept, excluded from training)",
             section,
             len(index),
             flagged,
-            100 * cfg.qc.max_background_fraction,
+            100 * geometry.max_background_fraction,
         )
         all_patches.append(patches)
         indices.append(index)
@@ -224,10 +193,7 @@ def extract_patches(sections: dict, stain_reference: dict, params: dict[str, Any
     index.index.name = None
     meta = {
         "dataset": cfg.dataset,
-        "window_um": cfg.patches.window_um,
-        "size_px": cfg.patches.size_px,
-        "max_background_fraction": cfg.qc.max_background_fraction,
-        "stain_reference": stain_reference,
+        **geometry.to_dict(),
         "stain_unnormalised_patches": normalizer.skipped,
     }
     return PatchStore(patches=np.concatenate(all_patches), index=index, meta=meta)

@@ -20,8 +20,19 @@ from ..nodes_common import materialise, parse
 logger = logging.getLogger(__name__)
 
 
-def split_patients(sections: dict, params: dict[str, Any]) -> pd.DataFrame:
-    """Outer and inner splits by patient (``splits``, 05_model_input)."""
+def split_patients(
+    sections: dict, params: dict[str, Any], data_processing: dict[str, Any]
+) -> pd.DataFrame:
+    """Outer and inner splits by patient (``splits``, 05_model_input).
+
+    Raises:
+        DataError: the data give another number of folds than the registered namespaces
+            (counted from the configuration before the run), e.g. HEST sections whose
+            metadata name one patient; the message says what to configure.
+    """
+    from brstnet.pipelines.variants import n_folds
+    from brstnet.st.errors import DataError
+
     cfg = parse(FeatureSelectionParams, params).split
     info = [
         {
@@ -43,6 +54,14 @@ def split_patients(sections: dict, params: dict[str, Any]) -> pd.DataFrame:
         seed=cfg.seed,
         stratify=cfg.stratify,
     )
+    registered = n_folds(data_processing, params)
+    if splits["fold"].nunique() != registered:
+        patients = {s: a.uns["patient"] for s, a in materialise(sections).items()}
+        raise DataError(
+            f"the data give {splits['fold'].nunique()} outer folds but {registered} were "
+            f"registered from the configuration (sections -> patients: {patients}); list the "
+            "patients in data_processing.reader.patients so that the folds are known before the run"
+        )
     for fold, part in splits[splits["inner_fold"] == OUTER].groupby("fold"):
         test = sorted(part.loc[part["role"] == "test", "patient"].unique())
         train = sorted(part.loc[part["role"] == "train", "patient"].unique())

@@ -11,7 +11,12 @@ def create_pipeline(**kwargs) -> Pipeline:
     params = "params:feature_selection"
     return Pipeline(
         [
-            Node(nodes.split_patients, ["sections", params], "splits", name="split_patients"),
+            Node(
+                nodes.split_patients,
+                ["sections", params, "params:data_processing"],
+                "splits",
+                name="split_patients",
+            ),
             Node(
                 nodes.select_gene_panels,
                 ["sections", "splits", params],

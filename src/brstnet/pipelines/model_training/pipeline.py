@@ -10,11 +10,10 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
 
+from ..variants import Variant, namespace
 from . import nodes
 
-
-def namespace(variant: str, fold: int) -> str:
-    return f"{variant}_fold{fold}"
+__all__ = ["base_pipeline", "create_pipeline", "namespace"]
 
 
 def base_pipeline(variant: str, backbone: str, aux_weight: float, fold: int) -> Pipeline:
@@ -37,7 +36,7 @@ def base_pipeline(variant: str, backbone: str, aux_weight: float, fold: int) -> 
 
 
 def create_pipeline(
-    variants: list[tuple[str, str, float]] | None = None, n_folds: int | None = None, **kwargs
+    variants: list[Variant] | None = None, n_folds: int | None = None, **kwargs
 ) -> Pipeline:
     """All variants x folds; ``variants`` are (name, backbone, aux weight). Without
     arguments, both are read from the configuration."""

@@ -1,0 +1,197 @@
+"""A variant's numbers over all its folds: per-gene table, headline metrics, the summary
+across variants, and which section and genes its maps show (pandas / NumPy only)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from brstnet.metrics import per_gene_table, summarise
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+logger = logging.getLogger(__name__)
+
+#: The columns of ``evaluation_summary``, in order.
+SUMMARY_COLUMNS = (
+    "variant",
+    "n_genes",
+    "genes_in_every_fold",
+    "genes_positive",
+    "genes_r_gt_0_5",
+    "median_r",
+    "mean_r",
+    "significant_genes",
+    "aCC",
+    "aMAE",
+    "aRMSE",
+    "genes_nan_r",
+    "test_spots",
+    "test_patients",
+)
+
+
+def union_genes(predictions: Sequence[ad.AnnData]) -> list[str]:
+    """Every gene of any fold's panel, in order of first appearance."""
+    return list(dict.fromkeys(str(g) for p in predictions for g in p.var_names))
+
+
+def on_genes(values: np.ndarray, names: Sequence[str], genes: Sequence[str]) -> np.ndarray:
+    """Columns of ``values`` reordered onto ``genes``.
+
+    Args:
+        values: [n_spots, len(names)] one column per gene of ``names``.
+        names: The genes of ``values``' columns.
+        genes: The genes wanted.
+
+    Returns:
+        [n_spots, len(genes)]; NaN in the columns of genes not in ``names``.
+    """
+    return pd.DataFrame(np.asarray(values), columns=list(names)).reindex(columns=genes).to_numpy()
+
+
+def stack_folds(
+    predictions: Sequence[ad.AnnData], genes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All folds' held-out spots on one set of genes.
+
+    Args:
+        predictions: One predictions AnnData per fold (X predicted, layer ``observed``,
+            obs ``patient``).
+        genes: The genes to evaluate (usually :func:`union_genes`).
+
+    Returns:
+        observed [n_spots, len(genes)], predicted [n_spots, len(genes)] (NaN where a
+        fold's panel lacks a gene) and patients [n_spots], the folds' spots one after
+        the other.
+    """
+    observed, predicted = [], []
+    for p in predictions:
+        names = [str(g) for g in p.var_names]
+        predicted.append(on_genes(p.X, names, genes))
+        observed.append(on_genes(p.layers["observed"], names, genes))
+    patients = np.concatenate([p.obs["patient"].astype(str).to_numpy() for p in predictions])
+    return np.concatenate(observed), np.concatenate(predicted), patients
+
+
+def evaluate_predictions(
+    predictions: Sequence[ad.AnnData], *, alpha: float
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per-gene table and headline metrics over all held-out patients of a variant.
+
+    Each fold has its own panel (fitted on its training patients): the union of the
+    panels is evaluated, a gene counting for the held-out patients of the folds whose
+    model predicts it.
+
+    Args:
+        predictions: One predictions AnnData per fold, all of one variant
+            (``uns["variant"]``).
+        alpha: Family-wise level of the Holm-corrected sign test.
+
+    Returns:
+        The per-gene table (a ``gene`` column, then the columns of
+        :func:`brstnet.metrics.per_gene_table`) and the metrics: ``variant``, the numbers
+        of :func:`brstnet.metrics.summarise`, ``test_spots`` and ``test_patients``.
+    """
+    genes = union_genes(predictions)
+    observed, predicted, patients = stack_folds(predictions, genes)
+    table = per_gene_table(observed, predicted, patients, genes, alpha=alpha)
+    metrics = {
+        "variant": str(predictions[0].uns["variant"]),
+        **summarise(table),
+        "test_spots": int(len(patients)),
+        "test_patients": int(len(set(patients))),
+    }
+    if metrics["genes_in_every_fold"] < metrics["n_genes"]:
+        logger.info(
+            "%s: the folds' panels share %d genes; %d genes are in some folds' panels only",
+            metrics["variant"],
+            metrics["genes_in_every_fold"],
+            metrics["n_genes"] - metrics["genes_in_every_fold"],
+        )
+    logger.info(
+        "%s: %d of %d genes with median r > 0, %d > 0.5, median r %.3f, aCC %.3f, %d significant, %d NaN",
+        metrics["variant"],
+        metrics["genes_positive"],
+        metrics["n_genes"],
+        metrics["genes_r_gt_0_5"],
+        metrics["median_r"],
+        metrics["aCC"],
+        metrics["significant_genes"],
+        metrics["genes_nan_r"],
+    )
+    return table.reset_index(), metrics
+
+
+def summary_table(metrics: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per variant (``evaluation_summary``), best aCC first, NaN aCC last.
+
+    Args:
+        metrics: The metrics of :func:`evaluate_predictions`, one per variant.
+
+    Returns:
+        The :data:`SUMMARY_COLUMNS` of every variant.
+    """
+    return (
+        pd.DataFrame(list(metrics))[list(SUMMARY_COLUMNS)]
+        .sort_values("aCC", ascending=False, na_position="last")
+        .reset_index(drop=True)
+    )
+
+
+@dataclass(frozen=True)
+class MapChoice:
+    """What a variant's gene maps show.
+
+    Attributes:
+        section: The held-out section with the most predicted spots.
+        fold: Position in the predictions of the fold that holds it out.
+        genes: The genes drawn, all in that fold's panel.
+    """
+
+    section: str
+    fold: int
+    genes: list[str]
+
+
+def choose_maps(
+    per_gene: pd.DataFrame,
+    predictions: Sequence[ad.AnnData],
+    *,
+    n_best_genes: int,
+    map_genes: Sequence[str],
+) -> MapChoice:
+    """The largest held-out section, and the genes to draw on it.
+
+    Genes: the ``n_best_genes`` of the highest finite median r, then the ``map_genes``
+    not already among them; only genes the section's fold model predicts (its own
+    panel); the panel's first gene when none is left.
+
+    Args:
+        per_gene: The per-gene table of :func:`evaluate_predictions` (``gene``,
+            ``median_r``).
+        predictions: One predictions AnnData per fold (obs ``section``).
+        n_best_genes: How many of the best genes to draw.
+        map_genes: Genes always drawn when in the panel.
+    """
+    spots = pd.concat([p.obs.assign(_fold=i) for i, p in enumerate(predictions)])
+    section = spots["section"].value_counts().index[0]
+    fold = int(spots.loc[spots["section"] == section, "_fold"].iloc[0])
+    names = [str(g) for g in predictions[fold].var_names]
+    panel = set(names)
+    ranked = [
+        g
+        for g in per_gene.dropna(subset=["median_r"]).sort_values("median_r", ascending=False)[
+            "gene"
+        ]
+        if g in panel
+    ]
+    best = ranked[:n_best_genes]
+    genes = best + [g for g in map_genes if g in panel and g not in best]
+    return MapChoice(section=section, fold=fold, genes=genes or names[:1])

@@ -1,0 +1,88 @@
+"""Project hooks: the run's configuration is the run.
+
+- ``after_context_created``: validate every parameter against one typed model
+  (:class:`brstnet.config.ProjectParams`) before anything runs, naming each bad key and
+  the file that sets it; then hand the session's parameters (``--env`` and ``--params``
+  included) to the pipeline registry, so the namespaces registered are those the nodes'
+  parameters give.
+- ``before_pipeline_run``: a last guard that the pipeline's training namespaces are the
+  ones this run's parameters give (never a silent mismatch).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
+
+
+def parameter_files(config_loader: Any, env: str | None) -> list[Path]:
+    """The parameter files Kedro merges for ``env``, base first (for error messages)."""
+    root = Path(config_loader.conf_source)
+    envs = [config_loader.base_env, env or config_loader.default_run_env]
+    files: list[Path] = []
+    for name in dict.fromkeys(e for e in envs if e):
+        folder = root / name
+        if folder.is_dir():
+            files += sorted(
+                p
+                for p in folder.rglob("*")
+                if p.suffix in (".yml", ".yaml") and "parameters" in str(p.relative_to(folder))
+            )
+    return files
+
+
+def _reload_registry() -> None:
+    """Drop Kedro's cached pipelines so the next access registers them afresh."""
+    from kedro.framework.project import pipelines
+
+    requested = getattr(pipelines, "_requested_pipelines", None)
+    pipelines.configure(pipelines._pipelines_module)  # resets the cache (Kedro's own API)
+    pipelines.set_requested(requested)
+
+
+class ProjectHooks:
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        from brstnet.parameter_check import validate_parameters
+        from brstnet.pipelines import variants
+
+        loader = context.config_loader
+        params = loader["parameters"]
+        validate_parameters(
+            params,
+            parameter_files(loader, context.env),
+            runtime=getattr(loader, "runtime_params", None) or None,
+        )
+        if variants.use_run_parameters(params):
+            logger.info("parameters differ from the registered pipelines': registering afresh")
+            _reload_registry()
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from brstnet.pipelines import variants
+
+        trained = {
+            node.namespace.split(".")[0]
+            for node in pipeline.nodes
+            if node.namespace and node.name.split(".")[-1] == "train_model"
+        }
+        params = variants.run_parameters()
+        if trained and params is not None:
+            variants.check_registered(trained, params)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from brstnet.pipelines import variants
+
+        variants.use_run_parameters(None)  # outside a session: KEDRO_ENV's configuration
+
+    @hook_impl
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
+        self.after_pipeline_run(run_params, pipeline, catalog)

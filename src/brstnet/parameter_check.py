@@ -1,0 +1,114 @@
+"""Validate the whole parameter tree before a run: each bad key named with its file.
+
+:func:`validate_parameters` checks the run's merged parameters against
+:class:`brstnet.config.ProjectParams` (unknown keys are errors, so a typo such as
+``model_training.epoch`` stops the run at once) and says which parameter file, or
+``--params``, set the offending key, with the closest valid key names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .config import ProjectParams
+
+
+class ParameterError(ValueError):
+    """A parameter that does not fit :class:`ProjectParams` (the message names it and its file)."""
+
+
+def _defined_in(dotted: tuple[str | int, ...], files: list[Path]) -> list[str]:
+    """The parameter files (in load order) that set the key at ``dotted``."""
+    import yaml
+
+    found = []
+    for path in files:
+        try:
+            node: Any = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        for part in dotted:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                break
+        else:
+            found.append(str(path))
+    return found
+
+
+def validate_parameters(
+    params: dict[str, Any], files: list[Path] | None = None, *, runtime: dict | None = None
+) -> ProjectParams:
+    """Validate the whole parameter tree; each problem names its key and where it is set.
+
+    Args:
+        params: The merged parameters of the run (Kedro's ``parameters`` config).
+        files: The parameter files that were merged, to name where a bad key is set.
+        runtime: ``--params`` given on the command line.
+
+    Raises:
+        ParameterError: every invalid or unknown key, with its file and, for a typo, the
+        valid keys closest to it.
+    """
+    import difflib
+
+    from pydantic import ValidationError
+
+    try:
+        return ProjectParams.model_validate(params)
+    except ValidationError as err:
+        lines = []
+        for problem in err.errors():
+            loc = tuple(problem["loc"])
+            key = ".".join(str(p) for p in loc)
+            where = _defined_in(loc, list(files or []))
+            if runtime and _has_key(runtime, loc):
+                where.append("--params")
+            place = f" (set in {', '.join(where)})" if where else ""
+            if problem["type"] == "extra_forbidden":
+                hint = ""
+                model = _model_at(loc[:-1])
+                if model is not None:
+                    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=2)
+                    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                    hint += f" (valid keys: {', '.join(model.model_fields)})"
+                lines.append(f"unknown parameter {key}{place}{hint}")
+            else:
+                lines.append(f"parameter {key}{place}: {problem['msg']}")
+        raise ParameterError("invalid parameters:\n  " + "\n  ".join(lines)) from None
+
+
+def _has_key(tree: dict, loc: tuple) -> bool:
+    """Whether ``loc`` is set in ``tree``, nested or as a dotted key ("a.b.c")."""
+    node: Any = tree
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            break
+        node = node[part]
+    else:
+        return True
+    flat = ".".join(str(p) for p in loc)
+    return any(flat == k or flat.startswith(f"{k}.") for k in map(str, tree))
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the keys at ``loc`` (None past a list or a dict)."""
+    import typing
+
+    model: Any = ProjectParams
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        model = args[0] if args and typing.get_origin(annotation) is not None else annotation
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None

@@ -1,0 +1,245 @@
+"""Training one variant on one outer fold, as library functions tested without Kedro.
+
+BrST-Net / ST-Net protocol: each inner fold trains ``epochs`` epochs on its training
+sections and is validated on its validation sections (:func:`train_inner_folds`); the
+epoch with the best mean validation r is chosen (:func:`select_epoch`); then
+``final: retrain`` trains afresh on all training spots for that many epochs
+(:func:`train_final`), or ``final: best_checkpoint`` keeps the inner model at that epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..features.rows import training_rows, validation_rows
+from ..features.splits import OUTER
+from ..models import ModelSpec
+from .data import PatchBatches
+from .loop import FitResult, LoopConfig, fit
+
+if TYPE_CHECKING:
+    import anndata as ad
+    import torch
+
+    from ..config import TrainingParams
+    from ..st.geometry import PatchGeometry
+    from .bundle import ModelBundle
+    from .devices import DeviceSetup
+
+logger = logging.getLogger(__name__)
+
+_LOOP_KEYS = (
+    "batch_size",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "scheduler",
+    "dihedral",
+    "color_jitter",
+    "seed",
+)
+
+
+def loop_config(cfg: TrainingParams, epochs: int) -> LoopConfig:
+    """The loop's settings from the ``model_training`` parameters."""
+    return LoopConfig(epochs=epochs, **{k: getattr(cfg, k) for k in _LOOP_KEYS})
+
+
+def fold_batches(
+    fold_input: ad.AnnData, patches: np.ndarray, positions: np.ndarray, *, with_aux: bool
+) -> PatchBatches:
+    """The spots at ``positions`` of a fold's model input, with their targets."""
+    aux = np.asarray(fold_input.obsm["aux"])[positions] if with_aux else None
+    return PatchBatches(
+        patches,
+        fold_input.obs["patch_row"].to_numpy()[positions],
+        np.asarray(fold_input.X)[positions],
+        aux,
+    )
+
+
+def select_epoch(curves: list[list[float]], default: int) -> int:
+    """The epoch (1-based) with the best validation r averaged over inner folds.
+
+    Args:
+        curves: Per inner fold, the validation mean r after each epoch.
+        default: Returned when there is no finite validation r at all.
+    """
+    if not curves:
+        return default
+    mean_curve = np.nanmean(np.asarray(curves, dtype=float), axis=0)
+    if not np.isfinite(mean_curve).any():
+        return default
+    return int(np.nanargmax(mean_curve)) + 1
+
+
+@dataclass
+class FoldTraining:
+    """One variant on one fold: its data, model shape, settings and where it checkpoints."""
+
+    fold_input: ad.AnnData
+    patches: np.ndarray
+    spec: ModelSpec
+    cfg: TrainingParams
+    setup: DeviceSetup
+    checkpoints: Path
+    label: str
+
+    def new_task(self) -> torch.nn.Module:
+        """Fresh weights (seeded), with the configured initial trunk weights if any."""
+        from ..models import load_initial_weights
+
+        task = self.spec.build(seed=self.cfg.seed)
+        if self.cfg.initial_weights:
+            load_initial_weights(task.model.trunk, self.cfg.initial_weights)
+        return task
+
+    def train(self, positions: np.ndarray, val: np.ndarray | None, epochs: int, stage: str):
+        """Fit a fresh model on ``positions`` (validated on ``val``); returns (task, result)."""
+        task = self.new_task()
+        result = fit(
+            task,
+            fold_batches(self.fold_input, self.patches, positions, with_aux=self.spec.uses_aux),
+            None
+            if val is None
+            else fold_batches(self.fold_input, self.patches, val, with_aux=False),
+            loop_config(self.cfg, epochs),
+            self.setup,
+            checkpoint=self.checkpoints / f"{stage}.pt",
+            desc=f"{self.label} {stage}",
+        )
+        return task, result
+
+
+def train_inner_folds(
+    job: FoldTraining, inner_splits: pd.DataFrame
+) -> tuple[list[FitResult], list[dict]]:
+    """Train one model per inner fold, validated on its validation sections.
+
+    Args:
+        inner_splits: The fold's rows of ``splits`` with ``inner_fold != OUTER``.
+
+    Returns:
+        The fits (in inner-fold order) and their history rows (``stage`` = inner<k>).
+    """
+    results, history = [], []
+    for inner_fold, part in inner_splits.groupby("inner_fold"):
+        train_sections = list(part.loc[part["role"] == "train", "section"])
+        val_sections = list(part.loc[part["role"] == "val", "section"])
+        train_pos = training_rows(job.fold_input, train_sections)
+        val_pos = validation_rows(job.fold_input, val_sections)
+        stage = f"inner{inner_fold}"
+        logger.info(
+            "%s %s: %d training spots, %d validation spots (%s)",
+            job.label,
+            stage,
+            len(train_pos),
+            len(val_pos),
+            ", ".join(val_sections),
+        )
+        _, result = job.train(train_pos, val_pos, job.cfg.epochs, stage)
+        history += [{"stage": stage, **h} for h in result.history]
+        results.append(result)
+    return results, history
+
+
+def train_final(job: FoldTraining, epochs: int) -> tuple[dict[str, Any], list[dict]]:
+    """Train afresh on every training spot of the fold for ``epochs`` epochs.
+
+    Returns:
+        The final weights (on CPU) and their history rows (``stage`` = final).
+    """
+    task, result = job.train(training_rows(job.fold_input), None, epochs, "final")
+    state = {k: v.detach().cpu() for k, v in task.state_dict().items()}
+    return state, [{"stage": "final", **h} for h in result.history]
+
+
+def train_fold(
+    fold_input: ad.AnnData,
+    splits: pd.DataFrame,
+    patches: np.ndarray,
+    geometry: PatchGeometry,
+    cfg: TrainingParams,
+    *,
+    variant: str,
+    backbone: str,
+    aux_weight: float,
+    fold: int,
+) -> tuple[ModelBundle, pd.DataFrame]:
+    """Train one variant on one fold: epoch selection on the inner split, then the final model.
+
+    Args:
+        fold_input: The fold's model input (``model_inputs`` partition ``fold_<k>``).
+        splits: Outer and inner splits (``splits``).
+        patches: [N, H, W, 3] uint8 patch store (rows as in ``fold_input.obs["patch_row"]``).
+        geometry: How the patches were cut (saved in the bundle for inference).
+        cfg: ``model_training`` parameters.
+
+    Returns:
+        The bundle (weights, model spec, geometry, panel, target statistics, settings)
+        and the training history (one row per stage and epoch).
+    """
+    from .bundle import bundle_config
+    from .devices import resolve_device
+
+    aux_genes = [str(g) for g in fold_input.uns["aux_genes"]]
+    use_aux = aux_weight > 0 and len(aux_genes) > 0
+    spec = ModelSpec.for_backbone(
+        backbone,
+        n_main=fold_input.n_vars,
+        img_size=geometry.size_px,
+        n_aux=len(aux_genes) if use_aux else 0,
+        aux_weight=aux_weight if use_aux else 0.0,
+    )
+    job = FoldTraining(
+        fold_input,
+        patches,
+        spec,
+        cfg,
+        resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers),
+        Path(cfg.checkpoint_dir) / f"{variant}_fold{fold}",
+        f"{variant} fold {fold}",
+    )
+    fold_splits = splits[splits["fold"] == fold]
+    inner, history = train_inner_folds(job, fold_splits[fold_splits["inner_fold"] != OUTER])
+    best_epoch = select_epoch([[h["val_mean_r"] for h in r.history] for r in inner], cfg.epochs)
+    if inner:
+        logger.info("%s: best epoch %d", job.label, best_epoch)
+    if inner and cfg.final == "best_checkpoint":
+        if len(inner) != 1:
+            raise ValueError(
+                "final: best_checkpoint needs one inner fold (feature_selection.split.inner.scheme: holdout)"
+            )
+        state = inner[0].best_state
+    else:
+        state, final_history = train_final(job, best_epoch)
+        history += final_history
+    for stale in job.checkpoints.glob("*.pt"):  # finished: the bundle replaces the checkpoints
+        stale.unlink()
+    outer = fold_splits[fold_splits["inner_fold"] == OUTER]
+    config = bundle_config(
+        variant=variant,
+        fold=fold,
+        spec=spec,
+        geometry=geometry,
+        fold_input=fold_input,
+        aux_genes=aux_genes if use_aux else [],
+        train_patients=sorted(outer.loc[outer["role"] == "train", "patient"].unique().tolist()),
+        test_patients=sorted(outer.loc[outer["role"] == "test", "patient"].unique().tolist()),
+        training={
+            **cfg.model_dump(exclude={"backbones", "aux_weights"}),
+            "best_epoch": best_epoch,
+            "training_spots": int(len(training_rows(fold_input))),
+            "device": str(job.setup.device),
+        },
+    )
+    from .bundle import ModelBundle
+
+    return ModelBundle(config=config, state_dict=state), pd.DataFrame(history)

@@ -1,0 +1,159 @@
+"""The run's configuration is the run: the registered namespaces follow --env, KEDRO_ENV
+and --params alike, registering reads no data file, and a parameter typo stops the run
+before any node, naming the key and its file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kedro.framework.project import pipelines
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from brstnet.hooks import ProjectHooks
+from brstnet.parameter_check import ParameterError, validate_parameters
+from brstnet.pipelines import model_training, variants
+from tests.synthetic import REPO, project_copy
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.delenv("KEDRO_ENV", raising=False)
+    root = project_copy(tmp_path / "project")
+    monkeypatch.chdir(root)  # kedro-mlflow's tracking store lands in the copy
+    yield root
+    variants.use_run_parameters(None)
+
+
+def _registered(root: Path, pipeline: str = "model_training", **session_args) -> list[str]:
+    """Node names of ``pipeline`` as a session with ``session_args`` registers it."""
+    bootstrap_project(root)
+    with KedroSession.create(project_path=root, **session_args) as session:
+        session.load_context()  # runs the project hooks, as `kedro run` does
+        return sorted(node.name for node in pipelines[pipeline].nodes)
+
+
+def test_env_option_and_kedro_env_register_the_same_namespaces(project: Path, monkeypatch) -> None:
+    by_option = _registered(project, env="brstnet")
+    monkeypatch.setenv("KEDRO_ENV", "brstnet")
+    by_variable = _registered(project)
+    assert by_option == by_variable
+    # BrST-Net's ten backbones x with / without auxiliary x 2 patients (B, C)
+    assert len(by_option) == 40 and "vit_base_patch32_aux_fold1.train_model" in by_option
+    assert not any(name.startswith("resnet18_") for name in by_option)
+
+
+def test_default_environment_registers_the_base_grid(project: Path) -> None:
+    assert _registered(project) == [
+        f"resnet18_{aux}_fold{k}.train_model" for aux in ("aux", "noaux") for k in (0, 1)
+    ]
+
+
+def test_params_that_change_the_grid_take_effect(project: Path) -> None:
+    runtime = {
+        "model_training": {"backbones": ["test_resnet", "test_vit"], "aux_weights": [0.5]},
+        "feature_selection": {"split": {"scheme": "kfold", "k": 3}},
+    }
+    names = _registered(project, runtime_params=runtime)
+    assert names == [
+        f"{b}_aux0p5_fold{k}.train_model" for b in ("test_resnet", "test_vit") for k in range(3)
+    ]
+    # evaluation follows the same grid
+    evaluation = _registered(project, "evaluation", runtime_params=runtime)
+    assert "test_vit_aux0p5_fold2.predict_held_out" in evaluation
+    # and the sections decide the leave-one-patient-out folds
+    sections = {"data_processing": {"sections": ["B4", "C2", "E1", "G2"]}}
+    assert len(_registered(project, runtime_params=sections)) == 2 * 4
+
+
+def test_registering_reads_no_data_file(project: Path, tmp_path: Path) -> None:
+    """A he2020 run that is to download its data registers before the data exist."""
+    runtime = {
+        "data_processing": {
+            "dataset": "he2020",
+            "sections": ["BC23209_C1", "BC23209_C2", "BC23270_D1", "BT23944_E1"],
+            "source": {
+                "local_dir": str(tmp_path / "not-there"),
+                "archive_url": "https://example.org/29ntw7sh4r-5.zip",
+            },
+            "stain": {"reference_section": None},
+        }
+    }
+    names = _registered(project, runtime_params=runtime)
+    assert len(names) == 2 * 3  # three patients
+    assert not (tmp_path / "not-there").exists()
+
+
+def test_guard_stops_a_pipeline_registered_for_other_parameters() -> None:
+    pipe = model_training.create_pipeline(
+        variants=[variants.Variant("resnet50_aux", "resnet50", 1.0)], n_folds=1
+    )
+    params = {
+        "model_training": {"backbones": ["resnet18"], "aux_weights": [1.0]},
+        "data_processing": {"sections": ["B4", "C2"]},
+    }
+    variants.use_run_parameters(params)
+    try:
+        with pytest.raises(RuntimeError, match=r"resnet50_aux_fold0.*not give.*resnet18_aux_fold0"):
+            ProjectHooks().before_pipeline_run({}, pipe, None)
+    finally:
+        variants.use_run_parameters(None)
+
+
+def _base_parameters() -> tuple[dict, list[Path]]:
+    import yaml
+
+    files = sorted((REPO / "conf/base").glob("parameters_*.yml"))
+    params: dict = {}
+    for path in files:
+        params.update(yaml.safe_load(path.read_text()))
+    return params, files
+
+
+def test_every_shipped_configuration_validates() -> None:
+    import yaml
+
+    params, files = _base_parameters()
+    validate_parameters(params, files)
+    brstnet = yaml.safe_load((REPO / "conf/brstnet/parameters.yml").read_text())
+    merged = {k: {**params[k], **brstnet.get(k, {})} for k in params}
+    assert validate_parameters(merged).model_training.epochs == 50
+
+
+def test_typo_names_key_file_and_the_valid_keys(tmp_path: Path) -> None:
+    params, files = _base_parameters()
+    local = tmp_path / "parameters.yml"
+    local.write_text("model_training:\n  epoch: 3\n")
+    params["model_training"]["epoch"] = 3
+    params["evaluation"]["tta_views"] = 8
+    params["feature_selection"]["split"]["k"] = 1
+    with pytest.raises(ParameterError) as err:
+        validate_parameters(params, [*files, local], runtime={"evaluation": {"tta_views": 8}})
+    text = str(err.value)
+    assert f"unknown parameter model_training.epoch (set in {local}); did you mean epochs?" in text
+    assert "unknown parameter evaluation.tta_views (set in --params)" in text
+    assert "valid keys: device, batch_size, tta," in text
+    assert "parameter feature_selection.split.k (set in " in text
+    assert "parameters_feature_selection.yml): Input should be greater than or equal to 2" in text
+
+
+def test_kedro_run_with_a_typo_stops_before_any_node(project: Path) -> None:
+    (project / "conf/local/parameters.yml").write_text("model_training:\n  epoch: 3\n")
+    env = {**os.environ, "DO_NOT_TRACK": "true", "KEDRO_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run(
+        [Path(sys.executable).parent / "kedro", "run", "--pipelines=training"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "unknown parameter model_training.epoch" in out and "did you mean epochs" in out
+    assert "conf/local/parameters.yml" in out.replace("\n", "")
+    assert not (project / "data").exists() or not any((project / "data").rglob("*.*"))
