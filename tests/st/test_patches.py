@@ -96,3 +96,11 @@ def test_store_validates_shapes() -> None:
 def test_missing_store_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="run the data_processing pipeline first"):
         load_patch_store(tmp_path / "nothing")
+
+
+def test_store_names_are_re_exported_from_patches() -> None:
+    from brstnet.st import patch_store, patches
+
+    assert patches.PatchStore is patch_store.PatchStore
+    assert patches.load_patch_store is patch_store.load_patch_store
+    assert patches.save_patch_store is patch_store.save_patch_store

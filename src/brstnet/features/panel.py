@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .splits import fold_sections
+
 logger = logging.getLogger(__name__)
+
+PANEL_COLUMNS = ["fold", "gene", "set", "rank", "mean_count", "detection"]
+ALL_PATIENTS = -1  # ``fold`` of the leaky all-patient panel, kept for reference only
 
 
 def align_genes(sections: Sequence[ad.AnnData]) -> ad.AnnData:
@@ -92,3 +97,84 @@ def select_panel(
     out["mean_count"] = stats.loc[out["gene"], "mean_count"].to_numpy()
     out["detection"] = stats.loc[out["gene"], "detection"].to_numpy()
     return out
+
+
+def panel_genes(gene_panels: pd.DataFrame, fold: int, which: str) -> list[str]:
+    """Genes of one fold's ``main`` or ``aux`` set, in rank order.
+
+    Args:
+        gene_panels: The ``gene_panels`` table (fold, gene, set, rank, ...).
+        fold: Outer fold number (``-1``: the all-patient panel).
+        which: ``main`` or ``aux``.
+
+    Returns:
+        Gene symbols, by ascending rank (empty when the set is empty).
+    """
+    part = gene_panels[(gene_panels["fold"] == fold) & (gene_panels["set"] == which)]
+    return list(part.sort_values("rank")["gene"])
+
+
+def fold_panels(
+    sections: Mapping[str, ad.AnnData],
+    splits: pd.DataFrame,
+    *,
+    n_genes: int = 250,
+    min_detection: float = 0.10,
+    aux_max_genes: int | None = None,
+    method: str = "top_mean",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per outer fold, the panel chosen on its training sections only, and what the
+    usual all-patient protocol would have leaked.
+
+    Args:
+        sections: Section name -> AnnData of raw counts [n_spots, n_genes] with
+            ``uns["patient"]``; the all-patient panel concatenates them in this order.
+        splits: The split table of :func:`brstnet.features.splits.make_splits`.
+        n_genes, min_detection, aux_max_genes, method: As in :func:`select_panel`.
+
+    Returns:
+        ``gene_panels``: one row per (fold, selected gene) with columns fold, gene, set,
+        rank, mean_count, detection; the folds in order, then the all-patient panel as
+        fold ``-1`` (for reference only). ``panel_leakage_report``: one row per fold with
+        test_patients, training_spots, main_genes, aux_genes,
+        main_genes_not_in_all_patient_panel and up to five examples each way.
+    """
+    kwargs = {
+        "n_genes": n_genes,
+        "min_detection": min_detection,
+        "aux_max_genes": aux_max_genes,
+        "method": method,
+    }
+    everyone = select_panel(align_genes(list(sections.values())), **kwargs)
+    all_main = set(everyone.loc[everyone["set"] == "main", "gene"])
+    panels, report = [], []
+    for fold in sorted(splits["fold"].unique()):
+        train = align_genes([sections[s] for s in fold_sections(splits, fold, "train")])
+        panel = select_panel(train, **kwargs).assign(fold=fold)
+        main = set(panel.loc[panel["set"] == "main", "gene"])
+        differ = len(main - all_main)
+        test_patients = {sections[s].uns["patient"] for s in fold_sections(splits, fold, "test")}
+        report.append(
+            {
+                "fold": fold,
+                "test_patients": ",".join(sorted(test_patients)),
+                "training_spots": train.n_obs,
+                "main_genes": len(main),
+                "aux_genes": int((panel["set"] == "aux").sum()),
+                "main_genes_not_in_all_patient_panel": differ,
+                "examples_only_in_fold_panel": ",".join(sorted(main - all_main)[:5]),
+                "examples_only_in_all_patient_panel": ",".join(sorted(all_main - main)[:5]),
+            }
+        )
+        logger.info(
+            "fold %d: %d main + %d aux genes from %d training spots; %d of the main genes differ from the all-patient panel",
+            fold,
+            len(main),
+            report[-1]["aux_genes"],
+            train.n_obs,
+            differ,
+        )
+        panels.append(panel)
+    everyone = everyone.assign(fold=ALL_PATIENTS)
+    gene_panels = pd.concat([*panels, everyone], ignore_index=True)[PANEL_COLUMNS]
+    return gene_panels, pd.DataFrame(report)

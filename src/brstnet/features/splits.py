@@ -205,3 +205,20 @@ def check_splits(splits: pd.DataFrame) -> None:
             raise LeakageError(
                 f"fold {fold}: test sections {sorted(test & set(inner['section']))} appear in its inner split"
             )
+
+
+def fold_sections(splits: pd.DataFrame, fold: int, role: str) -> list[str]:
+    """Sections of one outer fold on one side of its split.
+
+    Args:
+        splits: The split table (see module docstring).
+        fold: Outer fold number.
+        role: ``train`` or ``test``.
+
+    Returns:
+        Section names, sorted.
+    """
+    part = splits[
+        (splits["fold"] == fold) & (splits["inner_fold"] == OUTER) & (splits["role"] == role)
+    ]
+    return sorted(part["section"])

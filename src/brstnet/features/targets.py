@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .panel import align_genes, panel_genes
+from .splits import fold_sections
+
 logger = logging.getLogger(__name__)
 
 TRANSFORMS = ("log1p", "stnet", "library")
+STAT_COLUMNS = ["fold", "set", "gene", "mean", "std", "transform", "zscore"]
 
 
 def transform_counts(adata: ad.AnnData, genes: list[str], method: str) -> np.ndarray:
@@ -70,6 +75,45 @@ def apply_zscore(values: np.ndarray, stats: pd.DataFrame) -> np.ndarray:
 def invert_zscore(values: np.ndarray, stats: pd.DataFrame) -> np.ndarray:
     """Back from z-scores to the transformed scale."""
     return (values * stats["std"].to_numpy() + stats["mean"].to_numpy()).astype(np.float32)
+
+
+def target_statistics(
+    sections: Mapping[str, ad.AnnData],
+    splits: pd.DataFrame,
+    gene_panels: pd.DataFrame,
+    *,
+    transform: str = "log1p",
+    zscore: bool = True,
+) -> pd.DataFrame:
+    """Per outer fold, set and gene: mean and std of the transformed training values.
+
+    Args:
+        sections: Section name -> AnnData of raw counts [n_spots, n_genes].
+        splits: The split table; each fold's statistics use its ``train`` sections only.
+        gene_panels: The ``gene_panels`` table of :func:`brstnet.features.panel.fold_panels`.
+        transform: One of :data:`TRANSFORMS` (see :func:`transform_counts`).
+        zscore: False: mean 0 and std 1 for every gene (targets left untouched).
+
+    Returns:
+        One row per (fold, set, gene), genes in rank order, with columns fold, set, gene,
+        mean, std (ddof 0; 1 for a constant gene), transform, zscore. A fold's empty set
+        has no rows.
+    """
+    rows = []
+    for fold in sorted(splits["fold"].unique()):
+        train = align_genes([sections[s] for s in fold_sections(splits, fold, "train")])
+        for which in ("main", "aux"):
+            genes = panel_genes(gene_panels, fold, which)
+            if not genes:
+                continue
+            values = transform_counts(train, genes, transform)
+            stats = (
+                fit_zscore(values, genes)
+                if zscore
+                else pd.DataFrame({"gene": genes, "mean": 0.0, "std": 1.0})
+            )
+            rows.append(stats.assign(fold=fold, set=which, transform=transform, zscore=zscore))
+    return pd.concat(rows, ignore_index=True)[STAT_COLUMNS]
 
 
 def _dense(x) -> np.ndarray:

@@ -16,11 +16,11 @@ def load_model(spec: str | Path, *, tracking_uri: str | None = None) -> ModelBun
     if "://" in spec or spec.startswith("runs:/") or spec.startswith("models:/"):
         import mlflow
 
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                local = mlflow.artifacts.download_artifacts(artifact_uri=spec, dst_path=tmp)
+            try:  # the store is passed, never set process-wide
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=spec, dst_path=tmp, tracking_uri=tracking_uri
+                )
             except Exception as err:  # mlflow raises several types for a bad URI
                 raise DataError(f"model {spec}: cannot fetch it from MLflow ({err})") from err
             return load_bundle(local)

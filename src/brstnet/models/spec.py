@@ -77,8 +77,7 @@ class ModelSpec:
             seed: Seeds the weight initialisation inside a forked RNG, so the
                 process-wide random state is left as it was.
         """
-        import torch
-
+        from ..seeding import local_seed
         from .task import ExpressionModel, ExpressionTask
 
         def make() -> ExpressionTask:
@@ -94,6 +93,5 @@ class ModelSpec:
 
         if seed is None:
             return make()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with local_seed(seed):
             return make()

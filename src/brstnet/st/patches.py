@@ -1,22 +1,13 @@
-"""Spot-centred patches and the on-disk patch store.
+"""Spot-centred patches: cut, resize and stain-normalise one window per spot.
 
-The store is a folder::
-
-    patches.npy    [N, H, W, 3] uint8, C-contiguous: np.load(mmap_mode="r") maps it
-    index.parquet  one row per patch: obs_name, spot_id, section, patient, row, ...
-    meta.json      geometry (window_um, size_px), stain reference, creation details
-
-A patch is one contiguous block of H*W*3 bytes, so a batch read is a handful of page
-reads (or a copy from RAM once the store is in the page cache): at 112 px the default
-store is ~40 kB a patch, and a GPU loader can also hold the whole store in pinned memory.
+:func:`build_patch_store` turns every section into one :class:`PatchStore` (the
+on-disk store lives in :mod:`brstnet.st.patch_store`; its names are re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
 import anndata as ad
 import numpy as np
@@ -24,74 +15,25 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_folder
 from .errors import DataError
 from .geometry import PatchGeometry
+from .patch_store import PatchStore, load_patch_store, save_patch_store
 from .slides import Slide, open_slide
 from .stain import StainNormalizer
 from .tissue import background_fractions, tissue_mask
 
+__all__ = [
+    "PatchStore",
+    "build_patch_store",
+    "check_window",
+    "cut_patches",
+    "extract_section",
+    "load_patch_store",
+    "resize",
+    "save_patch_store",
+]
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class PatchStore:
-    """Patches and their index.
-
-    Attributes:
-        patches: [N, H, W, 3] uint8 (an in-memory array or a read-only memory map).
-        index: N rows; ``row`` is the position in ``patches``; indexed by obs_name.
-        meta: Geometry and stain settings that produced the patches.
-    """
-
-    patches: np.ndarray
-    index: pd.DataFrame
-    meta: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.patches.ndim != 4 or self.patches.shape[-1] != 3 or self.patches.dtype != np.uint8:
-            raise ValueError(
-                f"patches must be [N, H, W, 3] uint8, got {self.patches.shape} {self.patches.dtype}"
-            )
-        if len(self.index) != len(self.patches):
-            raise ValueError(f"index has {len(self.index)} rows for {len(self.patches)} patches")
-
-    def __len__(self) -> int:
-        return len(self.patches)
-
-    @property
-    def geometry(self) -> PatchGeometry:
-        """The geometry (window, size, background threshold, stain) the patches were cut with."""
-        return PatchGeometry.from_dict(self.meta)
-
-    def rows(self, obs_names: pd.Index | list[str]) -> np.ndarray:
-        """Store rows of the given spots (KeyError names the first unknown one)."""
-        return self.index.loc[list(obs_names), "row"].to_numpy()
-
-
-def save_patch_store(store: PatchStore, path: str | Path) -> None:
-    """Write a store atomically: build it in a sibling temp folder, then swap it in."""
-    with atomic_folder(path) as tmp:
-        out = np.lib.format.open_memmap(
-            tmp / "patches.npy", mode="w+", dtype=np.uint8, shape=store.patches.shape
-        )
-        for start in range(0, len(store), 1024):  # chunked: a memory-mapped input stays out of RAM
-            out[start : start + 1024] = store.patches[start : start + 1024]
-        out.flush()
-        del out
-        store.index.to_parquet(tmp / "index.parquet")
-        (tmp / "meta.json").write_text(json.dumps(store.meta, indent=1, default=str))
-
-
-def load_patch_store(path: str | Path, *, mmap: bool = True) -> PatchStore:
-    """Open a store; with ``mmap`` the patches stay on disk until read."""
-    path = Path(path)
-    if not (path / "patches.npy").is_file():
-        raise DataError(f"no patch store at {path}; run the data_processing pipeline first")
-    patches = np.load(path / "patches.npy", mmap_mode="r" if mmap else None)
-    index = pd.read_parquet(path / "index.parquet")
-    meta = json.loads((path / "meta.json").read_text())
-    return PatchStore(patches=patches, index=index, meta=meta)
 
 
 def resize(patch: np.ndarray, size: int) -> np.ndarray:
@@ -208,3 +150,57 @@ def extract_section(
         }
     )
     return patches, index
+
+
+def build_patch_store(
+    sections: Mapping[str, ad.AnnData | Callable[[], ad.AnnData]],
+    geometry: PatchGeometry,
+    *,
+    dataset: str,
+) -> PatchStore:
+    """Cut one patch per spot of every section into one store, sections in mapping order.
+
+    Args:
+        sections: Section name -> AnnData from :func:`brstnet.st.readers.read` (after QC),
+            or a loader returning it (called once, when its section's turn comes).
+        geometry: Window, patch size, background threshold and stain reference.
+        dataset: Name of the dataset layout, recorded in the meta.
+
+    Returns:
+        A store of the N spots of all sections: [N, size_px, size_px, 3] uint8 patches,
+        an index with ``row`` 0..N-1 (indexed by obs_name), and a meta holding the
+        geometry (``PatchStore.geometry`` rebuilds it), the dataset and the number of
+        patches left unnormalised.
+
+    Raises:
+        ValueError: ``sections`` is empty.
+        DataError: a window larger than a section's image, or an unreadable image.
+    """
+    if not sections:
+        raise ValueError("build_patch_store needs at least one section")
+    normalizer = StainNormalizer(geometry.stain_reference if geometry.stain_method else None)
+    all_patches, indices = [], []
+    for section, adata in tqdm(sections.items(), desc="extract patches", unit="section"):
+        if callable(adata):
+            adata = adata()
+        patches, index = extract_section(adata, geometry, normalizer=normalizer)
+        flagged = int((~index["passes_tissue"]).sum())
+        logger.info(
+            "section %s: %d patches, %d over %.0f%% background (kept, excluded from training)",
+            section,
+            len(index),
+            flagged,
+            100 * geometry.max_background_fraction,
+        )
+        all_patches.append(patches)
+        indices.append(index)
+    index = pd.concat(indices, ignore_index=True)
+    index["row"] = np.arange(len(index))
+    index = index.set_index("obs_name", drop=False)
+    index.index.name = None
+    meta = {
+        "dataset": dataset,
+        **geometry.to_dict(),
+        "stain_unnormalised_patches": normalizer.skipped,
+    }
+    return PatchStore(patches=np.concatenate(all_patches), index=index, meta=meta)

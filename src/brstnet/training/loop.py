@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_file
 from ..metrics import pearson_per_gene
+from ..seeding import local_seed
 from .data import (
     InputNormaliser,
     PatchBatches,
@@ -95,6 +96,8 @@ def predict_images(
         [n, n_main] float32.
     """
     task.eval()
+    if setup.channels_last:  # as in training: the same kernels whatever built the task
+        task.to(memory_format=torch.channels_last)
     normalise = InputNormaliser.for_task(task, setup.device, channels_last=setup.channels_last)
     views = range(8) if tta else range(1)
     outputs = []
@@ -153,13 +156,10 @@ def fit(
     was written by the same settings, training resumes after its last epoch with the
     same random state, so a resumed run ends where an uninterrupted one would.
 
-    The random state is local: shuffling and augmentation draw from a generator seeded
-    with ``cfg.seed``, and torch's global RNG (dropout, loader seeds) is forked and
-    seeded for the duration of the fit, so the caller's random state is left unchanged.
+    The random state is local (:func:`brstnet.seeding.local_seed`): shuffling and
+    augmentation draw from a generator seeded with ``cfg.seed``; the caller's is unchanged.
     """
-    devices = [setup.device.index or 0] if setup.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(cfg.seed)
+    with local_seed(cfg.seed):
         return _fit(
             task,
             train,

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from brstnet.config import DataProcessingParams
-from brstnet.st import readers
+from brstnet.st import readers, stain
 from brstnet.st.acquisition import Source
-from brstnet.st.errors import DataError
-from brstnet.st.geometry import um_to_px
-from brstnet.st.patches import PatchStore, extract_section, resize
-from brstnet.st.slides import open_slide
-from brstnet.st.stain import StainNormalizer, fit_macenko
+from brstnet.st.patches import PatchStore, build_patch_store
+from brstnet.st.qc import filter_low_reads
 
 from ..nodes_common import materialise, parse
-
-logger = logging.getLogger(__name__)
 
 
 def acquire_raw_data(params: dict[str, Any]) -> dict:
@@ -83,7 +76,12 @@ def read_sections(raw_manifest: dict, params: dict[str, Any]) -> dict[str, ad.An
 def filter_spots(
     raw_sections: dict, params: dict[str, Any]
 ) -> tuple[dict[str, ad.AnnData], pd.DataFrame]:
-    """Spot QC: drop spots with fewer than ``qc.min_total_reads`` reads.
+    """Spot QC: drop spots with fewer than ``qc.min_total_reads`` reads
+    (:func:`brstnet.st.qc.filter_low_reads` on each section).
+
+    Args:
+        raw_sections: Section name -> AnnData (or its loader), from :func:`read_sections`.
+        params: ``data_processing`` parameters.
 
     Returns:
         ``sections`` (section -> filtered AnnData) and ``spot_qc_report`` (one row per section).
@@ -92,44 +90,21 @@ def filter_spots(
         DataError: a section left empty.
     """
     cfg = parse(DataProcessingParams, params)
-    threshold = cfg.qc.min_total_reads
     out, rows = {}, []
     for section, adata in materialise(raw_sections).items():
-        keep = adata.obs["total_counts"].to_numpy() >= threshold
-        if not keep.any():
-            msg = (
-                f"section {section}: no spot has {threshold} or more reads (the most is "
-                f"{int(adata.obs['total_counts'].max())}; file {adata.uns.get('image_path')}); "
-                "lower data_processing.qc.min_total_reads or drop the section"
-            )
-            raise DataError(msg)
-        kept = adata[keep].copy()
-        kept.uns["qc"] = {"min_total_reads": threshold}
-        out[section] = kept
-        rows.append(
-            {
-                "section": section,
-                "patient": adata.uns["patient"],
-                "spots": adata.n_obs,
-                "dropped_low_reads": int((~keep).sum()),
-                "kept": int(keep.sum()),
-                "median_reads_kept": float(np.median(kept.obs["total_counts"])),
-                "pixel_size_um": adata.uns["pixel_size_um"],
-            }
-        )
-        logger.info(
-            "section %s: %d spots, %d dropped (< %d reads), %d kept",
-            section,
-            adata.n_obs,
-            int((~keep).sum()),
-            threshold,
-            int(keep.sum()),
-        )
+        out[section], row = filter_low_reads(adata, cfg.qc.min_total_reads, section=section)
+        rows.append(row)
     return out, pd.DataFrame(rows)
 
 
 def fit_stain_reference(sections: dict, params: dict[str, Any]) -> dict:
-    """Fit the stain normaliser on a tissue region of the reference section.
+    """Fit the stain normaliser on a tissue region of the reference section
+    (:func:`brstnet.st.stain.fit_stain_reference`).
+
+    Args:
+        sections: Section name -> AnnData (or its loader), from :func:`filter_spots`.
+        params: ``data_processing`` parameters (``stain.reference_section``: None for the
+            first section).
 
     Returns:
         ``stain_reference``: JSON-ready stain vectors, or ``{"method": None}`` when off.
@@ -139,61 +114,22 @@ def fit_stain_reference(sections: dict, params: dict[str, Any]) -> dict:
         return {"method": None}
     name = cfg.stain.reference_section or cfg.sections[0]
     adata = sections[name]() if callable(sections[name]) else sections[name]
-    slide = open_slide(adata.uns["image_path"], name)
-    window = min(
-        um_to_px(cfg.stain.reference_window_um, adata.uns["pixel_size_um"]),
-        slide.width,
-        slide.height,
-    )
-    x, y = np.median(adata.obsm["spatial"], axis=0)
-    region = resize(slide.crop(x, y, window), min(window, 1024))
-    reference = fit_macenko(region)
-    reference.update(
-        {
-            "section": name,
-            "centre_px": [float(x), float(y)],
-            "window_um": cfg.stain.reference_window_um,
-        }
-    )
-    logger.info(
-        "stain reference: Macenko on a %.0f um region of section %s",
-        cfg.stain.reference_window_um,
-        name,
-    )
-    return reference
+    return stain.fit_stain_reference(adata, window_um=cfg.stain.reference_window_um, section=name)
 
 
 def extract_patches(sections: dict, stain_reference: dict, params: dict[str, Any]) -> PatchStore:
-    """Cut, resize and stain-normalise one patch per spot; check tissue cover.
+    """Cut, resize and stain-normalise one patch per spot; check tissue cover
+    (:func:`brstnet.st.patches.build_patch_store`, sections in name order).
+
+    Args:
+        sections: Section name -> AnnData (or its loader), from :func:`filter_spots`.
+        stain_reference: Output of :func:`fit_stain_reference`.
+        params: ``data_processing`` parameters.
 
     Returns:
         ``patch_store``: [N, size, size, 3] uint8 patches with their index table.
     """
     cfg = parse(DataProcessingParams, params)
-    geometry = cfg.geometry(stain_reference)
-    normalizer = StainNormalizer(stain_reference if geometry.stain_method else None)
-    all_patches, indices = [], []
-    for section, adata in tqdm(
-        materialise(sections).items(), desc="extract patches", unit="section"
-    ):
-        patches, index = extract_section(adata, geometry, normalizer=normalizer)
-        flagged = int((~index["passes_tissue"]).sum())
-        logger.info(
-            "section %s: %d patches, %d over %.0f%% background (kept, excluded from training)",
-            section,
-            len(index),
-            flagged,
-            100 * geometry.max_background_fraction,
-        )
-        all_patches.append(patches)
-        indices.append(index)
-    index = pd.concat(indices, ignore_index=True)
-    index["row"] = np.arange(len(index))
-    index = index.set_index("obs_name", drop=False)
-    index.index.name = None
-    meta = {
-        "dataset": cfg.dataset,
-        **geometry.to_dict(),
-        "stain_unnormalised_patches": normalizer.skipped,
-    }
-    return PatchStore(patches=np.concatenate(all_patches), index=index, meta=meta)
+    return build_patch_store(
+        materialise(sections), cfg.geometry(stain_reference), dataset=cfg.dataset
+    )
