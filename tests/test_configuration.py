@@ -70,6 +70,24 @@ def test_params_that_change_the_grid_take_effect(project: Path) -> None:
     assert len(_registered(project, runtime_params=sections)) == 2 * 4
 
 
+def test_sessions_in_one_process_each_get_their_own_grid(project: Path) -> None:
+    """A notebook or test process: sessions with other parameters, no re-bootstrap, and a
+    pipeline built by hand in between, never reuse another configuration's pipelines."""
+    bootstrap_project(project)
+
+    def names(**session_args) -> list[str]:
+        with KedroSession.create(project_path=project, **session_args) as session:
+            session.load_context()
+            return sorted(node.namespace for node in pipelines["model_training"].nodes)
+
+    one = {"model_training": {"aux_weights": [1.0]}}
+    assert names(runtime_params=one) == ["resnet18_aux_fold0", "resnet18_aux_fold1"]
+    model_training.create_pipeline()  # built by hand: does not count as registered
+    assert len(names()) == 4
+    assert len(names(env="brstnet")) == 40
+    assert names(runtime_params=one) == ["resnet18_aux_fold0", "resnet18_aux_fold1"]
+
+
 def test_registering_reads_no_data_file(project: Path, tmp_path: Path) -> None:
     """A he2020 run that is to download its data registers before the data exist."""
     runtime = {
@@ -98,8 +116,16 @@ def test_guard_stops_a_pipeline_registered_for_other_parameters() -> None:
     }
     variants.use_run_parameters(params)
     try:
-        with pytest.raises(RuntimeError, match=r"resnet50_aux_fold0.*not give.*resnet18_aux_fold0"):
+        match = r"not in the parameters: \['resnet50_aux_fold0'\]; missing: \['resnet18_aux_fold0'"
+        with pytest.raises(RuntimeError, match=match):
             ProjectHooks().before_pipeline_run({}, pipe, None)
+        # a run filtered to some namespaces may lack others, never hold foreign ones
+        with pytest.raises(RuntimeError, match=r"missing: \[\]"):
+            ProjectHooks().before_pipeline_run({"namespaces": ["x"]}, pipe, None)
+        ok = model_training.create_pipeline(
+            variants=[variants.Variant("resnet18_aux", "resnet18", 1.0)], n_folds=2
+        )
+        ProjectHooks().before_pipeline_run({"namespaces": ["resnet18_aux_fold0"]}, ok, None)
     finally:
         variants.use_run_parameters(None)
 
@@ -114,14 +140,18 @@ def _base_parameters() -> tuple[dict, list[Path]]:
     return params, files
 
 
-def test_every_shipped_configuration_validates() -> None:
-    import yaml
+def test_every_shipped_configuration_validates(project: Path) -> None:
+    from kedro.config import OmegaConfigLoader
 
-    params, files = _base_parameters()
-    validate_parameters(params, files)
-    brstnet = yaml.safe_load((REPO / "conf/brstnet/parameters.yml").read_text())
-    merged = {k: {**params[k], **brstnet.get(k, {})} for k in params}
-    assert validate_parameters(merged).model_training.epochs == 50
+    from brstnet import settings
+
+    for env, epochs in (("local", 10), ("brstnet", 50)):
+        loader = OmegaConfigLoader(
+            str(project / "conf"), **{**settings.CONFIG_LOADER_ARGS, "env": env}
+        )
+        checked = validate_parameters(loader["parameters"])
+        assert checked.model_training.epochs == epochs
+        assert checked.data_processing.sections == ["B4", "C2", "C3", "C4", "C5", "C6"]
 
 
 def test_typo_names_key_file_and_the_valid_keys(tmp_path: Path) -> None:
@@ -139,6 +169,13 @@ def test_typo_names_key_file_and_the_valid_keys(tmp_path: Path) -> None:
     assert "valid keys: device, batch_size, tta," in text
     assert "parameter feature_selection.split.k (set in " in text
     assert "parameters_feature_selection.yml): Input should be greater than or equal to 2" in text
+
+
+def test_unknown_backbone_fails_before_the_run(project: Path) -> None:
+    with pytest.raises(
+        ParameterError, match=r"model_training.backbones .*unknown backbones \['resnet5O'\]"
+    ):
+        _registered(project, runtime_params={"model_training": {"backbones": ["resnet5O"]}})
 
 
 def test_kedro_run_with_a_typo_stops_before_any_node(project: Path) -> None:

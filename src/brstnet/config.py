@@ -166,10 +166,12 @@ class TrainingParams(_Strict):
 
     @field_validator("backbones")
     @classmethod
-    def _no_dots(cls, backbones: list[str]) -> list[str]:
-        bad = [b for b in backbones if "." in b]
-        if bad:
-            raise ValueError(f"backbone names hold no '.' (it would nest Kedro namespaces): {bad}")
+    def _known_backbones(cls, backbones: list[str]) -> list[str]:
+        from brstnet.models.backbones import BACKBONES  # names hold no "." (Kedro namespaces)
+
+        unknown = [b for b in backbones if b not in BACKBONES]
+        if unknown:
+            raise ValueError(f"unknown backbones {unknown}; valid: {', '.join(sorted(BACKBONES))}")
         return backbones
 
     @field_validator("aux_weights")

@@ -66,14 +66,16 @@ class ProjectHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         from brstnet.pipelines import variants
 
-        trained = {
+        per_variant = {
             node.namespace.split(".")[0]
             for node in pipeline.nodes
-            if node.namespace and node.name.split(".")[-1] == "train_model"
+            if node.namespace and node.name.split(".")[-1] in ("train_model", "predict_held_out")
         }
+        filters = ("tags", "from_nodes", "to_nodes", "node_names", "from_inputs", "to_outputs")
+        complete = not any(run_params.get(k) for k in (*filters, "namespaces"))
         params = variants.run_parameters()
-        if trained and params is not None:
-            variants.check_registered(trained, params)
+        if per_variant and params is not None:
+            variants.check_registered(per_variant, params, complete=complete)
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:

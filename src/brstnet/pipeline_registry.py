@@ -11,7 +11,7 @@ from brstnet.pipelines import (
     inference,
     model_training,
 )
-from brstnet.pipelines.variants import variant_grid
+from brstnet.pipelines.variants import registered_grid
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -21,7 +21,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     """
     dp = data_processing.create_pipeline()
     fs = feature_selection.create_pipeline()
-    variants, n_folds = variant_grid()  # the run's parameters; no data file is read
+    variants, n_folds = registered_grid()  # the run's parameters; no data file is read
     mt = model_training.create_pipeline(variants=variants, n_folds=n_folds)
     ev = evaluation.create_pipeline(variants=variants, n_folds=n_folds)
     pipelines = {

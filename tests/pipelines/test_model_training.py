@@ -15,7 +15,7 @@ from brstnet.models import ModelSpec
 from brstnet.pipelines import data_processing, evaluation, feature_selection, model_training
 from brstnet.pipelines.variants import n_folds, variant_grid
 from brstnet.training.bundle import load_bundle
-from tests.synthetic import REPO, dp_params, project_catalog, write_section
+from tests.synthetic import REPO, dp_params, project_catalog, project_copy, write_section
 
 
 def _params(name: str) -> dict:
@@ -215,8 +215,13 @@ def test_fold_count_follows_the_split_settings() -> None:
     assert n_folds(dp, {"split": {"scheme": "fixed", "test_patients": ["B"]}}) == 1
 
 
-def test_default_and_brstnet_configurations(monkeypatch) -> None:
-    monkeypatch.chdir(REPO)
+def test_default_and_brstnet_configurations(monkeypatch, tmp_path) -> None:
+    """Outside a session the registry reads KEDRO_ENV's configuration (project conf only)."""
+    from brstnet.pipelines.variants import use_run_parameters
+
+    use_run_parameters(None)
+    monkeypatch.delenv("KEDRO_ENV", raising=False)
+    monkeypatch.chdir(project_copy(tmp_path / "project"))
     variants, folds = variant_grid()
     assert [v[0] for v in variants] == ["resnet18_aux", "resnet18_noaux"] and folds == 2
     monkeypatch.setenv("KEDRO_ENV", "brstnet")

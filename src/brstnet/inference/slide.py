@@ -115,7 +115,13 @@ def predict_slide(
     cfg, geometry, spec = bundle.config, bundle.geometry, bundle.spec
     pixel = slide_pixel_size(slide_path, pixel_size_um)
     slide = open_slide(slide_path, Path(slide_path).name)
-    window = check_window(geometry, pixel, slide, f"slide {slide_path}")
+    window = check_window(
+        geometry,
+        pixel,
+        slide,
+        f"slide {slide_path}",
+        fix="the model's window is fixed by training: check the pixel size given for the slide",
+    )
     if positions is None:
         centres = tissue_grid(
             slide,

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from brstnet.features.rows import training_rows
-
 if TYPE_CHECKING:
     import anndata as ad
 
-__all__ = ["load_fold", "materialise", "parse", "training_rows"]
+__all__ = ["load_fold", "materialise", "parse"]
 
 T = TypeVar("T")
 

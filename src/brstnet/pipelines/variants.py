@@ -3,10 +3,11 @@
 Kedro registers pipelines before any node runs, so the registry reads the configuration
 itself (Kedro's "dynamic pipelines" pattern). It reads the configuration of the session
 being run, the one its nodes receive: :class:`brstnet.hooks.ProjectHooks` hands it over
-when the context is created (``--env`` and ``--params`` included). Outside a session
-(``import`` in a notebook, ``kedro registry list``), it reads the environment named by
-KEDRO_ENV (default: local over base). It never reads data files, so a run whose first
-node downloads the data registers before the data exist.
+when a session's context is created (``--env`` and ``--params`` included) and takes it
+back when that session's run ends. Otherwise (``import`` in a notebook, ``kedro registry
+list``) it reads the environment named by KEDRO_ENV (default: local over base). It never
+reads data files, so a run whose first node downloads the data registers before the
+data exist.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 logger = logging.getLogger(__name__)
 
 _run_parameters: dict[str, Any] | None = None  # the session's parameters (set by the hooks)
-_built_for: str | None = None  # the parameters the registered pipelines were built from
+_registered_for: str | None = None  # the parameters Kedro's registered pipelines come from
 
 
 class Variant(NamedTuple):
@@ -52,11 +53,24 @@ def _key(params: dict[str, Any]) -> str:
 
 def use_run_parameters(params: dict[str, Any] | None) -> bool:
     """Register pipelines from ``params`` from now on (None: from KEDRO_ENV's
-    configuration again); True when ``params`` differ from those the registered pipelines
-    were built from (the caller then reloads the registry)."""
+    configuration again); True when ``params`` differ from those Kedro's registered
+    pipelines were built from (the caller then reloads the registry)."""
     global _run_parameters
     _run_parameters = params
-    return params is not None and _built_for is not None and _built_for != _key(params)
+    return params is not None and _registered_for is not None and _registered_for != _key(params)
+
+
+def registered_grid() -> Grid:
+    """The grid :func:`brstnet.pipeline_registry.register_pipelines` builds, remembering
+    which parameters it came from."""
+    global _registered_for
+    params = _current_parameters()
+    _registered_for = _key(params)
+    return variant_grid(params)
+
+
+def _current_parameters() -> dict[str, Any]:
+    return _run_parameters if _run_parameters is not None else _configured_parameters()
 
 
 def run_parameters() -> dict[str, Any] | None:
@@ -69,8 +83,10 @@ def _configured_parameters() -> dict[str, Any]:
     from kedro.framework.project import settings
     from kedro.utils import find_kedro_project
 
+    from brstnet import settings as project_settings  # its merge strategy, bootstrapped or not
+
     root = find_kedro_project(Path.cwd()) or Path.cwd()  # also from notebooks/
-    args = {**settings.CONFIG_LOADER_ARGS, "env": os.environ.get("KEDRO_ENV")}
+    args = {**project_settings.CONFIG_LOADER_ARGS, "env": os.environ.get("KEDRO_ENV")}
     return OmegaConfigLoader(str(root / settings.CONF_SOURCE), **args)["parameters"]
 
 
@@ -100,18 +116,16 @@ def n_folds(data_processing: dict[str, Any], feature_selection: dict[str, Any]) 
 
 
 def variant_grid(params: dict[str, Any] | None = None) -> Grid:
-    """The run's variants and fold count, from ``params`` (default: the run's parameters)."""
-    from brstnet.config import variant_name
+    """The run's variants and fold count, from ``params`` (default: the run's parameters),
+    read through the same typed model as the nodes (defaults included)."""
+    from brstnet.config import TrainingParams, variant_name
 
-    global _built_for
-    if params is None:
-        params = _run_parameters if _run_parameters is not None else _configured_parameters()
-        _built_for = _key(params)
-    training = params["model_training"]
+    params = _current_parameters() if params is None else params
+    training = TrainingParams.model_validate(params["model_training"])
     variants = tuple(
         Variant(variant_name(b, float(w)), b, float(w))
-        for b in training["backbones"]
-        for w in training["aux_weights"]
+        for b in training.backbones
+        for w in training.aux_weights
     )
     return Grid(
         variants,
@@ -119,18 +133,27 @@ def variant_grid(params: dict[str, Any] | None = None) -> Grid:
     )
 
 
-def check_registered(pipeline_namespaces: set[str], params: dict[str, Any]) -> None:
-    """Stop a run whose registered training namespaces are not those its parameters give.
+def check_registered(
+    pipeline_namespaces: set[str], params: dict[str, Any], *, complete: bool
+) -> None:
+    """Stop a run whose registered variant namespaces are not those its parameters give.
+
+    Args:
+        pipeline_namespaces: The ``<variant>_fold<k>`` namespaces of the run's pipeline.
+        params: The run's parameters.
+        complete: The run is not filtered (no ``--namespaces``, ``--nodes``, ``--tags``
+            ...), so every namespace the parameters give must be there too.
 
     Raises:
         RuntimeError: names the namespaces in question and what to do.
     """
     expected = variant_grid(params).namespaces()
     unexpected = sorted(pipeline_namespaces - expected)
-    if unexpected:
+    missing = sorted(expected - pipeline_namespaces) if complete else []
+    if unexpected or missing:
         raise RuntimeError(
-            f"the pipeline holds namespaces {unexpected[:6]} that this run's parameters do "
-            f"not give (they give {sorted(expected)[:6]}{' ...' if len(expected) > 6 else ''}); "
-            "the pipelines were registered from another configuration. Run a new session with "
-            "--env / --params, not a session reused across environments"
+            f"the pipeline's variant namespaces differ from this run's parameters (not in the "
+            f"parameters: {unexpected[:6]}; missing: {missing[:6]}); the pipelines were "
+            "registered from another configuration. Run a new session with --env / --params "
+            "rather than reusing one across configurations"
         )

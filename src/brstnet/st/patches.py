@@ -81,14 +81,22 @@ def cut_patches(
     return patches
 
 
-def check_window(geometry: PatchGeometry, pixel_size_um: float, slide: Slide, where: str) -> int:
-    """The window in pixels, or a DataError when it does not fit the image."""
+def check_window(
+    geometry: PatchGeometry,
+    pixel_size_um: float,
+    slide: Slide,
+    where: str,
+    *,
+    fix: str = "lower data_processing.patches.window_um",
+) -> int:
+    """The window in pixels, or a DataError (naming ``where`` and ``fix``) when it does
+    not fit the image."""
     window = geometry.window_px(pixel_size_um)
     if window > min(slide.height, slide.width):
         msg = (
             f"{where}: a {geometry.window_um} um window is {window} px at "
             f"{pixel_size_um:.3f} um/px, larger than the image ({slide.width} x "
-            f"{slide.height} px); lower data_processing.patches.window_um"
+            f"{slide.height} px); {fix}"
         )
         raise DataError(msg)
     return window

@@ -65,19 +65,23 @@ def fold_batches(
     )
 
 
-def select_epoch(curves: list[list[float]], default: int) -> int:
+def select_epoch(curves: list[list[float]], default: int) -> tuple[int, float]:
     """The epoch (1-based) with the best validation r averaged over inner folds.
 
     Args:
         curves: Per inner fold, the validation mean r after each epoch.
         default: Returned when there is no finite validation r at all.
+
+    Returns:
+        The epoch and its mean validation r (NaN for ``default``).
     """
     if not curves:
-        return default
+        return default, float("nan")
     mean_curve = np.nanmean(np.asarray(curves, dtype=float), axis=0)
     if not np.isfinite(mean_curve).any():
-        return default
-    return int(np.nanargmax(mean_curve)) + 1
+        return default, float("nan")
+    best = int(np.nanargmax(mean_curve))
+    return best + 1, float(mean_curve[best])
 
 
 @dataclass
@@ -209,9 +213,10 @@ def train_fold(
     )
     fold_splits = splits[splits["fold"] == fold]
     inner, history = train_inner_folds(job, fold_splits[fold_splits["inner_fold"] != OUTER])
-    best_epoch = select_epoch([[h["val_mean_r"] for h in r.history] for r in inner], cfg.epochs)
+    curves = [[h["val_mean_r"] for h in r.history] for r in inner]
+    best_epoch, best_r = select_epoch(curves, cfg.epochs)
     if inner:
-        logger.info("%s: best epoch %d", job.label, best_epoch)
+        logger.info("%s: best epoch %d (mean validation r %.3f)", job.label, best_epoch, best_r)
     if inner and cfg.final == "best_checkpoint":
         if len(inner) != 1:
             raise ValueError(

@@ -39,6 +39,7 @@ def split_patients(
     from brstnet.st.errors import DataError
 
     cfg = parse(FeatureSelectionParams, params).split
+    data = materialise(sections)
     info = [
         {
             "dataset": a.uns.get("dataset", "unknown"),
@@ -46,7 +47,7 @@ def split_patients(
             "section": name,
             "subtype": a.uns.get("subtype"),
         }
-        for name, a in materialise(sections).items()
+        for name, a in data.items()
     ]
     splits = make_splits(
         pd.DataFrame(info),
@@ -61,11 +62,13 @@ def split_patients(
     )
     registered = n_folds(data_processing, params)
     if splits["fold"].nunique() != registered:
-        patients = {s: a.uns["patient"] for s, a in materialise(sections).items()}
+        patients = {s: a.uns["patient"] for s, a in data.items()}
         raise DataError(
             f"the data give {splits['fold'].nunique()} outer folds but {registered} were "
-            f"registered from the configuration (sections -> patients: {patients}); list the "
-            "patients in data_processing.reader.patients so that the folds are known before the run"
+            f"registered from the configuration (sections -> patients: {patients}). If "
+            "data_processing.sections changed since the sections were written, rerun "
+            "data_processing; if the patients are only in the data's metadata (HEST), list "
+            "them in data_processing.reader.patients so that the folds are known before the run"
         )
     for fold, part in splits[splits["inner_fold"] == OUTER].groupby("fold"):
         test = sorted(part.loc[part["role"] == "test", "patient"].unique())
