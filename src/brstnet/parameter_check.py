@@ -38,8 +38,16 @@ def _defined_in(dotted: tuple[str | int, ...], files: list[Path]) -> list[str]:
             else:
                 break
         else:
-            found.append(str(path))
+            found.append(_shown(Path(path)))
     return found
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory (the project root) when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def validate_parameters(
