@@ -40,12 +40,15 @@ def _reload_registry() -> None:
     """Drop Kedro's cached pipelines so the next access registers them afresh."""
     from kedro.framework.project import pipelines
 
+    # configure() is Kedro's way to reset the cache; it needs the module it was given
     requested = getattr(pipelines, "_requested_pipelines", None)
-    pipelines.configure(pipelines._pipelines_module)  # resets the cache (Kedro's own API)
+    pipelines.configure(pipelines._pipelines_module)
     pipelines.set_requested(requested)
 
 
 class ProjectHooks:
+    """Parameter validation and the registry's view of the run (see the module docstring)."""
+
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         from brstnet.parameter_check import validate_parameters
