@@ -146,20 +146,33 @@ def to_model_input(
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 
+#: The k-th symmetry of :func:`dihedral_transform` as (transpose, flip W, flip H), in that order.
+_DIHEDRAL_STEPS = torch.tensor(
+    [[0, 0, 0], [1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 1, 0], [1, 1, 1], [0, 0, 1], [1, 0, 0]],
+    dtype=torch.bool,
+)
+
+
 def dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random flips and 90 degree rotations, drawn per sample (BrST-Net).
+
+    One pass over the whole batch (a transpose and two flips, each kept per sample with
+    ``torch.where``): no Python loop over the symmetries and no host synchronisation.
+    Sample i gets ``dihedral_transform(images[i], k_i)`` exactly, k_i drawn from ``generator``.
 
     Args:
         images: [B, C, H, W] square images.
         generator: CPU generator (reproducible draws whatever the device).
     """
     draws = torch.randint(0, 8, (images.shape[0],), generator=generator)
-    out = images.clone()
-    for k in range(8):
-        picked = (draws == k).nonzero().flatten().to(images.device)
-        if picked.numel() and k:
-            out[picked] = dihedral_transform(images[picked], k)
-    return out
+    steps = _DIHEDRAL_STEPS[draws].to(images.device, non_blocking=True).view(-1, 3, 1, 1, 1)
+    out = torch.where(steps[:, 0], images.transpose(-2, -1), images)
+    out = torch.where(steps[:, 1], out.flip(-1), out)
+    out = torch.where(steps[:, 2], out.flip(-2), out)
+    channels_last = images.is_contiguous(memory_format=torch.channels_last)
+    return out.contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format
+    )
 
 
 def dihedral_transform(images: torch.Tensor, k: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,15 +18,11 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_file
 from ..metrics import pearson_per_gene
 from ..seeding import local_seed
-from .data import (
-    InputNormaliser,
-    PatchBatches,
-    color_jitter,
-    dihedral,
-    dihedral_transform,
-    make_loader,
-)
+from .data import InputNormaliser, PatchBatches, color_jitter, dihedral, make_loader
 from .devices import DeviceSetup, make_generator
+from .predict import predict, predict_images
+
+__all__ = ["FitResult", "LoopConfig", "fit", "predict", "predict_images"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,66 +68,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: LoopConfig):
     if cfg.scheduler == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     raise ValueError(f"unknown scheduler {cfg.scheduler!r}; use cosine or constant")
-
-
-@torch.no_grad()
-def predict_images(
-    task: torch.nn.Module,
-    batches: Iterable[torch.Tensor | np.ndarray],
-    setup: DeviceSetup,
-    *,
-    tta: bool = False,
-) -> np.ndarray:
-    """Main-head predictions for batches of uint8 patches.
-
-    The one prediction path, shared by held-out evaluation and whole-slide inference:
-    the images are normalised as the task's model was trained, optionally averaged over
-    the 8 flips/rotations (test-time augmentation, ST-Net).
-
-    Args:
-        task: An :class:`~brstnet.models.ExpressionTask` (on ``setup.device``).
-        batches: [B, H, W, 3] uint8 arrays or tensors.
-
-    Returns:
-        [n, n_main] float32.
-    """
-    task.eval()
-    if setup.channels_last:  # as in training: the same kernels whatever built the task
-        task.to(memory_format=torch.channels_last)
-    normalise = InputNormaliser.for_task(task, setup.device, channels_last=setup.channels_last)
-    views = range(8) if tta else range(1)
-    outputs = []
-    for images in batches:
-        images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
-        x = normalise(images)
-        total = None
-        for k in views:
-            with torch.autocast(
-                setup.device.type, dtype=setup.amp_dtype, enabled=setup.amp_dtype is not None
-            ):
-                y = task(dihedral_transform(x, k) if k else x)["output"].float()
-            total = y if total is None else total + y
-        outputs.append((total / len(views)).cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
-
-
-def predict(
-    task: torch.nn.Module,
-    data: PatchBatches,
-    setup: DeviceSetup,
-    *,
-    batch_size: int = 64,
-    tta: bool = False,
-) -> np.ndarray:
-    """Main-head predictions [n, n_main] for every patch of ``data`` (see :func:`predict_images`)."""
-    loader = make_loader(
-        data,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=setup.num_workers,
-        pin_memory=setup.pin_memory,
-    )
-    return predict_images(task, (batch["images"] for batch in loader), setup, tta=tta)
 
 
 def _save_atomic(state: dict, path: Path) -> None:
@@ -228,7 +164,7 @@ def _fit(
     normalise = InputNormaliser.for_task(task, setup.device, channels_last=setup.channels_last)
     for epoch in range(start, cfg.epochs):
         task.train()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # on the device, read once per epoch
         seen, tic = 0, time.perf_counter()
         for batch in tqdm(
             loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False
@@ -250,10 +186,17 @@ def _fit(
             n = len(targets)
             seen += n
             for key, value in out.items():
-                if key.startswith("loss"):
-                    sums[key] = sums.get(key, 0.0) + float(value.detach()) * n
+                if key.startswith("loss"):  # float64: the same sums as on the host
+                    term = value.detach().double() * n
+                    sums[key] = sums[key] + term if key in sums else term
         scheduler.step()
-        record = {"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()}}
+        losses = {k: float(v) / max(seen, 1) for k, v in sums.items()}  # one sync per epoch
+        if not all(np.isfinite(v) for v in losses.values()):
+            raise FloatingPointError(
+                f"{desc}: the training loss is not finite in epoch {epoch + 1} ({losses}); no "
+                "weights were saved for it. Lower model_training.lr, or set amp: false"
+            )
+        record = {"epoch": epoch + 1, **losses}
         record["images_per_s"] = seen / (time.perf_counter() - tic)
         record["lr"] = optimizer.param_groups[0]["lr"]
         if val is not None and len(val):
