@@ -70,6 +70,7 @@ def test_macenko_maps_a_patch_towards_the_reference() -> None:
 def test_stain_normalizer_off_and_blank_patches() -> None:
     blank = np.full((32, 32, 3), 250, np.uint8)
     assert StainNormalizer(None)(blank) is blank
+    assert StainNormalizer({"method": None})(blank) is blank  # switched off, as stored
     rng = np.random.default_rng(1)
     normalizer = StainNormalizer(fit_macenko(synthetic_tissue(64, 64, (0, 0, 64, 64), rng)))
     np.testing.assert_array_equal(normalizer(blank), blank)

@@ -131,7 +131,7 @@ def predict_slide(
         )
     else:
         centres = np.asarray(positions, dtype=float)
-    normalizer = StainNormalizer(geometry.stain_reference if geometry.stain_method else None)
+    normalizer = StainNormalizer(geometry.stain_reference)
     setup = resolve_device(device)
     task = bundle.build_task().to(setup.device)
     starts = range(0, len(centres), batch_size)

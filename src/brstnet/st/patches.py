@@ -71,7 +71,7 @@ def cut_patches(
     """
     window = geometry.window_px(pixel_size_um)
     if normalizer is None:
-        normalizer = StainNormalizer(geometry.stain_reference if geometry.stain_method else None)
+        normalizer = StainNormalizer(geometry.stain_reference)
     centres = np.asarray(centres, dtype=float).reshape(-1, 2)
     size = geometry.size_px
     patches = np.empty((len(centres), size, size, 3), dtype=np.uint8)
@@ -132,7 +132,7 @@ def extract_section(
     background = background_fractions(tissue_mask(thumb), centres, window=window, scale=scale)
 
     if normalizer is None:
-        normalizer = StainNormalizer(geometry.stain_reference if geometry.stain_method else None)
+        normalizer = StainNormalizer(geometry.stain_reference)
     skipped_before = normalizer.skipped
     patches = cut_patches(
         slide, centres, geometry, pixel_size, normalizer=normalizer, desc=f"patches {section}"
@@ -186,7 +186,7 @@ def build_patch_store(
     """
     if not sections:
         raise ValueError("build_patch_store needs at least one section")
-    normalizer = StainNormalizer(geometry.stain_reference if geometry.stain_method else None)
+    normalizer = StainNormalizer(geometry.stain_reference)
     all_patches, indices = [], []
     for section, adata in tqdm(sections.items(), desc="extract patches", unit="section"):
         if callable(adata):

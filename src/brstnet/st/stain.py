@@ -91,7 +91,8 @@ def fit_stain_reference(adata: ad.AnnData, *, window_um: float, section: str | N
 
 
 class StainNormalizer:
-    """Apply a fitted reference to patches; a no-op when the reference is ``None``.
+    """Apply a fitted reference to patches; a no-op when the reference is ``None`` or
+    ``{"method": None}`` (normalisation switched off).
 
     Patches with too little stained tissue to estimate their own stain vectors are
     returned unchanged; :attr:`skipped` counts them.
@@ -101,8 +102,8 @@ class StainNormalizer:
         self.reference = reference
         self.skipped = 0
         self._normalizer: NumpyMacenkoNormalizer | None = None
-        if reference is not None:
-            if reference.get("method") != "macenko":
+        if reference is not None and reference.get("method") is not None:
+            if reference["method"] != "macenko":
                 raise ValueError(
                     f"unknown stain method {reference.get('method')!r}; use 'macenko' or null"
                 )

@@ -124,26 +124,11 @@ class InputNormaliser:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """[B, H, W, 3] uint8 (host) -> [B, 3, H, W] float, normalised, on the device."""
-        return to_model_input(images, self.mean, self.std, channels_last=self.channels_last)
-
-
-def to_model_input(
-    images: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    *,
-    channels_last: bool = False,
-) -> torch.Tensor:
-    """[B, H, W, 3] uint8 (host) -> [B, 3, H, W] float, normalised, on ``mean``'s device.
-
-    Args:
-        images: [B, H, W, 3] uint8.
-        mean: [1, 3, 1, 1] float on the target device.
-        std: [1, 3, 1, 1] float on the target device.
-    """
-    x = images.to(mean.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-    x = (x - mean) / std
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous()
 
 
 #: The k-th symmetry of :func:`dihedral_transform` as (transpose, flip W, flip H), in that order.
