@@ -144,11 +144,15 @@ class FeatureSelectionParams(_Strict):
 
 class TrainingParams(_Strict):
     device: str = "auto"
-    amp: bool = True
+    amp: bool = True  # CUDA: bfloat16 where supported, else float16 with a gradient scaler
+    compile: bool | Literal["auto"] = "auto"  # torch.compile; auto: on CUDA only
     num_workers: int | None = Field(None, ge=0)  # None: 0 on CPU, up to 8 on GPU
     seed: int = 0
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(32, ge=1)
+    # lr is the rate at lr_reference_batch; a larger batch scales it (none | linear | sqrt)
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    lr_reference_batch: int = Field(32, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0)

@@ -74,12 +74,21 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """A DataLoader that fetches whole batches with one store read each."""
+    """A DataLoader that fetches whole batches with one store read each.
+
+    Only the sampler draws from ``generator`` (one permutation per epoch). The loader
+    itself gets a private generator for the worker base seed it draws whenever an
+    iterator starts (every epoch without workers, once with persistent workers): drawn
+    from ``generator`` or torch's global RNG, it would make the shuffles, augmentation
+    and dropout depend on the number of workers, and a resumed run differ from an
+    uninterrupted one. The workers do no random work.
+    """
     sampler = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
     return DataLoader(
         data,
         batch_size=batch_size,
         sampler=sampler,
+        generator=torch.Generator().manual_seed(0),
         collate_fn=_identity,
         num_workers=num_workers,
         pin_memory=pin_memory,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 import torch
 
 
@@ -15,9 +19,11 @@ class DeviceSetup:
     Attributes:
         device: The torch device.
         amp_dtype: Autocast dtype (bfloat16 / float16 on CUDA), None for full precision.
+            float16 trains with a gradient scaler; bfloat16 needs none.
         channels_last: Use the channels-last memory format (faster convolutions on GPU).
         pin_memory: Pin host batches for asynchronous copies.
         num_workers: DataLoader worker processes.
+        compile: Compile the task with ``torch.compile`` (inductor) before training.
     """
 
     device: torch.device
@@ -25,26 +31,78 @@ class DeviceSetup:
     channels_last: bool
     pin_memory: bool
     num_workers: int
+    compile: bool = False
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
 
 
 def resolve_device(
-    name: str = "auto", *, amp: bool = True, num_workers: int | None = None
+    name: str = "auto",
+    *,
+    amp: bool = True,
+    num_workers: int | None = None,
+    compile: bool | Literal["auto"] = False,
 ) -> DeviceSetup:
-    """``auto``: CUDA with mixed precision and channels_last when present, else CPU."""
+    """``auto``: CUDA with mixed precision and channels_last when present, else CPU.
+
+    Args:
+        name: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
+        amp: Mixed precision on CUDA: bfloat16 where the GPU supports it, else float16
+            (trained with a gradient scaler). Never on CPU.
+        num_workers: Loader worker processes (None: 0 on CPU, up to 8 on CUDA).
+        compile: ``torch.compile`` the task; ``auto`` compiles on CUDA only (on the H200
+            the compiled resnet50 step ran 1.5x the eager one; on CPU compiling costs
+            about a minute per graph and gains little).
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    use_compile = device.type == "cuda" if compile == "auto" else bool(compile)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError(
                 "device 'cuda' was asked for but torch sees no GPU; use device: auto or cpu"
             )
+        index = device.index or 0
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if torch.cuda.get_device_capability(index) < (8, 0):  # bf16 is emulated before Ampere
+            dtype = torch.float16
         workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
-        return DeviceSetup(device, dtype if amp else None, True, True, workers)
-    return DeviceSetup(device, None, False, False, 0 if num_workers is None else num_workers)
+        return DeviceSetup(device, dtype if amp else None, True, True, workers, use_compile)
+    workers = 0 if num_workers is None else num_workers
+    return DeviceSetup(device, None, False, False, workers, use_compile)
 
 
-def make_generator(seed: int) -> torch.Generator:
-    """A CPU generator for shuffling and augmentation (reproducible whatever the device)."""
-    return torch.Generator().manual_seed(seed)
+def make_generator(seed: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator (reproducible whatever the device); ``stream`` picks one of several
+    independent streams of the same seed (numpy's ``SeedSequence`` spawn keys)."""
+    if stream == 0:
+        return torch.Generator().manual_seed(seed)
+    (state,) = np.random.SeedSequence(seed, spawn_key=(stream,)).generate_state(1, np.uint64)
+    return torch.Generator().manual_seed(int(state))
+
+
+@contextmanager
+def cudnn_autotune(setup: DeviceSetup) -> Iterator[None]:
+    """``cudnn.benchmark`` on CUDA inside the block (patch shapes are fixed), restored after."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or setup.is_cuda
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def synchronize(setup: DeviceSetup) -> None:
+    """Wait for the device's queued work (for timing only; a no-op on CPU)."""
+    if setup.is_cuda:
+        torch.cuda.synchronize(setup.device)
+
+
+def autocast(setup: DeviceSetup) -> torch.autocast:
+    """The autocast context of ``setup`` (disabled without mixed precision)."""
+    return torch.autocast(
+        setup.device.type, dtype=setup.amp_dtype, enabled=setup.amp_dtype is not None
+    )

@@ -44,12 +44,17 @@ _LOOP_KEYS = (
     "dihedral",
     "color_jitter",
     "seed",
+    "lr_scaling",
 )
 
 
 def loop_config(cfg: TrainingParams, epochs: int) -> LoopConfig:
     """The loop's settings from the ``model_training`` parameters."""
-    return LoopConfig(epochs=epochs, **{k: getattr(cfg, k) for k in _LOOP_KEYS})
+    return LoopConfig(
+        epochs=epochs,
+        reference_batch_size=cfg.lr_reference_batch,
+        **{k: getattr(cfg, k) for k in _LOOP_KEYS},
+    )
 
 
 def fold_batches(
@@ -207,7 +212,7 @@ def train_fold(
         patches,
         spec,
         cfg,
-        resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers),
+        resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers, compile=cfg.compile),
         Path(cfg.checkpoint_dir) / f"{variant}_fold{fold}",
         f"{variant} fold {fold}",
     )

@@ -19,8 +19,8 @@ from ..atomic import atomic_file
 from ..metrics import pearson_per_gene
 from ..seeding import local_seed
 from .data import InputNormaliser, PatchBatches, color_jitter, dihedral, make_loader
-from .devices import DeviceSetup, make_generator
-from .predict import predict, predict_images
+from .devices import DeviceSetup, autocast, cudnn_autotune, make_generator, synchronize
+from .predict import predict, predict_images, predict_loader, prediction_loader
 
 __all__ = ["FitResult", "LoopConfig", "fit", "predict", "predict_images"]
 
@@ -41,6 +41,25 @@ class LoopConfig:
     dihedral: bool = True
     color_jitter: float = 0.0
     seed: int = 0
+    lr_scaling: str = "none"
+    reference_batch_size: int = 32
+
+    @property
+    def scaled_lr(self) -> float:
+        """The learning rate for ``batch_size``: ``lr`` is the rate at ``reference_batch_size``.
+
+        ``none`` keeps ``lr``; ``linear`` multiplies it by batch / reference (Goyal et al.
+        2017, for SGD); ``sqrt`` by its square root (Krizhevsky 2014; Adam-family
+        optimisers). BrST-Net's batch 32 is the reference, so its settings are unchanged.
+        """
+        ratio = self.batch_size / self.reference_batch_size
+        if self.lr_scaling == "none":
+            return self.lr
+        if self.lr_scaling == "linear":
+            return self.lr * ratio
+        if self.lr_scaling == "sqrt":
+            return self.lr * ratio**0.5
+        raise ValueError(f"unknown lr_scaling {self.lr_scaling!r}; use none, linear or sqrt")
 
 
 @dataclass
@@ -50,15 +69,24 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
     best_state: dict | None = None
+    #: Wall time of this fit's first training step; with ``compile`` it is the compile time.
+    first_step_s: float | None = None
 
 
-def make_optimizer(params, cfg: LoopConfig) -> torch.optim.Optimizer:
+def make_optimizer(params, cfg: LoopConfig, *, fused: bool = False) -> torch.optim.Optimizer:
+    """SGD or AdamW at :attr:`LoopConfig.scaled_lr`; ``fused``: one kernel for all
+    parameters (CUDA)."""
+    extra = {"fused": True} if fused else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            params,
+            lr=cfg.scaled_lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            **extra,
         )
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.scaled_lr, weight_decay=cfg.weight_decay, **extra)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use sgd or adamw")
 
 
@@ -93,9 +121,16 @@ def fit(
     same random state, so a resumed run ends where an uninterrupted one would.
 
     The random state is local (:func:`brstnet.seeding.local_seed`): shuffling and
-    augmentation draw from a generator seeded with ``cfg.seed``; the caller's is unchanged.
+    augmentation draw from generators seeded with ``cfg.seed``; the caller's is unchanged.
+    The numbers do not depend on the number of loader workers.
+
+    Kept off the host's critical path: loss components are summed on the device and read
+    once per epoch; augmentation runs on whole batches on the device; the training and
+    validation loaders (and their workers) are built once for all epochs; on CUDA,
+    ``cudnn.benchmark`` is on (fixed patch shapes), the optimizer is fused, and with
+    ``setup.compile`` the task is compiled in place (its ``state_dict`` keys unchanged).
     """
-    with local_seed(cfg.seed):
+    with local_seed(cfg.seed), cudnn_autotune(setup):
         return _fit(
             task,
             train,
@@ -119,14 +154,20 @@ def _fit(
     desc: str,
     on_epoch_end: Callable[[int], None] | None,
 ) -> FitResult:
-    generator = make_generator(cfg.seed)
+    # Shuffling and augmentation draw from separate streams: loader workers prefetch the
+    # sampler's draws ahead of the step, so one shared stream would interleave differently
+    # with and without workers.
+    sampler_generator = make_generator(cfg.seed)
+    generator = make_generator(cfg.seed, stream=1)
     task.to(setup.device)
     if setup.channels_last:
         task.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(task.parameters(), cfg)
+    optimizer = make_optimizer(task.parameters(), cfg, fused=setup.is_cuda)
     scheduler = make_scheduler(optimizer, cfg)
-    scaler = torch.amp.GradScaler("cuda", enabled=setup.amp_dtype == torch.float16)
+    # float16 needs loss scaling; bfloat16 and full precision do not
+    scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.amp_dtype == torch.float16)
     signature = {
+        "format": 2,  # 2: separate shuffling and augmentation streams
         "config": asdict(cfg),
         "n_train": len(train),
         "n_val": len(val) if val is not None else 0,
@@ -142,6 +183,7 @@ def _fit(
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
             generator.set_state(state["generator"])
+            sampler_generator.set_state(state["sampler_generator"])
             torch.set_rng_state(state["torch_rng"])
             result = FitResult(state["history"], state["best_epoch"], state["best_state"])
             start = int(state["epoch"])
@@ -152,32 +194,49 @@ def _fit(
                 desc,
                 checkpoint,
             )
+    if start >= cfg.epochs:
+        return result
+    if setup.compile:
+        task.compile(dynamic=False)  # in place: state_dict keys and checkpoints unchanged
 
     loader = make_loader(
         train,
         batch_size=cfg.batch_size,
         shuffle=True,
-        generator=generator,
+        generator=sampler_generator,
         num_workers=setup.num_workers,
         pin_memory=setup.pin_memory,
+    )
+    val_loader = (
+        prediction_loader(val, setup, batch_size=max(cfg.batch_size, 64))
+        if val is not None and len(val)
+        else None
     )
     normalise = InputNormaliser.for_task(task, setup.device, channels_last=setup.channels_last)
     for epoch in range(start, cfg.epochs):
         task.train()
         sums: dict[str, torch.Tensor] = {}  # on the device, read once per epoch
         seen, tic = 0, time.perf_counter()
+        # one iter() per epoch: tqdm.auto calls iter() on an iterable it is given, and each
+        # call restarts persistent workers (a wasted permutation and prefetch per epoch)
         for batch in tqdm(
-            loader, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False
+            iter(loader),
+            total=len(loader),
+            desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
         ):
+            first = result.first_step_s is None
+            if first:
+                synchronize(setup)
+                step_tic = time.perf_counter()
             x = normalise(batch["images"])
             if cfg.dihedral:
                 x = dihedral(x, generator)
             x = color_jitter(x, cfg.color_jitter, generator)
             targets = batch["targets"].to(setup.device, non_blocking=True)
             aux = batch["aux"].to(setup.device, non_blocking=True) if "aux" in batch else None
-            with torch.autocast(
-                setup.device.type, dtype=setup.amp_dtype, enabled=setup.amp_dtype is not None
-            ):
+            with autocast(setup):
                 out = task(x, targets, aux)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out["loss"]).backward()
@@ -189,6 +248,15 @@ def _fit(
                 if key.startswith("loss"):  # float64: the same sums as on the host
                     term = value.detach().double() * n
                     sums[key] = sums[key] + term if key in sums else term
+            if first:
+                synchronize(setup)
+                result.first_step_s = time.perf_counter() - step_tic
+                logger.info(
+                    "%s: first step %.1f s%s",
+                    desc,
+                    result.first_step_s,
+                    " (torch.compile)" if setup.compile else "",
+                )
         scheduler.step()
         losses = {k: float(v) / max(seen, 1) for k, v in sums.items()}  # one sync per epoch
         if not all(np.isfinite(v) for v in losses.values()):
@@ -199,20 +267,8 @@ def _fit(
         record = {"epoch": epoch + 1, **losses}
         record["images_per_s"] = seen / (time.perf_counter() - tic)
         record["lr"] = optimizer.param_groups[0]["lr"]
-        if val is not None and len(val):
-            pred = predict(task, val, setup, batch_size=max(cfg.batch_size, 64))
-            r = pearson_per_gene(val.targets, pred)
-            record["val_loss"] = float(np.mean((pred - val.targets) ** 2))
-            record["val_mean_r"] = float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
-            best = max(
-                (h["val_mean_r"] for h in result.history if np.isfinite(h["val_mean_r"])),
-                default=-np.inf,
-            )
-            if np.isfinite(record["val_mean_r"]) and record["val_mean_r"] > best:
-                result.best_epoch = epoch + 1
-                result.best_state = {
-                    k: v.detach().cpu().clone() for k, v in task.state_dict().items()
-                }
+        if val_loader is not None:
+            _validate(task, val_loader, val, setup, record, result, epoch)
         result.history.append(record)
         logger.info(
             "%s epoch %d/%d: %s",
@@ -231,6 +287,7 @@ def _fit(
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "generator": generator.get_state(),
+                    "sampler_generator": sampler_generator.get_state(),
                     "torch_rng": torch.get_rng_state(),
                     "history": result.history,
                     "best_epoch": result.best_epoch,
@@ -241,3 +298,26 @@ def _fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
     return result
+
+
+def _validate(
+    task: torch.nn.Module,
+    loader,
+    val: PatchBatches,
+    setup: DeviceSetup,
+    record: dict,
+    result: FitResult,
+    epoch: int,
+) -> None:
+    """Validation r and loss into ``record``; keep the weights of the best epoch so far."""
+    pred = predict_loader(task, loader, setup)
+    r = pearson_per_gene(val.targets, pred)
+    record["val_loss"] = float(np.mean((pred - val.targets) ** 2))
+    record["val_mean_r"] = float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+    best = max(
+        (h["val_mean_r"] for h in result.history if np.isfinite(h["val_mean_r"])),
+        default=-np.inf,
+    )
+    if np.isfinite(record["val_mean_r"]) and record["val_mean_r"] > best:
+        result.best_epoch = epoch + 1
+        result.best_state = {k: v.detach().cpu().clone() for k, v in task.state_dict().items()}
