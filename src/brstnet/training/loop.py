@@ -158,7 +158,7 @@ def _fit(
     # sampler's draws ahead of the step, so one shared stream would interleave differently
     # with and without workers.
     sampler_generator = make_generator(cfg.seed)
-    generator = make_generator(cfg.seed, stream=1)
+    augment_generator = make_generator(cfg.seed, stream=1)
     task.to(setup.device)
     if setup.channels_last:
         task.to(memory_format=torch.channels_last)
@@ -182,7 +182,7 @@ def _fit(
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
-            generator.set_state(state["generator"])
+            augment_generator.set_state(state["augment_generator"])
             sampler_generator.set_state(state["sampler_generator"])
             torch.set_rng_state(state["torch_rng"])
             result = FitResult(state["history"], state["best_epoch"], state["best_state"])
@@ -232,8 +232,8 @@ def _fit(
                 step_tic = time.perf_counter()
             x = normalise(batch["images"])
             if cfg.dihedral:
-                x = dihedral(x, generator)
-            x = color_jitter(x, cfg.color_jitter, generator)
+                x = dihedral(x, augment_generator)
+            x = color_jitter(x, cfg.color_jitter, augment_generator)
             targets = batch["targets"].to(setup.device, non_blocking=True)
             aux = batch["aux"].to(setup.device, non_blocking=True) if "aux" in batch else None
             with autocast(setup):
@@ -286,7 +286,7 @@ def _fit(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
-                    "generator": generator.get_state(),
+                    "augment_generator": augment_generator.get_state(),
                     "sampler_generator": sampler_generator.get_state(),
                     "torch_rng": torch.get_rng_state(),
                     "history": result.history,
