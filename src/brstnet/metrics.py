@@ -42,6 +42,51 @@ def pearson_per_gene(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return np.clip(r, -1.0, 1.0)
 
 
+def partial_pearson_per_gene(
+    y_true: np.ndarray, y_pred: np.ndarray, covariate: np.ndarray
+) -> np.ndarray:
+    """Partial Pearson r of each column given one covariate per row.
+
+    The correlation of what is left of observed and predicted after each is regressed
+    (least squares, with intercept) on ``covariate``: for spot-level expression and the
+    spot's log total count, the part of r that read depth (cellularity) does not explain.
+
+    Args:
+        y_true: [n_spots, n_genes] observed.
+        y_pred: [n_spots, n_genes] predicted.
+        covariate: [n_spots] e.g. log(total counts) of each spot.
+
+    Returns:
+        [n_genes] partial r; NaN where a residual is constant (a prediction that is a
+        linear function of the covariate has no partial r) or the covariate is constant.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if y_true.ndim == 1:
+        y_true, y_pred = y_true[:, None], y_pred[:, None]
+    z = np.asarray(covariate, dtype=np.float64).ravel()
+    if len(z) != len(y_true):
+        raise ValueError(f"covariate has {len(z)} rows for {len(y_true)} spots")
+    zc = z - z.mean() if len(z) else z
+    ss_z = float(zc @ zc)
+    if len(z) < 3 or ss_z <= 1e-12 * max(float(z @ z), 1e-300):
+        return np.full(y_true.shape[1], np.nan)
+
+    def residual(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Residuals, and which columns have (next to) nothing left after the regression."""
+        yc = y - y.mean(axis=0)
+        res = yc - np.outer(zc, (zc @ yc) / ss_z)
+        ss_res, ss_y = (res * res).sum(axis=0), (y * y).sum(axis=0)
+        return res, (ss_res <= 1e-10 * np.maximum(ss_y, 1e-300)) | ~np.isfinite(ss_res)
+
+    a, flat_a = residual(y_true)
+    b, flat_b = residual(y_pred)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(axis=0) / np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+    r[flat_a | flat_b] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
 def spearman_per_gene(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """Spearman rho of each column: Pearson r of the ranks (ties averaged)."""
     y_true = np.asarray(y_true, dtype=np.float64)
@@ -112,6 +157,8 @@ def per_gene_table(
     genes: list[str],
     *,
     alpha: float = 0.1,
+    log_depth: np.ndarray | None = None,
+    observed_normalised: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per-gene evaluation over held-out spots.
 
@@ -120,6 +167,12 @@ def per_gene_table(
             does not predict (not in that fold's panel) is NaN on that fold's spots.
         patients: [n_spots] held-out patient of each spot.
         genes: gene names.
+        log_depth: [n_spots] log total count of each spot: adds the partial r given it
+            (``partial_r_<patient>``, ``median_partial_r``), the part of r read depth
+            does not explain.
+        observed_normalised: [n_spots, n_genes] library-size-normalised observed values
+            (log(1 + CP10k)): adds r of the predictions with them (``r_libnorm_<patient>``,
+            ``median_r_libnorm``).
 
     Returns:
         One row per gene: r and rho per patient (``r_<patient>``, ``rho_<patient>``),
@@ -144,10 +197,29 @@ def per_gene_table(
         rhos[-1][~predicted_for[-1]] = np.nan
         table[f"r_{patient}"] = rs[-1]
         table[f"rho_{patient}"] = rhos[-1]
+    extra: dict[str, list[np.ndarray]] = {"partial_r": [], "r_libnorm": []}
+    for patient, predicted_here in zip(sorted(set(patients)), predicted_for, strict=True):
+        mask = patients == patient
+        columns = {}
+        if log_depth is not None:
+            columns["partial_r"] = partial_pearson_per_gene(
+                observed[mask], predicted[mask], np.asarray(log_depth)[mask]
+            )
+        if observed_normalised is not None:
+            columns["r_libnorm"] = pearson_per_gene(
+                np.asarray(observed_normalised)[mask], predicted[mask]
+            )
+        for name, col in columns.items():
+            col[~predicted_here] = np.nan
+            table[f"{name}_{patient}"] = col
+            extra[name].append(col)
     r = np.vstack(rs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN genes give NaN medians and means
         table["median_r"] = np.nanmedian(r, axis=0)
+        for name, cols in extra.items():
+            if cols:
+                table[f"median_{name}"] = np.nanmedian(np.vstack(cols), axis=0)
         table["median_rho"] = np.nanmedian(np.vstack(rhos), axis=0)
         table["pooled_r"] = _pooled(observed, predicted)
         table["mae"] = np.nanmean(np.abs(observed - predicted), axis=0)
@@ -172,6 +244,11 @@ def summarise(table: pd.DataFrame) -> dict[str, float]:
         if "n_predicted" in table
         else np.ones(len(table), bool)
     )
+
+    def median_of(column: str) -> float:
+        values = table[column].to_numpy(dtype=float) if column in table else np.array([np.nan])
+        return float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan")
+
     return {
         "n_genes": int(len(table)),
         "genes_in_every_fold": int(np.sum(every)),
@@ -180,6 +257,9 @@ def summarise(table: pd.DataFrame) -> dict[str, float]:
         "genes_r_gt_0_5": int((median > 0.5).sum()),
         "median_r": float(np.nanmedian(median)) if np.isfinite(median).any() else float("nan"),
         "mean_r": float(np.nanmean(median)) if np.isfinite(median).any() else float("nan"),
+        # gene-specific: r once read depth is accounted for (NaN without those columns)
+        "median_partial_r": median_of("median_partial_r"),
+        "median_r_libnorm": median_of("median_r_libnorm"),
         "significant_genes": int(table["significant"].sum()),
         "aCC": float(np.nanmean(pooled)) if np.isfinite(pooled).any() else float("nan"),
         "aMAE": float(table["mae"].mean()),

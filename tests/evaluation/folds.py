@@ -55,6 +55,8 @@ def make_fold(
             "role": role,
             "passes_tissue": [True] * (n_train - 1) + [False] + [True] * n_test,
             "patch_row": patch_row,
+            # reads over all genes, as model_inputs carry them: the panel's and more
+            "total_counts": counts.sum(axis=1).astype(np.int64) + rng.integers(500, 1500, n),
         },
         index=[f"s{i}" for i in range(n)],
     )

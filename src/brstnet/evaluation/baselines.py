@@ -4,9 +4,12 @@
   are undefined (NaN, counted); its errors are the floor a model must beat.
 - ``ridge``: ridge regression (cross-validated penalty) on simple colour, texture and
   layout features of the same patches, fitted on the fold's training spots.
+- ``reference_read_depth``: not a model but a reference for how much of a model's r is
+  read depth. It "predicts" every gene by the held-out spot's own log total count,
+  which it takes from the test counts: its r is each gene's correlation with depth.
 
-:func:`baseline_predictions` runs both on one fold and returns predictions tables like
-a model's.
+:func:`baseline_predictions` runs all three on one fold and returns predictions tables
+like a model's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
     import anndata as ad
 
 ALPHAS = np.logspace(-2, 4, 13)
+
+#: The read-depth reference's label (a "variant" that is not a model).
+READ_DEPTH = "reference_read_depth"
 
 
 def image_features(patches: np.ndarray, *, batch: int = 256) -> np.ndarray:
@@ -83,10 +89,20 @@ def ridge(
     return model.predict(test_features).astype(np.float32)
 
 
+def read_depth(fold_input: ad.AnnData, rows: np.ndarray) -> np.ndarray:
+    """[len(rows), n_genes]: the spots' own log total count, standardised over ``rows``,
+    for every gene (the read-depth reference; it uses the test spots' counts)."""
+    depth = np.log(np.maximum(fold_input.obs["total_counts"].to_numpy(np.float64)[rows], 1.0))
+    spread = depth.std()
+    z = (depth - depth.mean()) / spread if spread > 0 else depth - depth.mean()
+    return np.repeat(z[:, None], fold_input.n_vars, axis=1).astype(np.float32)
+
+
 def baseline_predictions(
     fold_input: ad.AnnData, patches: np.ndarray, *, fold: int
-) -> tuple[ad.AnnData, ad.AnnData]:
-    """The training-mean and ridge-on-image-features baselines for one fold.
+) -> tuple[ad.AnnData, ad.AnnData, ad.AnnData]:
+    """The training-mean and ridge-on-image-features baselines and the read-depth
+    reference for one fold.
 
     Both are fitted on the fold's training spots (``training_rows``: role train, patch
     over tissue) and predict every held-out spot with a patch (``held_out_rows``).
@@ -98,9 +114,9 @@ def baseline_predictions(
         fold: Outer fold (recorded in the predictions' ``uns``).
 
     Returns:
-        ``baseline_mean`` and ``baseline_ridge`` predictions AnnData (see
-        :func:`~brstnet.evaluation.predictions.predictions_anndata`), each [n_test, n_genes]
-        over the fold's held-out spots.
+        ``baseline_mean``, ``baseline_ridge`` and ``reference_read_depth`` predictions
+        AnnData (see :func:`~brstnet.evaluation.predictions.predictions_anndata`), each
+        [n_test, n_genes] over the fold's held-out spots.
     """
     train, test = training_rows(fold_input), held_out_rows(fold_input)
     rows = fold_input.obs["patch_row"].to_numpy()
@@ -114,4 +130,7 @@ def baseline_predictions(
     return (
         predictions_anndata(fold_input, test, mean, variant="baseline_mean", fold=fold),
         predictions_anndata(fold_input, test, predicted, variant="baseline_ridge", fold=fold),
+        predictions_anndata(
+            fold_input, test, read_depth(fold_input, test), variant=READ_DEPTH, fold=fold
+        ),
     )

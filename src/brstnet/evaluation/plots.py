@@ -166,18 +166,37 @@ def prediction_maps(
 
 
 def summary_plot(summary: pd.DataFrame) -> Figure:
-    """Bars per variant: genes with r > 0, genes with r > 0.5 and aCC."""
-    fig, axes = plt.subplots(1, 3, figsize=(4 + 1.2 * len(summary), 4), layout="constrained")
+    """Bars per variant: median per-gene r, median partial r given read depth, genes with
+    r > 0.5 and aCC; models blue, baselines grey, the read-depth reference ochre; an
+    undefined value is written as NaN, not drawn as 0."""
+    panels = (
+        ("median_r", "median per-gene r"),
+        ("median_partial_r", "median partial r | read depth"),
+        ("genes_r_gt_0_5", "genes with median r > 0.5"),
+        ("aCC", "aCC (pooled r, mean over genes)"),
+    )
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5 + 1.6 * len(summary), 4), layout="constrained"
+    )
     labels = summary["variant"].tolist()
-    colours = ["#8c8c8c" if v.startswith("baseline") else "#4c72b0" for v in labels]
-    for ax, column, name in zip(
-        axes,
-        ("genes_positive", "genes_r_gt_0_5", "aCC"),
-        ("genes with median r > 0", "genes with median r > 0.5", "aCC (pooled r, mean over genes)"),
-        strict=True,
-    ):
-        ax.bar(labels, summary[column].fillna(0), color=colours)
+    colours = [
+        "#8c8c8c"
+        if v.startswith("baseline")
+        else "#d9a441"
+        if v.startswith("reference")
+        else "#4c72b0"
+        for v in labels
+    ]
+    for ax, (column, name) in zip(axes, panels, strict=True):
+        values = (
+            summary[column].astype(float) if column in summary else pd.Series(np.nan, summary.index)
+        )
+        ax.bar(labels, values.fillna(0), color=colours)
+        for x, value in enumerate(values):
+            if not np.isfinite(value):
+                ax.text(x, 0, "NaN", ha="center", va="bottom", fontsize=8)
         ax.set_title(name, fontsize=10)
+        ax.axhline(0, color="black", linewidth=0.5)
         ax.tick_params(axis="x", rotation=60, labelsize=8)
     return fig
 

@@ -26,6 +26,8 @@ SUMMARY_COLUMNS = (
     "genes_positive",
     "genes_r_gt_0_5",
     "median_r",
+    "median_partial_r",
+    "median_r_libnorm",
     "mean_r",
     "significant_genes",
     "aCC",
@@ -80,6 +82,40 @@ def stack_folds(
     return np.concatenate(observed), np.concatenate(predicted), patients
 
 
+#: Library-size normalisation of the observed counts: counts per 10,000 (scanpy's
+#: ``normalize_total(target_sum=1e4)``), then log(1 + x).
+LIBNORM_TARGET = 1e4
+
+
+def depth_terms(
+    predictions: Sequence[ad.AnnData], genes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each held-out spot's log total count and its library-size-normalised observed values.
+
+    Args:
+        predictions: One predictions AnnData per fold (obs ``total_counts``: the spot's
+            reads over all genes; layer ``observed_counts``).
+        genes: The genes evaluated.
+
+    Returns:
+        log(total counts) [n_spots] and log(1 + CP10k) [n_spots, len(genes)] (NaN where a
+        fold's panel lacks a gene), the folds' spots one after the other; None when the
+        predictions carry no total counts.
+    """
+    if not all("total_counts" in p.obs for p in predictions):
+        return None
+    depth, normalised = [], []
+    for p in predictions:
+        total = np.maximum(p.obs["total_counts"].to_numpy(dtype=np.float64), 1.0)
+        counts = np.asarray(p.layers["observed_counts"], dtype=np.float64)
+        names = [str(g) for g in p.var_names]
+        depth.append(np.log(total))
+        normalised.append(
+            on_genes(np.log1p(counts / total[:, None] * LIBNORM_TARGET), names, genes)
+        )
+    return np.concatenate(depth), np.concatenate(normalised)
+
+
 def evaluate_predictions(
     predictions: Sequence[ad.AnnData], *, alpha: float
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -101,7 +137,16 @@ def evaluate_predictions(
     """
     genes = union_genes(predictions)
     observed, predicted, patients = stack_folds(predictions, genes)
-    table = per_gene_table(observed, predicted, patients, genes, alpha=alpha)
+    depth = depth_terms(predictions, genes)
+    table = per_gene_table(
+        observed,
+        predicted,
+        patients,
+        genes,
+        alpha=alpha,
+        log_depth=None if depth is None else depth[0],
+        observed_normalised=None if depth is None else depth[1],
+    )
     metrics = {
         "variant": str(predictions[0].uns["variant"]),
         **summarise(table),
@@ -116,12 +161,15 @@ def evaluate_predictions(
             metrics["n_genes"] - metrics["genes_in_every_fold"],
         )
     logger.info(
-        "%s: %d of %d genes with median r > 0, %d > 0.5, median r %.3f, aCC %.3f, %d significant, %d NaN",
+        "%s: %d of %d genes with median r > 0, %d > 0.5, median r %.3f (partial r given read "
+        "depth %.3f, r on library-normalised counts %.3f), aCC %.3f, %d significant, %d NaN",
         metrics["variant"],
         metrics["genes_positive"],
         metrics["n_genes"],
         metrics["genes_r_gt_0_5"],
         metrics["median_r"],
+        metrics["median_partial_r"],
+        metrics["median_r_libnorm"],
         metrics["aCC"],
         metrics["significant_genes"],
         metrics["genes_nan_r"],

@@ -12,10 +12,11 @@ if TYPE_CHECKING:
     from brstnet.config import FeatureSelectionParams
     from brstnet.training.bundle import ModelBundle
 
-#: The ``backbone`` parameter logged for each baseline.
+#: The ``backbone`` parameter logged for each baseline and reference.
 BASELINE_BACKBONES = {
     "baseline_mean": "training mean",
     "baseline_ridge": "ridge on image features",
+    "reference_read_depth": "read depth only (test spots' log total count; not a model)",
 }
 #: The training-history columns logged as epoch curves, when present and not all NaN.
 HISTORY_COLUMNS = ("loss", "loss_main", "loss_aux", "val_mean_r", "val_loss")
@@ -103,7 +104,7 @@ def build_tracked_run(
         maps: The gene maps (PIL image), logged as ``gene_maps.png``.
         feature_selection: The split, panel and target settings the folds were made with.
         variant: The run name.
-        kind: ``model`` or ``baseline`` (tag ``brstnet.kind``).
+        kind: ``model``, ``baseline`` or ``reference`` (tag ``brstnet.kind``).
         histories: A trained model's training history per fold (``stage``, ``epoch`` and
             loss / validation columns); none for a baseline.
         models: The model bundle per fold, in the order of ``histories``.
@@ -136,7 +137,7 @@ def build_tracked_run(
         run.metrics[f"fold{fold}_best_epoch"] = model.config["training"]["best_epoch"]
         run.histories.update(_curves(history, fold))
         run.models[f"fold{fold}"] = model
-    if kind == "baseline":
+    if kind in ("baseline", "reference"):
         params["backbone"] = BASELINE_BACKBONES.get(variant, variant)
         params["aux_weight"] = 0.0
     run.params = params

@@ -48,8 +48,9 @@ def predict_held_out(
 
 def predict_baselines(
     model_inputs: dict, patch_store: PatchStore, *, fold: int
-) -> tuple[ad.AnnData, ad.AnnData]:
-    """The training-mean and ridge-on-image-features baselines for one fold."""
+) -> tuple[ad.AnnData, ad.AnnData, ad.AnnData]:
+    """The training-mean and ridge-on-image-features baselines and the read-depth
+    reference for one fold."""
     from brstnet.evaluation.baselines import baseline_predictions
 
     return baseline_predictions(load_fold(model_inputs, fold), patch_store.patches, fold=fold)

@@ -1,5 +1,6 @@
 """evaluation wiring: predictions per (variant, fold), then per-variant metrics, plots
-and an MLflow run, for every model variant and the two baselines."""
+and an MLflow run, for every model variant, the two baselines and the read-depth
+reference."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from ..model_training.pipeline import namespace
 from . import nodes
 
 BASELINES = ("baseline_mean", "baseline_ridge")
+#: Not a model: each gene's r with the test spot's own log total count (it reads the
+#: test counts), the part of r any depth-tracking prediction gets.
+REFERENCES = ("reference_read_depth",)
 
 
 def _bind(func, **kwargs):
@@ -52,13 +56,17 @@ def create_pipeline(
                     Node(
                         _bind(nodes.predict_baselines, fold=f),
                         ["model_inputs", "patch_store"],
-                        [f"{namespace(b, f)}.predictions" for b in BASELINES],
+                        [f"{namespace(b, f)}.predictions" for b in BASELINES + REFERENCES],
                         name=f"predict_baselines_fold{f}",
                     )
                 ]
             )
         )
-    labels = [(name, "model") for name, _, _ in variants] + [(b, "baseline") for b in BASELINES]
+    labels = (
+        [(name, "model") for name, _, _ in variants]
+        + [(b, "baseline") for b in BASELINES]
+        + [(r, "reference") for r in REFERENCES]
+    )
     for label, kind in labels:
         preds = [f"{namespace(label, f)}.predictions" for f in folds]
         items = (
