@@ -201,6 +201,30 @@ def summary_plot(summary: pd.DataFrame) -> Figure:
     return fig
 
 
+def robustness_plot(tables: Mapping[str, pd.DataFrame]) -> Figure:
+    """Median per-gene r and median partial r (given read depth) per degradation of the
+    held-out slides, one line per variant; the original first."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained", sharey=False)
+    drawn = False
+    for variant, table in tables.items():
+        if not len(table):
+            continue
+        drawn = True
+        for ax, column in zip(axes, ("median_r", "median_partial_r"), strict=True):
+            ax.plot(table["condition"], table[column], marker="o", label=variant)
+    for ax, title in zip(axes, ("median per-gene r", "median partial r | read depth"), strict=True):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("held-out slides re-cut from")
+        ax.set_ylabel(title.split(" | ")[0])
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.tick_params(axis="x", rotation=30, labelsize=8)
+        if drawn:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "robustness evaluation off", ha="center", transform=ax.transAxes)
+    return fig
+
+
 def variant_figures(
     per_gene: pd.DataFrame,
     predictions: Sequence[ad.AnnData],

@@ -94,6 +94,7 @@ def build_tracked_run(
     kind: str,
     histories: Sequence[pd.DataFrame] = (),
     models: Sequence[ModelBundle] = (),
+    robustness: pd.DataFrame | None = None,
 ) -> TrackedRun:
     """Everything one MLflow run of a variant shows.
 
@@ -108,6 +109,9 @@ def build_tracked_run(
         histories: A trained model's training history per fold (``stage``, ``epoch`` and
             loss / validation columns); none for a baseline.
         models: The model bundle per fold, in the order of ``histories``.
+        robustness: The variant's r under degraded copies of the held-out slides
+            (:func:`brstnet.evaluation.robustness.robustness_table`), logged as
+            ``robustness.csv`` and metrics ``<condition>_median_r`` / ``..._median_r_kept``.
 
     Returns:
         The run: feature-selection and model parameters (the last fold's settings, the
@@ -137,6 +141,13 @@ def build_tracked_run(
         run.metrics[f"fold{fold}_best_epoch"] = model.config["training"]["best_epoch"]
         run.histories.update(_curves(history, fold))
         run.models[f"fold{fold}"] = model
+    if robustness is not None and len(robustness):
+        run.tables["robustness.csv"] = robustness.set_index("condition")
+        for row in robustness.itertuples():
+            run.metrics[f"{row.condition}_median_r"] = row.median_r
+            run.metrics[f"{row.condition}_median_partial_r"] = row.median_partial_r
+            if row.condition != "original":
+                run.metrics[f"{row.condition}_median_r_kept"] = row.median_r_kept
     if kind in ("baseline", "reference"):
         params["backbone"] = BASELINE_BACKBONES.get(variant, variant)
         params["aux_weight"] = 0.0

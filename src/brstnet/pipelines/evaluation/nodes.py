@@ -56,6 +56,46 @@ def predict_baselines(
     return baseline_predictions(load_fold(model_inputs, fold), patch_store.patches, fold=fold)
 
 
+def cut_degraded_patches(
+    model_inputs: dict,
+    sections: dict,
+    patch_store: PatchStore,
+    params: dict[str, Any],
+    *,
+    fold: int,
+) -> dict:
+    """The fold's held-out spots re-cut from degraded copies of their slides
+    (``robustness_patches_fold<k>``; see :mod:`brstnet.evaluation.robustness`)."""
+    from brstnet.evaluation.robustness import degraded_patches
+
+    cfg = parse(EvaluationParams, params)
+    return degraded_patches(
+        load_fold(model_inputs, fold), sections, patch_store.geometry, cfg.robustness.conditions()
+    )
+
+
+def evaluate_robustness(
+    params: dict[str, Any], model_inputs: dict, *fold_items: Any
+) -> tuple[pd.DataFrame, Figure]:
+    """A variant's r and partial r under each degradation (``<variant>.robustness``) and its
+    plot. ``fold_items`` are the variant's model per fold, then each fold's degraded patches."""
+    from brstnet.evaluation.plots import robustness_plot
+    from brstnet.evaluation.robustness import evaluate_robustness as evaluate
+
+    cfg = parse(EvaluationParams, params)
+    n = len(fold_items) // 2
+    bundles, degraded = fold_items[:n], fold_items[n:]
+    table = evaluate(
+        bundles,
+        [load_fold(model_inputs, int(b.config["fold"])) for b in bundles],
+        degraded,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        alpha=cfg.alpha,
+    )
+    return table, robustness_plot({str(bundles[0].config["variant"]): table})
+
+
 def evaluate_variant(
     params: dict[str, Any], *predictions: ad.AnnData
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -96,6 +136,7 @@ def track_variant(
     *fold_items: Any,
     variant: str,
     kind: str,
+    robustness: pd.DataFrame | None = None,
 ) -> TrackedRun:
     """Everything one MLflow run of the variant shows (``<variant>.mlflow_run``).
 
@@ -114,7 +155,48 @@ def track_variant(
         kind=kind,
         histories=fold_items[0::2],
         models=fold_items[1::2],
+        robustness=robustness,
     )
+
+
+def track_model(
+    per_gene: pd.DataFrame,
+    metrics: dict,
+    histogram: Image,
+    maps: Image,
+    feature_selection: dict[str, Any],
+    robustness: pd.DataFrame,
+    *fold_items: Any,
+    variant: str,
+) -> TrackedRun:
+    """A trained variant's MLflow run (``<variant>.mlflow_run``): :func:`track_variant`
+    with its robustness table."""
+    return track_variant(
+        per_gene,
+        metrics,
+        histogram,
+        maps,
+        feature_selection,
+        *fold_items,
+        variant=variant,
+        kind="model",
+        robustness=robustness,
+    )
+
+
+def summarise_robustness(**tables: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:
+    """Every trained variant's robustness in one table (``robustness_summary``) and plot."""
+    import pandas as pd
+
+    from brstnet.evaluation.plots import robustness_plot
+
+    summary = pd.concat(
+        [t.assign(variant=v) for v, t in tables.items() if len(t)] or [pd.DataFrame()],
+        ignore_index=True,
+    )
+    if len(summary):
+        summary = summary[["variant", *[c for c in summary.columns if c != "variant"]]]
+    return summary, robustness_plot(tables)
 
 
 def summarise_variants(*metrics: dict) -> tuple[pd.DataFrame, Figure]:

@@ -54,11 +54,17 @@ def create_pipeline(
             Pipeline(
                 [
                     Node(
+                        _bind(nodes.cut_degraded_patches, fold=f),
+                        ["model_inputs", "sections", "patch_store", "params:evaluation"],
+                        f"robustness_patches_fold{f}",
+                        name=f"cut_degraded_patches_fold{f}",
+                    ),
+                    Node(
                         _bind(nodes.predict_baselines, fold=f),
                         ["model_inputs", "patch_store"],
                         [f"{namespace(b, f)}.predictions" for b in BASELINES + REFERENCES],
                         name=f"predict_baselines_fold{f}",
-                    )
+                    ),
                 ]
             )
         )
@@ -78,8 +84,49 @@ def create_pipeline(
             if kind == "model"
             else []
         )
+        robustness = (
+            [
+                Node(
+                    nodes.evaluate_robustness,
+                    [
+                        "params:evaluation",
+                        "model_inputs",
+                        *[f"{namespace(label, f)}.model" for f in folds],
+                        *[f"robustness_patches_fold{f}" for f in folds],
+                    ],
+                    ["robustness", "robustness_plot"],
+                    name="evaluate_robustness",
+                )
+            ]
+            if kind == "model"
+            else []
+        )
+        track = (
+            Node(
+                _bind(nodes.track_model, variant=label),
+                [
+                    "per_gene",
+                    "metrics",
+                    "r_histogram",
+                    "gene_maps",
+                    "params:feature_selection",
+                    "robustness",
+                    *items,
+                ],
+                "mlflow_run",
+                name="track_variant",
+            )
+            if kind == "model"
+            else Node(
+                _bind(nodes.track_variant, variant=label, kind=kind),
+                ["per_gene", "metrics", "r_histogram", "gene_maps", "params:feature_selection"],
+                "mlflow_run",
+                name="track_variant",
+            )
+        )
         body = Pipeline(
             [
+                *robustness,
                 Node(
                     nodes.evaluate_variant,
                     ["params:evaluation", *preds],
@@ -92,38 +139,34 @@ def create_pipeline(
                     ["r_histogram", "gene_maps"],
                     name="plot_variant",
                 ),
-                Node(
-                    _bind(nodes.track_variant, variant=label, kind=kind),
-                    [
-                        "per_gene",
-                        "metrics",
-                        "r_histogram",
-                        "gene_maps",
-                        "params:feature_selection",
-                        *items,
-                    ],
-                    "mlflow_run",
-                    name="track_variant",
-                ),
+                track,
             ]
         )
+        degraded = {f"robustness_patches_fold{f}" for f in folds} & body.inputs()
         pipes.append(
             Pipeline(
                 body,
                 namespace=label,
-                inputs=shared.intersection(body.inputs()) | set(preds) | set(items),
+                inputs=shared.intersection(body.inputs()) | set(preds) | set(items) | degraded,
                 parameters={"params:evaluation", "params:feature_selection"},
             )
         )
+    models = [label for label, kind in labels if kind == "model"]
     pipes.append(
         Pipeline(
             [
+                Node(
+                    nodes.summarise_robustness,
+                    {label: f"{label}.robustness" for label in models},
+                    ["robustness_summary", "robustness_summary_plot"],
+                    name="summarise_robustness",
+                ),
                 Node(
                     nodes.summarise_variants,
                     [f"{label}.metrics" for label, _ in labels],
                     ["evaluation_summary", "evaluation_summary_plot"],
                     name="summarise_variants",
-                )
+                ),
             ]
         )
     )
