@@ -161,6 +161,10 @@ class TrainingParams(_Strict):
     final: Literal["retrain", "best_checkpoint"] = "retrain"
     dihedral: bool = True
     color_jitter: float = Field(0.0, ge=0.0, le=1.0)
+    # other scanners and stain protocols (brstnet.training.augment), 0 / null = off
+    stain_jitter: float = Field(0.0, ge=0.0, le=1.0)  # HED scale U(1 -/+ s), shift U(-/+ 0.1 s)
+    resolution_jitter_um: float | None = Field(None, gt=0)  # coarsest simulated um/px
+    blur_sigma_um: float = Field(0.0, ge=0.0)  # largest Gaussian sigma, micrometres
     initial_weights: str | None = None  # a local .safetensors / .pt file for the trunk
     checkpoint_dir: str = "data/06_models/checkpoints"
     backbones: list[str] = Field(min_length=1)  # names from brstnet.models.BACKBONES

@@ -133,7 +133,14 @@ class InputNormaliser:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """[B, H, W, 3] uint8 (host) -> [B, 3, H, W] float, normalised, on the device."""
-        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        return self.standardise(self.to_unit(images))
+
+    def to_unit(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, H, W, 3] uint8 (host) -> [B, 3, H, W] float in [0, 1] on the device."""
+        return images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] in [0, 1] -> the model's input (its mean and std; channels_last)."""
         x = (x - self.mean) / self.std
         if self.channels_last:
             return x.contiguous(memory_format=torch.channels_last)

@@ -48,11 +48,20 @@ _LOOP_KEYS = (
 )
 
 
-def loop_config(cfg: TrainingParams, epochs: int) -> LoopConfig:
-    """The loop's settings from the ``model_training`` parameters."""
+def loop_config(cfg: TrainingParams, epochs: int, *, um_per_px: float | None = None) -> LoopConfig:
+    """The loop's settings from the ``model_training`` parameters.
+
+    Args:
+        um_per_px: The patches' micrometres per pixel (window / size), for the
+            augmentations set in micrometres.
+    """
     return LoopConfig(
         epochs=epochs,
         reference_batch_size=cfg.lr_reference_batch,
+        stain_jitter=cfg.stain_jitter,
+        max_pixel_um=cfg.resolution_jitter_um,
+        blur_um=cfg.blur_sigma_um,
+        um_per_px=um_per_px,
         **{k: getattr(cfg, k) for k in _LOOP_KEYS},
     )
 
@@ -100,6 +109,7 @@ class FoldTraining:
     setup: DeviceSetup
     checkpoints: Path
     label: str
+    um_per_px: float | None = None
 
     def new_task(self) -> torch.nn.Module:
         """Fresh weights (seeded), with the configured initial trunk weights if any."""
@@ -119,7 +129,7 @@ class FoldTraining:
             None
             if val is None
             else fold_batches(self.fold_input, self.patches, val, with_aux=False),
-            loop_config(self.cfg, epochs),
+            loop_config(self.cfg, epochs, um_per_px=self.um_per_px),
             self.setup,
             checkpoint=self.checkpoints / f"{stage}.pt",
             desc=f"{self.label} {stage}",
@@ -215,6 +225,7 @@ def train_fold(
         resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers, compile=cfg.compile),
         Path(cfg.checkpoint_dir) / f"{variant}_fold{fold}",
         f"{variant} fold {fold}",
+        geometry.window_um / geometry.size_px,
     )
     fold_splits = splits[splits["fold"] == fold]
     inner, history = train_inner_folds(job, fold_splits[fold_splits["inner_fold"] != OUTER])

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_file
 from ..metrics import pearson_per_gene
 from ..seeding import local_seed
+from .augment import ScannerAugmentation
 from .data import InputNormaliser, PatchBatches, color_jitter, dihedral, make_loader
 from .devices import DeviceSetup, autocast, cudnn_autotune, make_generator, synchronize
 from .predict import predict, predict_images, predict_loader, prediction_loader
@@ -43,6 +44,17 @@ class LoopConfig:
     seed: int = 0
     lr_scaling: str = "none"
     reference_batch_size: int = 32
+    stain_jitter: float = 0.0
+    max_pixel_um: float | None = None
+    blur_um: float = 0.0
+    um_per_px: float | None = None  # the patches' (window / size): physical augmentations
+
+    @property
+    def scanner(self) -> ScannerAugmentation:
+        """Stain, resolution and focus augmentation (:mod:`brstnet.training.augment`)."""
+        return ScannerAugmentation(
+            self.stain_jitter, self.max_pixel_um, self.blur_um, self.um_per_px
+        )
 
     @property
     def scaled_lr(self) -> float:
@@ -213,6 +225,7 @@ def _fit(
         else None
     )
     normalise = InputNormaliser.for_task(task, setup.device, channels_last=setup.channels_last)
+    scanner = cfg.scanner
     for epoch in range(start, cfg.epochs):
         task.train()
         sums: dict[str, torch.Tensor] = {}  # on the device, read once per epoch
@@ -230,7 +243,8 @@ def _fit(
             if first:
                 synchronize(setup)
                 step_tic = time.perf_counter()
-            x = normalise(batch["images"])
+            x = normalise.to_unit(batch["images"])
+            x = normalise.standardise(scanner(x, augment_generator))
             if cfg.dihedral:
                 x = dihedral(x, augment_generator)
             x = color_jitter(x, cfg.color_jitter, augment_generator)
