@@ -166,6 +166,10 @@ class TrainingParams(_Strict):
     resolution_jitter_um: float | None = Field(None, gt=0)  # coarsest simulated um/px
     blur_sigma_um: float = Field(0.0, ge=0.0)  # largest Gaussian sigma, micrometres
     initial_weights: str | None = None  # a local .safetensors / .pt file for the trunk
+    # foundation encoders (uni, virchow2, h_optimus_0, ...): name -> local weights file or
+    # folder; unlisted ones are read from the local Hugging Face cache, never downloaded
+    encoder_weights: dict[str, str] = Field(default_factory=dict)
+    hf_cache_dir: str | None = None  # None: HF_HUB_CACHE / ~/.cache/huggingface/hub
     checkpoint_dir: str = "data/06_models/checkpoints"
     backbones: list[str] = Field(min_length=1)  # names from brstnet.models.BACKBONES
     aux_weights: list[float] = Field(

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.layers import SwiGLUPacked
 from torch import nn
+
+from .encoders import UNI2_H_KWARGS, ClassAndMeanTokens
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,11 @@ class BackboneSpec:
         group: "brstnet", "stnet", "cpu" or "test" (for documentation and sweeps).
         mean: Per-channel input mean (RGB, 0-1 scale) the backbone expects.
         std: Per-channel input standard deviation.
+        hub: Foundation encoders: the Hugging Face repository of the pretrained weights
+            (read from the local cache only, :mod:`brstnet.models.encoders`).
+        um_per_px: Foundation encoders: the micrometres per pixel they were trained at.
+        pooling: ``default`` (timm's pooled features) or ``class_mean`` (class token and
+            mean patch token, concatenated: Virchow2).
     """
 
     timm_name: str
@@ -41,6 +49,42 @@ class BackboneSpec:
     group: str = "cpu"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    hub: str | None = None
+    um_per_px: float | None = None
+    pooling: str = "default"
+
+    @property
+    def is_encoder(self) -> bool:
+        """A pretrained pathology foundation encoder (weights loaded before training)."""
+        return self.hub is not None
+
+
+#: H-optimus-0 / -1 input statistics (their model cards).
+H_OPTIMUS_MEAN = (0.707223, 0.578729, 0.703617)
+H_OPTIMUS_STD = (0.211883, 0.230117, 0.177517)
+_H_OPTIMUS = {"init_values": 1e-5, "dynamic_img_size": False, "img_size": 224}
+#: Virchow2's timm arguments (its model card): ViT-H/14, SwiGLU, 4 register tokens.
+_VIRCHOW2 = {
+    "img_size": 224,
+    "init_values": 1e-5,
+    "mlp_ratio": 5.3375,
+    "reg_tokens": 4,
+    "no_embed_class": True,
+    "global_pool": "",
+    "dynamic_img_size": True,
+    "mlp_layer": SwiGLUPacked,
+    "act_layer": nn.SiLU,
+}
+#: Prov-GigaPath's tile encoder (its model card): ViT-g/14 layout with 16 px patches.
+_GIGAPATH = {
+    "img_size": 224,
+    "patch_size": 16,
+    "embed_dim": 1536,
+    "depth": 40,
+    "num_heads": 24,
+    "init_values": 1e-5,
+    "mlp_ratio": 5.33334,
+}
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -57,10 +101,68 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet34": BackboneSpec("resnet34"),
     "resnet50": BackboneSpec("resnet50"),
     "vit_small_patch16": BackboneSpec("vit_small_patch16_224", takes_img_size=True),
+    # pathology foundation encoders: pretrained weights from local files only
+    "uni": BackboneSpec(
+        "vit_large_patch16_224",
+        kwargs={"init_values": 1e-5, "dynamic_img_size": True},
+        group="foundation",
+        hub="MahmoodLab/UNI",
+        um_per_px=0.5,
+    ),
+    "uni2_h": BackboneSpec(
+        "vit_huge_patch14_224",
+        kwargs=UNI2_H_KWARGS,
+        group="foundation",
+        hub="MahmoodLab/UNI2-h",
+        um_per_px=0.5,
+    ),
+    "virchow2": BackboneSpec(
+        "vit_huge_patch14_224",
+        kwargs=_VIRCHOW2,
+        group="foundation",
+        hub="paige-ai/Virchow2",
+        um_per_px=0.5,
+        pooling="class_mean",
+    ),
+    "h_optimus_0": BackboneSpec(
+        "vit_giant_patch14_reg4_dinov2",
+        kwargs=_H_OPTIMUS,
+        group="foundation",
+        mean=H_OPTIMUS_MEAN,
+        std=H_OPTIMUS_STD,
+        hub="bioptimus/H-optimus-0",
+        um_per_px=0.5,
+    ),
+    "h_optimus_1": BackboneSpec(
+        "vit_giant_patch14_reg4_dinov2",
+        kwargs=_H_OPTIMUS,
+        group="foundation",
+        mean=H_OPTIMUS_MEAN,
+        std=H_OPTIMUS_STD,
+        hub="bioptimus/H-optimus-1",
+        um_per_px=0.5,
+    ),
+    "prov_gigapath": BackboneSpec(
+        "vit_giant_patch14_dinov2",
+        kwargs=_GIGAPATH,
+        group="foundation",
+        hub="prov-gigapath/prov-gigapath",
+        um_per_px=0.5,
+    ),
     # tiny models for tests
     "test_resnet": BackboneSpec("test_resnet", group="test"),
     "test_efficientnet": BackboneSpec("test_efficientnet", group="test"),
     "test_vit": BackboneSpec("test_vit", takes_img_size=True, group="test"),
+    # a tiny encoder whose "pretrained" weights the tests write into a local HF cache
+    "test_encoder": BackboneSpec(
+        "test_vit",
+        kwargs={"dynamic_img_size": True},
+        group="test",
+        mean=(0.6, 0.5, 0.7),
+        std=(0.2, 0.2, 0.2),
+        hub="brstnet-tests/test-encoder",
+        um_per_px=0.5,
+    ),
 }
 
 
@@ -99,6 +201,8 @@ def create_backbone(name: str, *, img_size: int, pretrained: bool = False) -> tu
     if spec.takes_img_size:
         kwargs["img_size"] = img_size
     trunk = timm.create_model(spec.timm_name, pretrained=pretrained, num_classes=0, **kwargs)
+    if spec.pooling == "class_mean":
+        trunk = ClassAndMeanTokens(trunk)
     return trunk, int(trunk.num_features)
 
 

@@ -112,12 +112,21 @@ class FoldTraining:
     um_per_px: float | None = None
 
     def new_task(self) -> torch.nn.Module:
-        """Fresh weights (seeded), with the configured initial trunk weights if any."""
-        from ..models import load_initial_weights
+        """Fresh weights (seeded): a foundation encoder's pretrained trunk, or the
+        configured initial trunk weights if any."""
+        from ..models import backbone_spec, load_initial_weights
+        from ..models.encoders import load_encoder_weights
 
         task = self.spec.build(seed=self.cfg.seed)
         if self.cfg.initial_weights:
             load_initial_weights(task.model.trunk, self.cfg.initial_weights)
+        elif backbone_spec(self.spec.backbone).is_encoder:
+            load_encoder_weights(
+                task.model.trunk,
+                self.spec.backbone,
+                source=self.cfg.encoder_weights.get(self.spec.backbone),
+                cache_dir=self.cfg.hf_cache_dir,
+            )
         return task
 
     def train(self, positions: np.ndarray, val: np.ndarray | None, epochs: int, stage: str):
@@ -180,6 +189,38 @@ def train_final(job: FoldTraining, epochs: int) -> tuple[dict[str, Any], list[di
     return state, [{"stage": "final", **h} for h in result.history]
 
 
+def check_encoder_geometry(backbone: str, geometry: PatchGeometry) -> None:
+    """A foundation encoder sees patches at the micrometres per pixel it was trained at.
+
+    Raises:
+        ValueError: the encoder takes a fixed input size the patches do not have.
+    """
+    from ..models import backbone_spec
+
+    spec = backbone_spec(backbone)
+    if not spec.is_encoder:
+        return
+    fixed = spec.kwargs.get("img_size") if not spec.kwargs.get("dynamic_img_size") else None
+    if fixed is not None and geometry.size_px != fixed:
+        raise ValueError(
+            f"encoder {backbone} takes {fixed} px inputs, the patches are {geometry.size_px} px: "
+            f"set data_processing.patches.size_px: {fixed}"
+        )
+    um = geometry.window_um / geometry.size_px
+    if spec.um_per_px and not 0.8 <= um / spec.um_per_px <= 1.25:
+        logger.warning(
+            "encoder %s was trained at %.2f um/px; the patches are %.2f um/px (window %g um, "
+            "%d px): set data_processing.patches.window_um to %g for %d px",
+            backbone,
+            spec.um_per_px,
+            um,
+            geometry.window_um,
+            geometry.size_px,
+            spec.um_per_px * geometry.size_px,
+            geometry.size_px,
+        )
+
+
 def train_fold(
     fold_input: ad.AnnData,
     splits: pd.DataFrame,
@@ -208,6 +249,7 @@ def train_fold(
     from .bundle import bundle_config
     from .devices import resolve_device
 
+    check_encoder_geometry(backbone, geometry)
     aux_genes = [str(g) for g in fold_input.uns["aux_genes"]]
     use_aux = aux_weight > 0 and len(aux_genes) > 0
     spec = ModelSpec.for_backbone(
