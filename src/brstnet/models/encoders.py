@@ -89,7 +89,10 @@ def pretrained_trunk(
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (snapshot / name).is_file():
             return timm.create_model(
-                timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(snapshot / name)}, **args
+                timm_name,
+                pretrained=True,
+                pretrained_cfg_overlay={"file": str(snapshot / name)},
+                **args,
             )
     raise EncoderNotFoundError(f"{snapshot} holds no model.safetensors or pytorch_model.bin")
 
