@@ -136,3 +136,37 @@ def project_copy(root: Path, local: dict | None = None) -> Path:
     (root / "src").mkdir()
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
     return root
+
+
+#: The tiny stand-in foundation encoder ("test_encoder" in the backbone registry).
+TEST_ENCODER_REPO = "brstnet-tests/test-encoder"
+TEST_ENCODER_REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+def stand_in_encoder():
+    """The stand-in encoder's "pretrained" model: timm's test_vit with seeded weights."""
+    import timm
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(42)
+        return timm.create_model("test_vit", num_classes=0, dynamic_img_size=True)
+
+
+def save_test_encoder(folder: Path, model=None) -> Path:
+    """The encoder in timm's Hugging Face layout (config.json + model.safetensors)."""
+    from timm.models import save_for_hf
+
+    model = stand_in_encoder() if model is None else model
+    save_for_hf(model, str(folder), model_args={"dynamic_img_size": True}, safe_serialization=True)
+    return folder
+
+
+def write_test_encoder_cache(cache: Path, model=None) -> Path:
+    """A Hugging Face cache holding the stand-in encoder, laid out as huggingface_hub
+    writes it (models--<org>--<name>/snapshots/<revision>/, refs/main)."""
+    repo = cache / f"models--{TEST_ENCODER_REPO.replace('/', '--')}"
+    save_test_encoder(repo / "snapshots" / TEST_ENCODER_REVISION, model)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(TEST_ENCODER_REVISION)
+    return cache

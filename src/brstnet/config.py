@@ -171,7 +171,10 @@ class TrainingParams(_Strict):
     encoder_weights: dict[str, str] = Field(default_factory=dict)
     hf_cache_dir: str | None = None  # None: HF_HUB_CACHE / ~/.cache/huggingface/hub
     checkpoint_dir: str = "data/06_models/checkpoints"
-    backbones: list[str] = Field(min_length=1)  # names from brstnet.models.BACKBONES
+    backbones: list[str] = Field(default_factory=list)  # names from brstnet.models.BACKBONES
+    # frozen foundation encoders: features once per spot, a ridge probe per fold
+    # (variants <encoder>_probe); names of encoders in brstnet.models.BACKBONES
+    probes: list[str] = Field(default_factory=list)
     aux_weights: list[float] = Field(
         default_factory=lambda: [1.0, 0.0], min_length=1
     )  # 0 = no auxiliary head
@@ -185,6 +188,25 @@ class TrainingParams(_Strict):
         if unknown:
             raise ValueError(f"unknown backbones {unknown}; valid: {', '.join(sorted(BACKBONES))}")
         return backbones
+
+    @field_validator("probes")
+    @classmethod
+    def _known_encoders(cls, probes: list[str]) -> list[str]:
+        from brstnet.models.backbones import BACKBONES
+
+        wrong = [p for p in probes if p not in BACKBONES or not BACKBONES[p].is_encoder]
+        if wrong:
+            encoders = sorted(n for n, s in BACKBONES.items() if s.is_encoder)
+            raise ValueError(
+                f"probes {wrong} are not foundation encoders; valid: {', '.join(encoders)}"
+            )
+        return probes
+
+    @model_validator(mode="after")
+    def _something_to_train(self) -> TrainingParams:
+        if not self.backbones and not self.probes:
+            raise ValueError("give at least one of backbones or probes")
+        return self
 
     @field_validator("aux_weights")
     @classmethod

@@ -19,31 +19,22 @@ from brstnet.models.encoders import EncoderNotFoundError, hub_snapshot, load_enc
 from brstnet.st.geometry import PatchGeometry
 from brstnet.training.devices import resolve_device
 from brstnet.training.folds import FoldTraining, check_encoder_geometry
+from tests.synthetic import (
+    TEST_ENCODER_REPO,
+    TEST_ENCODER_REVISION,
+    save_test_encoder,
+    stand_in_encoder,
+    write_test_encoder_cache,
+)
 
-REPO = "brstnet-tests/test-encoder"
-REVISION = "0123456789abcdef0123456789abcdef01234567"
-
-
-def _pretrained() -> torch.nn.Module:
-    """The stand-in "pretrained" encoder: test_vit with weights of its own seed."""
-    torch.manual_seed(42)
-    return timm.create_model("test_vit", num_classes=0, dynamic_img_size=True)
-
-
-def _save(folder: Path, model: torch.nn.Module) -> Path:
-    save_for_hf(model, str(folder), model_args={"dynamic_img_size": True}, safe_serialization=True)
-    return folder
+REPO = TEST_ENCODER_REPO
 
 
 @pytest.fixture
 def hf_cache(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
     """A Hugging Face cache holding the encoder, laid out as huggingface_hub writes it."""
-    model = _pretrained()
-    repo = tmp_path / "hub" / f"models--{REPO.replace('/', '--')}"
-    _save(repo / "snapshots" / REVISION, model)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(REVISION)
-    return tmp_path / "hub", model
+    model = stand_in_encoder()
+    return write_test_encoder_cache(tmp_path / "hub", model), model
 
 
 def _same_weights(trunk: torch.nn.Module, model: torch.nn.Module) -> bool:
@@ -53,7 +44,7 @@ def _same_weights(trunk: torch.nn.Module, model: torch.nn.Module) -> bool:
 
 def test_weights_come_from_the_local_hf_cache(hf_cache) -> None:
     cache, model = hf_cache
-    assert hub_snapshot(REPO, cache_dir=cache).name == REVISION
+    assert hub_snapshot(REPO, cache_dir=cache).name == TEST_ENCODER_REVISION
     trunk, width = create_backbone("test_encoder", img_size=32)
     assert not _same_weights(trunk, model)
     load_encoder_weights(trunk, "test_encoder", cache_dir=cache)
@@ -61,8 +52,8 @@ def test_weights_come_from_the_local_hf_cache(hf_cache) -> None:
 
 
 def test_weights_come_from_a_local_folder_or_file(tmp_path: Path) -> None:
-    model = _pretrained()
-    folder = _save(tmp_path / "encoder", model)
+    model = stand_in_encoder()
+    folder = save_test_encoder(tmp_path / "encoder", model)
     for source in (folder, folder / "model.safetensors"):
         trunk, _ = create_backbone("test_encoder", img_size=32)
         load_encoder_weights(trunk, "test_encoder", source=source)

@@ -7,6 +7,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from kedro.runner import SequentialRunner
 from mlflow.tracking import MlflowClient
@@ -15,7 +16,17 @@ from brstnet.models import ModelSpec
 from brstnet.pipelines import data_processing, evaluation, feature_selection, model_training
 from brstnet.pipelines.variants import n_folds, variant_grid
 from brstnet.training.bundle import load_bundle
-from tests.synthetic import REPO, dp_params, project_catalog, project_copy, write_section
+from tests.synthetic import (
+    REPO,
+    dp_params,
+    project_catalog,
+    project_copy,
+    write_section,
+    write_test_encoder_cache,
+)
+
+MODELS = ("test_resnet_aux", "test_resnet_noaux", "test_encoder_probe")
+REFERENCES = ("baseline_mean", "baseline_ridge", "reference_read_depth")
 
 
 def _params(name: str) -> dict:
@@ -24,7 +35,8 @@ def _params(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> dict:
-    """dp + fs + training + evaluation of test_resnet with and without aux on 3 tiny sections."""
+    """dp + fs + training + evaluation of test_resnet with and without aux, and a ridge
+    probe on the frozen stand-in encoder, on 3 tiny sections."""
     tmp = tmp_path_factory.mktemp("tiny")
     root = tmp / "her2st"
     for seed, section in enumerate(("A1", "A2", "B1")):
@@ -44,6 +56,8 @@ def tiny_run(tmp_path_factory) -> dict:
         backbones=["test_resnet"],
         aux_weights=[1.0, 0.0],
         checkpoint_dir=str(tmp / "ckpt"),
+        probes=["test_encoder"],
+        hf_cache_dir=str(write_test_encoder_cache(tmp / "hub")),
     )
     ev = _params("evaluation")
     variants, folds = variant_grid(
@@ -82,8 +96,9 @@ def tiny_run(tmp_path_factory) -> dict:
 
 def test_variants_and_folds(tiny_run: dict) -> None:
     assert list(tiny_run["variants"]) == [
-        ("test_resnet_aux", "test_resnet", 1.0),
-        ("test_resnet_noaux", "test_resnet", 0.0),
+        ("test_resnet_aux", "test_resnet", 1.0, "finetune"),
+        ("test_resnet_noaux", "test_resnet", 0.0, "finetune"),
+        ("test_encoder_probe", "test_encoder", 0.0, "probe"),
     ]
     assert tiny_run["folds"] == 2
 
@@ -136,7 +151,7 @@ def test_predictions_and_per_gene_tables(tiny_run: dict) -> None:
         np.log1p(predictions.layers["observed_counts"]),
         atol=1e-4,
     )
-    for variant in ("test_resnet_aux", "test_resnet_noaux", "baseline_mean", "baseline_ridge"):
+    for variant in (*MODELS, "baseline_mean", "baseline_ridge", "reference_read_depth"):
         table = catalog.load(f"{variant}.per_gene")
         assert {
             "gene",
@@ -148,16 +163,15 @@ def test_predictions_and_per_gene_tables(tiny_run: dict) -> None:
             "rmse",
             "p_sign",
             "significant",
+            "partial_r_A",
+            "median_partial_r",
+            "r_libnorm_B",
+            "median_r_libnorm",
         } <= set(table.columns)
     mean = catalog.load("baseline_mean.per_gene")
     assert mean["median_r"].isna().all()  # a constant prediction has no correlation
     summary = catalog.load("evaluation_summary")
-    assert set(summary["variant"]) == {
-        "test_resnet_aux",
-        "test_resnet_noaux",
-        "baseline_mean",
-        "baseline_ridge",
-    }
+    assert set(summary["variant"]) == {*MODELS, *REFERENCES}
     assert (
         summary.set_index("variant").loc["baseline_mean", "genes_nan_r"]
         == summary.set_index("variant").loc["baseline_mean", "n_genes"]
@@ -168,7 +182,7 @@ def test_mlflow_runs_through_mlflows_client(tiny_run: dict) -> None:
     client = MlflowClient(tiny_run["tracking"])
     experiment = client.get_experiment_by_name("brstnet")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    assert set(runs) == {"test_resnet_aux", "test_resnet_noaux", "baseline_mean", "baseline_ridge"}
+    assert set(runs) == {*MODELS, *REFERENCES}
     run = runs["test_resnet_aux"]
     assert run.info.status == "FINISHED"
     params = run.data.params
@@ -206,6 +220,41 @@ def test_mlflow_runs_through_mlflows_client(tiny_run: dict) -> None:
     model_files = {a.path for a in client.list_artifacts(run.info.run_id, "model/fold0")}
     assert model_files == {"model/fold0/config.json", "model/fold0/model.safetensors"}
     assert runs["baseline_ridge"].data.params["backbone"] == "ridge on image features"
+
+
+def test_the_frozen_encoder_probe_predicts_through_the_encoder(tiny_run: dict) -> None:
+    """Features once per patch, a ridge per fold, folded into the head: the bundle's
+    predictions through the encoder are the ridge's on the stored features."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from brstnet.features.rows import held_out_rows, training_rows
+    from brstnet.training.probe import ALPHAS
+    from tests.synthetic import stand_in_encoder
+
+    catalog, tmp = tiny_run["catalog"], tiny_run["tmp"]
+    features = catalog.load("encoder_features_test_encoder")
+    store = catalog.load("patch_store")
+    assert features.shape == (len(store.patches), stand_in_encoder().num_features)
+    bundle = load_bundle(tmp / "project/data/06_models/test_encoder_probe_fold1")
+    assert bundle.spec.backbone == "test_encoder" and bundle.spec.mean == (0.6, 0.5, 0.7)
+    history = catalog.load("test_encoder_probe_fold1.training_history")
+    assert history["stage"].tolist() == ["probe"] and history["alpha"].iloc[0] in ALPHAS
+    fold = catalog.load("model_inputs")["fold_1"]
+    fold = fold() if callable(fold) else fold
+    rows = fold.obs["patch_row"].to_numpy()
+    train, test = training_rows(fold), held_out_rows(fold)
+    ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
+    ridge.fit(features[rows[train]], np.asarray(fold.X)[train])
+    predictions = catalog.load("test_encoder_probe_fold1.predictions")
+    np.testing.assert_allclose(
+        predictions.X, ridge.predict(features[rows[test]]), rtol=1e-3, atol=1e-3
+    )
+    # the encoder in the bundle is the pretrained one, untouched
+    trunk = bundle.build_task().model.trunk.state_dict()
+    for key, value in stand_in_encoder().state_dict().items():
+        assert torch.equal(trunk[key], value), key
 
 
 def test_fold_count_follows_the_split_settings() -> None:

@@ -25,11 +25,13 @@ _registered_for: str | None = None  # the parameters Kedro's registered pipeline
 
 
 class Variant(NamedTuple):
-    """One model variant: a backbone with an auxiliary weight (0 = no auxiliary head)."""
+    """One model variant: a backbone with an auxiliary weight (0 = no auxiliary head),
+    trained (``finetune``) or a frozen encoder with a ridge probe (``probe``)."""
 
     name: str
     backbone: str
     aux_weight: float
+    kind: str = "finetune"
 
 
 class Grid(NamedTuple):
@@ -126,7 +128,7 @@ def variant_grid(params: dict[str, Any] | None = None) -> Grid:
         Variant(variant_name(b, float(w)), b, float(w))
         for b in training.backbones
         for w in training.aux_weights
-    )
+    ) + tuple(Variant(f"{e}_probe", e, 0.0, "probe") for e in training.probes)
     return Grid(
         variants,
         n_folds(params.get("data_processing", {}), params.get("feature_selection", {})),

@@ -297,7 +297,7 @@ def train_fold(
         train_patients=sorted(outer.loc[outer["role"] == "train", "patient"].unique().tolist()),
         test_patients=sorted(outer.loc[outer["role"] == "test", "patient"].unique().tolist()),
         training={
-            **cfg.model_dump(exclude={"backbones", "aux_weights"}),
+            **cfg.model_dump(exclude={"backbones", "aux_weights", "probes"}),
             "best_epoch": best_epoch,
             "training_spots": int(len(training_rows(fold_input))),
             "device": str(job.setup.device),

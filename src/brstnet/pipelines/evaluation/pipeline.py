@@ -31,7 +31,7 @@ def create_pipeline(
     folds = range(n_folds)
     shared = {"model_inputs", "patch_store", "sections"}
     pipes = []
-    for name, _, _ in variants:
+    for name, *_ in variants:
         for f in folds:
             ns = namespace(name, f)
             pipes.append(
@@ -69,7 +69,7 @@ def create_pipeline(
             )
         )
     labels = (
-        [(name, "model") for name, _, _ in variants]
+        [(name, "model") for name, *_ in variants]
         + [(b, "baseline") for b in BASELINES]
         + [(r, "reference") for r in REFERENCES]
     )

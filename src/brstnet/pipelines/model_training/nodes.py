@@ -48,3 +48,55 @@ def train_fold(
         aux_weight=aux_weight,
         fold=fold,
     )
+
+
+def extract_features(patch_store: PatchStore, training: dict[str, Any], *, encoder: str):
+    """A frozen encoder's features of every patch (``encoder_features_<encoder>``, [N, F])."""
+    from brstnet.training.devices import resolve_device
+    from brstnet.training.probe import encoder_task
+    from brstnet.training.probe import extract_features as extract
+
+    cfg = parse(TrainingParams, training)
+    task = encoder_task(
+        encoder,
+        n_main=1,
+        img_size=patch_store.geometry.size_px,
+        source=cfg.encoder_weights.get(encoder),
+        cache_dir=cfg.hf_cache_dir,
+    )
+    setup = resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers)
+    return extract(task, patch_store.patches, setup, batch_size=max(cfg.batch_size, 64))
+
+
+def fit_probe(
+    model_inputs: dict,
+    splits: pd.DataFrame,
+    patch_store: PatchStore,
+    features,
+    training: dict[str, Any],
+    *,
+    variant_name: str,
+    encoder: str,
+    fold: int,
+) -> tuple[ModelBundle, pd.DataFrame]:
+    """One fold's ridge probe on a frozen encoder's features (see :mod:`brstnet.training.probe`).
+
+    Returns:
+        ``<variant>_fold<k>.model`` (the encoder with the probe as its head) and
+        ``<variant>_fold<k>.training_history`` (one row: penalty, training r).
+    """
+    from brstnet.training.probe import train_probe
+
+    cfg = parse(TrainingParams, training)
+    return train_probe(
+        load_fold(model_inputs, fold),
+        features,
+        splits,
+        patch_store.geometry,
+        variant=variant_name,
+        encoder=encoder,
+        fold=fold,
+        source=cfg.encoder_weights.get(encoder),
+        cache_dir=cfg.hf_cache_dir,
+        training=cfg.model_dump(exclude={"backbones", "aux_weights", "probes"}),
+    )

@@ -46,12 +46,63 @@ def create_pipeline(
         variants, n_folds = variant_grid()
     pipes = [
         Pipeline(
-            base_pipeline(name, backbone, weight, f),
-            namespace=namespace(name, f),
+            base_pipeline(v.name, v.backbone, v.aux_weight, f),
+            namespace=namespace(v.name, f),
             inputs={"model_inputs", "splits", "patch_store"},
             parameters={"params:model_training"},
         )
-        for name, backbone, weight in variants
+        for v in variants
+        if v.kind == "finetune"
+        for f in range(n_folds)
+    ]
+    encoders = sorted({v.backbone for v in variants if v.kind == "probe"})
+    pipes += [
+        Pipeline(
+            [
+                Node(
+                    update_wrapper(
+                        partial(nodes.extract_features, encoder=e), nodes.extract_features
+                    ),
+                    ["patch_store", "params:model_training"],
+                    f"encoder_features_{e}",
+                    name=f"extract_features_{e}",
+                    tags=["training", f"encoder-{e}"],
+                )
+            ]
+        )
+        for e in encoders
+    ]
+    pipes += [
+        Pipeline(
+            probe_pipeline(v.name, v.backbone, f),
+            namespace=namespace(v.name, f),
+            inputs={"model_inputs", "splits", "patch_store", f"encoder_features_{v.backbone}"},
+            parameters={"params:model_training"},
+        )
+        for v in variants
+        if v.kind == "probe"
         for f in range(n_folds)
     ]
     return sum(pipes, Pipeline([]))
+
+
+def probe_pipeline(variant: str, encoder: str, fold: int) -> Pipeline:
+    """Fit one frozen encoder's ridge probe on one fold (features computed once, shared)."""
+    bound = partial(nodes.fit_probe, variant_name=variant, encoder=encoder, fold=fold)
+    return Pipeline(
+        [
+            Node(
+                update_wrapper(bound, nodes.fit_probe),
+                [
+                    "model_inputs",
+                    "splits",
+                    "patch_store",
+                    f"encoder_features_{encoder}",
+                    "params:model_training",
+                ],
+                ["model", "training_history"],
+                name="fit_probe",
+                tags=["training", f"variant-{variant}", f"fold-{fold}"],
+            )
+        ]
+    )
