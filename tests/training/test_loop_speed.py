@@ -123,11 +123,11 @@ def test_mixed_precision_trains_and_float16_keeps_a_gradient_scaler(
     setup = DeviceSetup(torch.device("cpu"), dtype, False, False, 0)
     data = _data()
     cfg = LoopConfig(
-        epochs=25, batch_size=8, optimizer="adamw", lr=3e-3, scheduler="constant", dihedral=False
+        epochs=10, batch_size=8, optimizer="adamw", lr=5e-3, scheduler="constant", dihedral=False
     )
     ckpt = tmp_path / "run.pt"
     result = fit(_task(), data, data, cfg, setup, checkpoint=ckpt)
-    assert result.history[-1]["loss_main"] < 0.5 * result.history[0]["loss_main"]
+    assert result.history[-1]["loss_main"] < 0.7 * result.history[0]["loss_main"]
     scaler = torch.load(ckpt, weights_only=True)["scaler"]
     if dtype == torch.float16:
         assert scaler["scale"] > 0 and scaler["_growth_tracker"] >= 0
