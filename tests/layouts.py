@@ -7,6 +7,7 @@ tested on these files reads the published data unchanged.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from pathlib import Path
 
@@ -53,46 +54,218 @@ def off_tissue_spots(spots: pd.DataFrame, n: int = 5) -> list[str]:
     return out
 
 
-def write_he2020(root: Path, her2st_dir: Path, sections: dict[str, tuple[str, str]]) -> Path:
-    """He et al. 2020 layout. ``sections``: her2st section -> (patient, replicate).
+#: The Coords header: four names over five fields per row. xcoord, ycoord and tumor are the
+#: names SpaRED's STNetReader reads after shifting the header one field to the right; the
+#: third (over the L<n> labels) is read by position by every public reader (ST-Net's
+#: prepare/spatial.py, st_benching's he_common.read_tumor), so its name here is a stand-in.
+HE_COORDS_HEADER = ("xcoord", "ycoord", "lab", "tumor")
 
-    Quirks kept: metadata names HE_BC..., the file is HE_BT...; genes as Ensembl ids, absent
-    where a section has no counts; the count matrix covers off-tissue spots; the Coords file
-    has CR line endings and a header one field short. Returns the gene map (id -> symbol).
+
+def he2020_names(patient: str, replicate: str) -> dict[str, str]:
+    """The four file names of a section as on disk, e.g. for BC23287_C1 (checked against
+    st_benching's RUNBOOK_HE_STNET / he_common.py): HE_BT23287_C1.jpg,
+    spots_BT23287_C1.csv.gz, BC23287_C1_stdata.tsv.gz, BC23287_C1_Coords.tsv.gz (BT and
+    BC mixed within one section; metadata.csv names them exactly so)."""
+    bt = patient.replace("BC", "BT", 1)
+    return {
+        "histology_image": f"HE_{bt}_{replicate}.jpg",
+        "spot_coordinates": f"spots_{bt}_{replicate}.csv.gz",
+        "count_matrix": f"{patient}_{replicate}_stdata.tsv.gz",
+        "tumor_annotation": f"{patient}_{replicate}_Coords.tsv.gz",
+    }
+
+
+def write_he2020_section(
+    root: Path,
+    *,
+    patient: str,
+    replicate: str,
+    subtype: str,
+    stdata: pd.DataFrame,
+    spots: pd.DataFrame,
+    coords: pd.DataFrame,
+    image: Path | bytes,
+    trailing_tab: bool = False,
+) -> dict[str, str]:
+    """One section in He et al.'s published format; returns its metadata.csv row.
+
+    Args:
+        stdata: Counts, index "<x>x<y>" (all array spots, off-tissue ones included),
+            columns unversioned Ensembl ids of the genes with counts in this section.
+        spots: Index "<x>x<y>" (spots under tissue), columns X, Y (pixel column, row).
+        coords: Columns xcoord, ycoord (array units, may be non-integer), label ("L<n>"),
+            tumor ("tumor" / "non"), one row per labelled spot.
+        trailing_tab: The Coords header ends with a tab (some sections).
+
+    Formats, checked against the public readers: stdata.tsv.gz is a tab-separated table
+    with an empty first header cell (ST-Net reads it with ``read_csv(sep="\\t")`` and takes
+    the first column as the spot, HEST's STReader drops 'Unnamed: 0'); spots_*.csv.gz has
+    the header ",X,Y" (HEST's STReader: ``read_csv(sep=",", index_col=0)``, columns X, Y);
+    the Coords file has CR line endings and rows ``<replicate>_<x>_<y>, xcoord, ycoord,
+    L<n>, tumor|non`` under four names (ST-Net reads fields 1, 2, 4 and rounds 1, 2;
+    he_common.read_tumor splits on CR). The first field's numbers are the coordinates
+    truncated, so a reader keyed on it misreads the non-integer rows.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    names = he2020_names(patient, replicate)
+    with gzip.open(root / names["count_matrix"], "wt", newline="") as handle:
+        stdata.to_csv(handle, sep="\t", lineterminator="\n")
+    with gzip.open(root / names["spot_coordinates"], "wt", newline="") as handle:
+        spots[["X", "Y"]].to_csv(handle, lineterminator="\n")
+    header = "\t".join(HE_COORDS_HEADER) + ("\t" if trailing_tab else "")
+    rows = [
+        f"{replicate}_{int(x)}_{int(y)}\t{x:g}\t{y:g}\t{lab}\t{tumor}"
+        for x, y, lab, tumor in coords[["xcoord", "ycoord", "label", "tumor"]].itertuples(
+            index=False
+        )
+    ]
+    (root / names["tumor_annotation"]).write_bytes(
+        gzip.compress(("\r".join([header, *rows]) + "\r").encode())
+    )
+    target = root / names["histology_image"]
+    target.write_bytes(image if isinstance(image, bytes) else Path(image).read_bytes())
+    return {"patient": patient, "replicate": replicate, "type": subtype, **names}
+
+
+def write_he2020_metadata(root: Path, rows: list[dict[str, str]]) -> None:
+    """metadata.csv: patient, replicate, type, histology_image, spot_coordinates,
+    count_matrix, tumor_annotation (the seven columns SpaRED's STNetReader and st_benching's
+    download_he.py read), file names exactly as on disk."""
+    columns = [
+        "patient",
+        "replicate",
+        "type",
+        "histology_image",
+        "spot_coordinates",
+        "count_matrix",
+        "tumor_annotation",
+    ]
+    pd.DataFrame(rows, columns=columns).to_csv(root / "metadata.csv", index=False)
+
+
+def he2020_coords(spots: pd.DataFrame, *, seed: int) -> pd.DataFrame:
+    """Coords rows for ``spots`` (index "<x>x<y>"): some coordinates off the integer grid by
+    a few hundredths (round() still gives the spot), labels L1-L3, every third spot tumour."""
+    rng = np.random.default_rng(seed)
+    xy = np.array([[int(v) for v in key.split("x")] for key in spots.index], dtype=float)
+    jitter = np.where(rng.random(xy.shape) < 0.3, rng.choice([-0.04, 0.03, 0.02], xy.shape), 0)
+    return pd.DataFrame(
+        {
+            "xcoord": np.round(xy[:, 0] + jitter[:, 0], 2),
+            "ycoord": np.round(xy[:, 1] + jitter[:, 1], 2),
+            "label": [f"L{1 + i % 3}" for i in range(len(xy))],
+            "tumor": np.where(np.arange(len(xy)) % 3 == 0, "tumor", "non"),
+        },
+        index=spots.index,
+    )
+
+
+HE_GENES = {  # real unversioned ids of the symbols tests.synthetic uses, plus one never counted
+    "ENSG00000141736": "ERBB2",
+    "ENSG00000141738": "GRB7",
+    "ENSG00000075624": "ACTB",
+    "ENSG00000171345": "KRT19",
+    "ENSG00000198804": "MT-CO1",
+    "ENSG00000111640": "GAPDH",
+}
+
+
+def tiny_he2020_section(
+    root: Path,
+    *,
+    patient: str,
+    replicate: str,
+    seed: int,
+    grid: tuple[int, int] = (16, 16),
+    pitch_px: float = 24.0,
+    n_without_counts: int = 3,
+    trailing_tab: bool = False,
+) -> tuple[dict[str, str], pd.DataFrame, pd.Series]:
+    """A small synthetic section in He et al.'s published format (:func:`write_he2020_section`).
+
+    ``grid`` spots under tissue (16 x 16 = 256, the smallest real section), of which
+    ``n_without_counts`` have neither counts nor a Coords row (as published), plus a ring
+    of off-tissue spots in the count matrix; GAPDH has no counts and is absent.
+
+    Returns:
+        The metadata row, the expected counts (spots with counts x symbols) and the
+        expected tumour label per spot "<x>x<y>".
+    """
+    from tests.synthetic import synthetic_tissue
+
+    rng = np.random.default_rng(seed)
+    n_x, n_y = grid
+    keys = [f"{x}x{y}" for y in range(2, n_y + 2) for x in range(2, n_x + 2)]
+    xy = np.array([[int(v) for v in k.split("x")] for k in keys], dtype=float)
+    origin = 40.0
+    spots = pd.DataFrame(
+        {
+            "X": np.round(origin + (xy[:, 0] - 2) * pitch_px + rng.normal(0, 0.3, len(keys)), 2),
+            "Y": np.round(origin + (xy[:, 1] - 2) * pitch_px + rng.normal(0, 0.3, len(keys)), 2),
+        },
+        index=keys,
+    )
+    counted = keys[: len(keys) - n_without_counts] if n_without_counts else keys
+    genes = list(HE_GENES)
+    values = rng.poisson([60, 120, 900, 300, 500, 0], (len(counted), len(genes)))
+    counts = pd.DataFrame(values, index=counted, columns=genes)
+    off = [f"{x}x1" for x in range(1, n_x + 3)] + [f"1x{y}" for y in range(2, n_y + 2)]
+    off_counts = pd.DataFrame(1, index=off, columns=genes) * (counts.sum() > 0)
+    stdata = pd.concat([counts, off_counts])
+    stdata = stdata.loc[:, stdata.sum() > 0]  # genes without counts are absent, as published
+    coords = he2020_coords(spots.loc[counted], seed=seed)
+    width = int(origin * 2 + (n_x - 1) * pitch_px)
+    height = int(origin * 2 + (n_y - 1) * pitch_px)
+    image = synthetic_tissue(height, width, (10, 10, width - 10, height - 10), rng)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+    row = write_he2020_section(
+        root,
+        patient=patient,
+        replicate=replicate,
+        subtype="HER2_luminal",
+        stdata=stdata,
+        spots=spots,
+        coords=coords,
+        image=buffer.getvalue(),
+        trailing_tab=trailing_tab,
+    )
+    expected = counts.loc[:, counts.sum() > 0].rename(columns=HE_GENES)
+    return row, expected, coords["tumor"]
+
+
+def write_he2020(root: Path, her2st_dir: Path, sections: dict[str, tuple[str, str]]) -> Path:
+    """Real her2st sections in He et al.'s published format (:func:`write_he2020_section`).
+    ``sections``: her2st section -> (patient, replicate).
+
+    Genes become unversioned Ensembl-style ids, absent where a section has no counts; the
+    count matrix also holds off-tissue spots; the Coords file labels every spot with counts
+    (the first section's header ends with a tab). Returns the gene map (id -> symbol).
     """
     root.mkdir(parents=True, exist_ok=True)
     rows, mapping = [], {}
-    for section, (patient, replicate) in sections.items():
+    for i, (section, (patient, replicate)) in enumerate(sections.items()):
         counts, spots, image = her2st_tables(her2st_dir, section)
         ids = ensembl_ids(counts.columns)
         mapping.update({v: k for k, v in ids.items()})
         stdata = counts.loc[:, counts.sum() > 0].rename(columns=ids)
         extra = off_tissue_spots(spots)
         stdata = pd.concat([stdata, pd.DataFrame(1, index=extra, columns=stdata.columns)])
-        tag = f"{patient}_{replicate}"
-        stdata.to_csv(root / f"{tag}_stdata.tsv.gz", sep="\t")
-        pd.DataFrame({"X": spots["pixel_x"], "Y": spots["pixel_y"]}, index=spots.index).to_csv(
-            root / f"spots_{tag}.csv.gz"
-        )
-        (root / f"HE_{patient.replace('BC', 'BT')}_{replicate}.jpg").write_bytes(image.read_bytes())
-        labels = np.where(np.arange(len(spots)) % 3 == 0, "tumor", "non")
-        lines = ["xcoord\tycoord\ttumor"] + [
-            f"{s}\t{x}\t{y}\t{lab}"
-            for s, x, y, lab in zip(spots.index, spots["x"], spots["y"], labels, strict=True)
-        ]
-        (root / f"{tag}_Coords.tsv.gz").write_bytes(gzip.compress("\r".join(lines).encode()))
+        spot_file = pd.DataFrame({"X": spots["pixel_x"], "Y": spots["pixel_y"]}, index=spots.index)
         rows.append(
-            {
-                "patient": patient,
-                "replicate": replicate,
-                "type": "HER2_non_luminal",
-                "histology_image": f"HE_{patient}_{replicate}.jpg",
-                "spot_coordinates": f"spots_{tag}.csv.gz",
-                "count_matrix": f"{tag}_stdata.tsv.gz",
-                "tumor_annotation": f"{tag}_Coords.tsv.gz",
-            }
+            write_he2020_section(
+                root,
+                patient=patient,
+                replicate=replicate,
+                subtype="HER2_non_luminal",
+                stdata=stdata,
+                spots=spot_file,
+                coords=he2020_coords(spot_file, seed=i),
+                image=image,
+                trailing_tab=i == 0,
+            )
         )
-    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    write_he2020_metadata(root, rows)
     gene_map = root.parent / "gene_map.tsv"
     pd.Series(mapping, name="symbol").rename_axis("gene_id").to_csv(gene_map, sep="\t")
     return gene_map

@@ -127,23 +127,24 @@ def test_he2020_malformed(tmp_path: Path, her2st_dir: Path) -> None:
             max_unmatched_fraction=0.02,
         )
 
-    spots = pd.read_csv(root / "spots_BC23902_D2.csv.gz", index_col=0)
-    spots.rename(columns={"X": "x_px"}).to_csv(root / "spots_BC23902_D2.csv.gz")
+    spot_file = root / "spots_BT23902_D2.csv.gz"  # named so in metadata.csv, as published
+    spots = pd.read_csv(spot_file, index_col=0)
+    spots.rename(columns={"X": "x_px"}).to_csv(spot_file)
     with pytest.raises(
         DataError,
-        match=r"section BC23902_D2: spot file .*spots_BC23902_D2.csv.gz lacks columns X, Y",
+        match=r"section BC23902_D2: spot file .*spots_BT23902_D2.csv.gz lacks columns X, Y",
     ):
         read()
-    spots.set_axis([f"spot{i}" for i in range(len(spots))]).to_csv(root / "spots_BC23902_D2.csv.gz")
+    spots.set_axis([f"spot{i}" for i in range(len(spots))]).to_csv(spot_file)
     with pytest.raises(
-        DataError, match=r"spot ids in .*spots_BC23902_D2.csv.gz must look like '<x>x<y>'"
+        DataError, match=r"spot ids in .*spots_BT23902_D2.csv.gz must look like '<x>x<y>'"
     ):
         read()
-    spots.to_csv(root / "spots_BC23902_D2.csv.gz")
+    spots.to_csv(spot_file)
     (root / "HE_BT23902_D2.jpg").unlink()
     with pytest.raises(
         DataError,
-        match=r"section BC23902_D2: H&E image .*HE_BC23902_D2.jpg is missing \(also tried the BT/BC variants",
+        match=r"section BC23902_D2: H&E image .*HE_BT23902_D2.jpg is missing \(also tried the BT/BC variants",
     ):
         read()
     meta = pd.read_csv(root / "metadata.csv")
