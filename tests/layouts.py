@@ -279,9 +279,12 @@ def barcodes(n: int, seed: int) -> list[str]:
 def write_10x_h5(
     path: Path, counts: sp.csr_matrix, cell_barcodes: list[str], genes: list[str], ids: list[str]
 ) -> None:
-    """Space Ranger's filtered_feature_bc_matrix.h5 (v3): genes x barcodes in CSC."""
+    """Space Ranger's filtered_feature_bc_matrix.h5 (CellRanger v3 format, as scanpy's
+    read_10x_h5 and HEST's write_10X_h5 read / write it): genes x barcodes in CSC."""
     matrix = sp.csr_matrix(counts)  # barcodes x genes in CSR = genes x barcodes in CSC
     with h5py.File(path, "w") as f:
+        f.attrs["library_ids"] = np.array([b"sample"])
+        f.attrs["chemistry_description"] = b"Spatial 3' v1"
         g = f.create_group("matrix")
         g.create_dataset("barcodes", data=np.array(cell_barcodes, dtype="S"))
         g.create_dataset("data", data=matrix.data.astype(np.int32))
@@ -296,6 +299,232 @@ def write_10x_h5(
         )
         feat.create_dataset("genome", data=np.array(["GRCh38"] * len(genes), dtype="S"))
         feat.create_dataset("_all_tag_keys", data=np.array(["genome"], dtype="S"))
+
+
+VISIUM_ROWS, VISIUM_COLS = 78, 128  # the 6.5 mm capture area: 4,992 spots
+#: scalefactors_json.json of Space Ranger 2.1 (V1_Breast_Cancer_Block_A_Section_1 has the
+#: first four): spot_diameter_fullres is the pixel width of a 65 um spot (10x docs).
+VISIUM_FIDUCIAL_PER_SPOT = 144.46752486939767 / 89.42751063343188
+
+
+def visium_grid() -> pd.DataFrame:
+    """Every spot of a Visium capture area: array_row 0-77, array_col 0-127 with row + col
+    even (hexagonal packing: odd rows hold the odd columns)."""
+    rows, cols = np.meshgrid(np.arange(VISIUM_ROWS), np.arange(VISIUM_COLS), indexing="ij")
+    keep = (rows + cols) % 2 == 0
+    return pd.DataFrame({"array_row": rows[keep], "array_col": cols[keep]})
+
+
+def visium_scalefactors(pixel_size_um: float) -> dict[str, float]:
+    spot = 65.0 / pixel_size_um
+    return {
+        "regist_target_img_scalef": 0.2,
+        "tissue_hires_scalef": 0.2,
+        "tissue_lowres_scalef": 0.06,
+        "fiducial_diameter_fullres": spot * VISIUM_FIDUCIAL_PER_SPOT,
+        "spot_diameter_fullres": spot,
+    }
+
+
+def write_visium_outs(
+    folder: Path,
+    *,
+    positions: pd.DataFrame,
+    counts: sp.csr_matrix,
+    feature_ids: list[str],
+    feature_names: list[str],
+    scalefactors: dict[str, float],
+    positions_file: str = "tissue_positions.csv",
+    header: bool | None = None,
+    prefix: str = "",
+) -> None:
+    """A Space Ranger ``outs/`` folder: ``[<prefix>_]filtered_feature_bc_matrix.h5`` (the
+    barcodes with in_tissue = 1, in positions order) and ``spatial/`` with the positions
+    file and ``scalefactors_json.json``.
+
+    Args:
+        positions: One row per array spot (barcode, in_tissue, array_row, array_col,
+            pxl_row_in_fullres, pxl_col_in_fullres), as Space Ranger writes them
+            (read so by scanpy.read_visium, squidpy and spatialdata_io.visium).
+        positions_file: tissue_positions.csv (2.0+, header), tissue_positions_list.csv (1.x,
+            no header unless ``header``) or tissue_positions.parquet (Visium HD).
+    """
+    (folder / "spatial").mkdir(parents=True, exist_ok=True)
+    tissue = positions[positions["in_tissue"] == 1]
+    name = f"{prefix}_filtered_feature_bc_matrix.h5" if prefix else "filtered_feature_bc_matrix.h5"
+    write_10x_h5(folder / name, counts, list(tissue["barcode"]), feature_names, feature_ids)
+    table = positions[
+        [
+            "barcode",
+            "in_tissue",
+            "array_row",
+            "array_col",
+            "pxl_row_in_fullres",
+            "pxl_col_in_fullres",
+        ]
+    ]
+    if positions_file.endswith(".parquet"):
+        table.to_parquet(folder / "spatial" / positions_file, index=False)
+    else:
+        with_header = positions_file == "tissue_positions.csv" if header is None else header
+        table.to_csv(folder / "spatial" / positions_file, index=False, header=with_header)
+    (folder / "spatial/scalefactors_json.json").write_text(json.dumps(scalefactors))
+
+
+def write_tiff(path: Path, image: np.ndarray, pixel_size_um: float) -> None:
+    """A plain tiled TIFF (a full-resolution image as scanners export it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    res = 1e4 / pixel_size_um
+    tifffile.imwrite(
+        path,
+        image,
+        tile=(256, 256),
+        photometric="rgb",
+        compression="zlib",
+        resolution=(res, res),
+        resolutionunit="CENTIMETER",
+        metadata=None,
+    )
+
+
+#: Features of a Space Ranger reference; MATR3 is one symbol for two gene ids in 10x's
+#: GRCh38-2020-A reference (scanpy keeps both, spatialdata_io.visium makes them unique).
+VISIUM_FEATURES = [
+    ("ENSG00000141736", "ERBB2"),
+    ("ENSG00000141738", "GRB7"),
+    ("ENSG00000075624", "ACTB"),
+    ("ENSG00000171345", "KRT19"),
+    ("ENSG00000015479", "MATR3"),
+    ("ENSG00000280987", "MATR3"),
+]
+
+
+def tiny_visium_sample(
+    folder: Path,
+    *,
+    seed: int,
+    pixel_size_um: float = 1.7,
+    angle_deg: float = 0.3,
+    image_name: str = "image.tif",
+    positions_file: str = "tissue_positions.csv",
+    header: bool | None = None,
+    prefix: str = "",
+    scalefactors: dict[str, float] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A Visium sample folder in Space Ranger's published format (:func:`write_visium_outs`).
+
+    The whole 78 x 128 hexagonal grid is in the positions file, at float pixel coordinates
+    of a slightly rotated array whose corner lies far outside the (small) image, so that
+    off-tissue spots have negative coordinates; the spots whose centre falls on the tissue
+    rectangle of a 640 x 560 px image are in_tissue and counted.
+
+    Returns:
+        The counts of the spots under tissue (barcode x feature id) and their positions.
+    """
+    from tests.synthetic import synthetic_tissue
+
+    rng = np.random.default_rng(seed)
+    grid = visium_grid()
+    theta = np.deg2rad(angle_deg)
+    x_um = grid["array_col"] * 50.0
+    y_um = grid["array_row"] * 50.0 * np.sqrt(3)
+    origin = (-1800.3, -1200.7)
+    px = origin[0] + (x_um * np.cos(theta) - y_um * np.sin(theta)) / pixel_size_um
+    py = origin[1] + (x_um * np.sin(theta) + y_um * np.cos(theta)) / pixel_size_um
+    tissue = (px > 80) & (px < 560) & (py > 80) & (py < 480)
+    positions = pd.DataFrame(
+        {
+            "barcode": barcodes(len(grid), seed=seed),
+            "in_tissue": tissue.astype(int),
+            "array_row": grid["array_row"],
+            "array_col": grid["array_col"],
+            "pxl_row_in_fullres": np.round(py, 4),
+            "pxl_col_in_fullres": np.round(px, 4),
+        }
+    )
+    n = int(tissue.sum())
+    ids = [i for i, _ in VISIUM_FEATURES]
+    counts = pd.DataFrame(
+        rng.poisson([50, 90, 800, 300, 20, 5], (n, len(ids))),
+        index=positions.loc[tissue, "barcode"].to_numpy(),
+        columns=ids,
+    )
+    write_visium_outs(
+        folder / "outs",
+        positions=positions,
+        counts=sp.csr_matrix(counts.to_numpy()),
+        feature_ids=ids,
+        feature_names=[name for _, name in VISIUM_FEATURES],
+        scalefactors=scalefactors or visium_scalefactors(pixel_size_um),
+        positions_file=positions_file,
+        header=header,
+        prefix=prefix,
+    )
+    image = synthetic_tissue(560, 640, (60, 60, 580, 500), rng)
+    write_tiff(folder / image_name, image, pixel_size_um)
+    return counts, positions[tissue].set_index("barcode")
+
+
+def tiny_visium_hd_sample(
+    folder: Path, *, seed: int, microns_per_pixel: float = 0.9, bins: tuple[int, ...] = (2, 8, 16)
+) -> dict[int, pd.DataFrame]:
+    """A Visium HD sample: ``binned_outputs/square_0XXum/`` per bin size, each with its
+    filtered_feature_bc_matrix.h5 and spatial/ (tissue_positions.parquet, scale factors
+    with bin_size_um and microns_per_pixel), as spatialdata_io.visium_hd and HEST's
+    VisiumHDReader read them; bins cover a 320 x 240 um tissue patch of a 400 x 320 px
+    image, barcodes s_0XXum_<row>_<col>-1.
+
+    Returns:
+        Bin size -> counts of its bins under tissue (barcode x feature id).
+    """
+    from tests.synthetic import synthetic_tissue
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    ids = [i for i, _ in VISIUM_FEATURES[:4]]
+    for bin_um in bins:
+        n_rows, n_cols = 240 // bin_um, 320 // bin_um
+        rows, cols = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+        rows, cols = rows.ravel(), cols.ravel()
+        positions = pd.DataFrame(
+            {
+                "barcode": [
+                    f"s_{bin_um:03d}um_{r:05d}_{c:05d}-1" for r, c in zip(rows, cols, strict=True)
+                ],
+                "in_tissue": 1,
+                "array_row": rows,
+                "array_col": cols,
+                "pxl_row_in_fullres": 30.0 + (rows + 0.5) * bin_um / microns_per_pixel,
+                "pxl_col_in_fullres": 25.0 + (cols + 0.5) * bin_um / microns_per_pixel,
+            }
+        )
+        counts = pd.DataFrame(
+            rng.poisson([bin_um, 2 * bin_um, 5 * bin_um, bin_um], (len(positions), len(ids))),
+            index=positions["barcode"].to_numpy(),
+            columns=ids,
+        )
+        write_visium_outs(
+            folder / "outs" / "binned_outputs" / f"square_{bin_um:03d}um",
+            positions=positions,
+            counts=sp.csr_matrix(counts.to_numpy()),
+            feature_ids=ids,
+            feature_names=[name for _, name in VISIUM_FEATURES[:4]],
+            scalefactors={
+                "spot_diameter_fullres": bin_um / microns_per_pixel,
+                "bin_size_um": float(bin_um),
+                "microns_per_pixel": microns_per_pixel,
+                "regist_target_img_scalef": 0.25,
+                "tissue_lowres_scalef": 0.02,
+                "fiducial_diameter_fullres": 50.0,
+                "tissue_hires_scalef": 0.2,
+            },
+            positions_file="tissue_positions.parquet",
+        )
+        out[bin_um] = counts
+    (folder / "outs" / "spatial").mkdir(parents=True, exist_ok=True)
+    image = synthetic_tissue(320, 400, (20, 20, 380, 300), rng)
+    write_tiff(folder / "tissue_image.tif", image, microns_per_pixel)
+    return out
 
 
 def write_pyramid(path: Path, image: np.ndarray, pixel_size_um: float) -> None:
@@ -318,46 +547,35 @@ def write_pyramid(path: Path, image: np.ndarray, pixel_size_um: float) -> None:
 def write_visium(
     root: Path, her2st_dir: Path, section: str, *, pixel_size_um: float, headerless: bool = False
 ) -> dict[str, str]:
-    """A Space Ranger outs/ folder; spots are her2st's (100 um), so spot_diameter_fullres = 100 um / pixel size."""
+    """A real her2st section as a Space Ranger outs/ folder (:func:`write_visium_outs`):
+    the filtered matrix holds the spots under tissue, the positions file also a few
+    off-tissue spots, spot_diameter_fullres spans 65 um. her2st's array is the square ST
+    grid (200 um), not Visium's hexagonal one, so readers are given the pixel size."""
     counts, spots, image = her2st_tables(her2st_dir, section)
-    outs = root / section / "outs"
-    (outs / "spatial").mkdir(parents=True)
     extra = off_tissue_spots(spots)
     all_ids = list(spots.index) + extra
     codes = dict(
         zip(all_ids, barcodes(len(all_ids), seed=len(section) + ord(section[0])), strict=True)
     )
-    matrix = pd.concat(
-        [counts.loc[spots.index], pd.DataFrame(1, index=extra, columns=counts.columns)]
-    )
-    write_10x_h5(
-        outs / "filtered_feature_bc_matrix.h5",
-        sp.csr_matrix(matrix.to_numpy()),
-        [codes[s] for s in matrix.index],
-        list(counts.columns),
-        list(ensembl_ids(counts.columns).values()),
-    )
-    grid = pd.DataFrame(
+    positions = pd.DataFrame(
         {
             "barcode": [codes[s] for s in all_ids],
             "in_tissue": [1] * len(spots) + [0] * len(extra),
             "array_row": [int(s.split("x")[1]) for s in all_ids],
             "array_col": [int(s.split("x")[0]) for s in all_ids],
-            "pxl_row_in_fullres": list(spots["pixel_y"]) + [10.0] * len(extra),
-            "pxl_col_in_fullres": list(spots["pixel_x"]) + [10.0] * len(extra),
+            "pxl_row_in_fullres": list(spots["pixel_y"]) + [-10.5] * len(extra),
+            "pxl_col_in_fullres": list(spots["pixel_x"]) + [-10.5] * len(extra),
         }
     )
-    if headerless:
-        grid.to_csv(outs / "spatial/tissue_positions_list.csv", index=False, header=False)
-    else:
-        grid.to_csv(outs / "spatial/tissue_positions.csv", index=False)
-    factors = {
-        "spot_diameter_fullres": 100.0 / pixel_size_um,
-        "tissue_hires_scalef": 0.2,
-        "fiducial_diameter_fullres": 150.0,
-        "tissue_lowres_scalef": 0.06,
-    }
-    (outs / "spatial/scalefactors_json.json").write_text(json.dumps(factors))
+    write_visium_outs(
+        root / section / "outs",
+        positions=positions,
+        counts=sp.csr_matrix(counts.loc[spots.index].to_numpy()),
+        feature_ids=list(ensembl_ids(counts.columns).values()),
+        feature_names=list(counts.columns),
+        scalefactors=visium_scalefactors(pixel_size_um),
+        positions_file="tissue_positions_list.csv" if headerless else "tissue_positions.csv",
+    )
     write_pyramid(
         root / section / f"{section}_fullres.tif",
         np.asarray(Image.open(image).convert("RGB")),

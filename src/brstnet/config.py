@@ -53,6 +53,7 @@ class ReaderParams(_Strict):
     patients: dict[str, str] = Field(default_factory=dict)
     images: dict[str, str] = Field(default_factory=dict)
     spot_diameter_um: float | None = Field(None, gt=0)
+    bin_um: int | None = Field(None, gt=0)
 
 
 class DataProcessingParams(_Strict):

@@ -166,13 +166,13 @@ def test_visium_layout_reads_a_pyramidal_tiff_by_regions(
             "visium",
             root,
             section,
-            pixel_size_um=None,
+            pixel_size_um=PIXEL,  # her2st's square grid is no Visium array to fit
             spot_pitch_um=None,
             max_unmatched_fraction=0.02,
             options=options,
         )
         theirs = reference[section]
-        assert ours.uns["pixel_size_um"] == pytest.approx(PIXEL)  # from spot_diameter_fullres
+        assert ours.uns["pixel_size_um"] == PIXEL and ours.uns["spot_diameter_um"] == 100.0
         assert (
             ours.obs["patient"].iloc[0] == section[0]
             and ours.obs["spot_id"].str.endswith("-1").all()
@@ -190,24 +190,12 @@ def test_visium_malformed(tmp_path: Path, her2st_dir: Path) -> None:
             "visium",
             root,
             "C2",
-            pixel_size_um=None,
+            pixel_size_um=PIXEL,
             spot_pitch_um=None,
             max_unmatched_fraction=0.02,
         )
 
     spatial = root / "C2/outs/spatial"
-    factors = json.loads((spatial / "scalefactors_json.json").read_text())
-    (spatial / "scalefactors_json.json").write_text(
-        json.dumps({k: v for k, v in factors.items() if k != "spot_diameter_fullres"})
-    )
-    with pytest.raises(DataError, match=r"scalefactors_json.json lacks spot_diameter_fullres"):
-        read()
-    (spatial / "scalefactors_json.json").unlink()
-    with pytest.raises(
-        DataError, match=r"visium section C2: scale factors .*scalefactors_json.json are missing"
-    ):
-        read()
-    (spatial / "scalefactors_json.json").write_text(json.dumps(factors))
     positions = pd.read_csv(spatial / "tissue_positions.csv")
     positions.drop(columns="pxl_row_in_fullres").to_csv(
         spatial / "tissue_positions.csv", index=False

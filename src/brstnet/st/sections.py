@@ -192,20 +192,21 @@ def assemble_section(
         },
         index=pd.Index([f"{section}_{s}" for s in spot_ids]),
     )
-    var = pd.DataFrame(index=pd.Index(genes.astype(str)))
-    if gene_ids is not None:
-        var["gene_ids"] = np.asarray(gene_ids, dtype=str)
-    adata = ad.AnnData(X=counts, obs=obs, var=var)
-    if not adata.var_names.is_unique:
-        duplicated = adata.var_names[adata.var_names.duplicated()].unique()
+    names = pd.Index(genes.astype(str))
+    if not names.is_unique:
+        duplicated = names[names.duplicated()].unique()
         logger.warning(
             "section %s: %d gene names are shared by several features (e.g. %s); they are "
-            "kept apart with a numbered suffix (scanpy's var_names_make_unique)",
+            "kept apart with a numbered suffix (anndata's var_names_make_unique)",
             section,
             len(duplicated),
             ", ".join(duplicated[:5]),
         )
-        adata.var_names_make_unique()
+        names = ad.utils.make_index_unique(names)
+    var = pd.DataFrame(index=names)
+    if gene_ids is not None:
+        var["gene_ids"] = np.asarray(gene_ids, dtype=str)
+    adata = ad.AnnData(X=counts, obs=obs, var=var)
     adata.obsm["spatial"] = pixel_xy
     adata.uns.update(
         dataset=dataset,
