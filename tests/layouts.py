@@ -527,21 +527,41 @@ def tiny_visium_hd_sample(
     return out
 
 
-def write_pyramid(path: Path, image: np.ndarray, pixel_size_um: float) -> None:
-    """A tiled pyramidal TIFF (levels 1, 1/2, 1/4) as Visium / HEST slides are stored."""
+def pyvips_levels(image: np.ndarray, tile: int = 256) -> list[np.ndarray]:
+    """The levels pyvips' ``tiffsave(pyramid=True)`` writes: halved by 2 x 2 means until
+    the level fits in one tile."""
+    levels = [image]
+    while max(levels[-1].shape[:2]) > tile:
+        level = levels[-1]
+        h, w = (level.shape[0] // 2) * 2, (level.shape[1] // 2) * 2
+        blocks = level[:h, :w].reshape(h // 2, 2, w // 2, 2, -1).astype(np.float32)
+        levels.append(np.round(blocks.mean(axis=(1, 3))).astype(np.uint8))
+    return levels
+
+
+def write_pyramid(
+    path: Path, image: np.ndarray, pixel_size_um: float, *, compression: str = "lzw"
+) -> None:
+    """A pyramidal TIFF as HEST writes its WSIs (hest.utils.tiff_save: pyvips tiffsave with
+    pyramid=True, tile=True, tile_width=tile_height=256, compression='lzw', resunit CM):
+    every level its own page of 256 px tiles (not SubIFDs), reduced levels flagged
+    NewSubfileType 1, LZW with the horizontal predictor (pyvips' default) or JPEG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        res = (1e4 / pixel_size_um, 1e4 / pixel_size_um)
-        tif.write(
-            image,
-            tile=(512, 512),
-            subifds=2,
-            photometric="rgb",
-            resolution=res,
-            resolutionunit="CENTIMETER",
-        )
-        for step in (2, 4):
-            tif.write(image[::step, ::step], tile=(512, 512), subfiletype=1, photometric="rgb")
+    res = 1e4 / pixel_size_um
+    options = {"predictor": True} if compression == "lzw" else {}
+    with tifffile.TiffWriter(path, bigtiff=False) as tif:
+        for i, level in enumerate(pyvips_levels(image)):
+            tif.write(
+                level,
+                tile=(256, 256),
+                photometric="rgb",
+                compression=compression,
+                subfiletype=1 if i else 0,
+                resolution=(res / 2**i, res / 2**i),
+                resolutionunit="CENTIMETER",
+                metadata=None,
+                **options,
+            )
 
 
 def write_visium(
@@ -584,51 +604,121 @@ def write_visium(
     return codes
 
 
-def write_hest(
-    root: Path, her2st_dir: Path, section: str, *, sample: str, patient: str, pixel_size_um: float
-) -> dict[str, str]:
-    """A HEST-1k sample: st/<id>.h5ad, wsis/<id>.tif, metadata/<id>.json (published field names)."""
-    counts, spots, image = her2st_tables(her2st_dir, section)
-    extra = off_tissue_spots(spots)
-    all_ids = list(spots.index) + extra
-    codes = dict(zip(all_ids, barcodes(len(all_ids), seed=7), strict=True))
-    matrix = pd.concat(
-        [counts.loc[spots.index], pd.DataFrame(1, index=extra, columns=counts.columns)]
-    )
-    obs = pd.DataFrame(
-        {
-            "in_tissue": [1] * len(spots) + [0] * len(extra),
-            "array_row": [int(s.split("x")[1]) for s in all_ids],
-            "array_col": [int(s.split("x")[0]) for s in all_ids],
-            "pxl_col_in_fullres": list(spots["pixel_x"]) + [10.0] * len(extra),
-            "pxl_row_in_fullres": list(spots["pixel_y"]) + [10.0] * len(extra),
-        },
-        index=[codes[s] for s in all_ids],
-    )
-    data = ad.AnnData(
-        sp.csr_matrix(matrix.to_numpy().astype(np.float32)),
-        obs=obs,
-        var=pd.DataFrame(index=counts.columns),
-    )
-    data.obsm["spatial"] = obs[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy()
+HEST_STUDIES = {
+    "her2st": "Spatial deconvolution of HER2-positive breast cancer delineates tumor-associated "
+    "cell type interactions",
+    "he2020": "Integrating spatial gene expression and breast tumour morphology via deep learning",
+}
+
+
+def hest_metadata(sample: str, **fields) -> dict:
+    """A HEST-1k metadata json (HESTData.meta: the columns of HEST_v1_1_0.csv), with NaN
+    for every field not given, as Python's json writes the missing values (bare NaN)."""
+    meta = {
+        key: float("nan")
+        for key in (
+            "dataset_title",
+            "image_filename",
+            "organ",
+            "disease_state",
+            "oncotree_code",
+            "species",
+            "patient",
+            "st_technology",
+            "data_publication_date",
+            "license",
+            "study_link",
+            "download_page_link1",
+            "inter_spot_dist",
+            "spot_diameter",
+            "spots_under_tissue",
+            "preservation_method",
+            "nb_genes",
+            "treatment_comment",
+            "pixel_size_um_embedded",
+            "pixel_size_um_estimated",
+            "magnification",
+            "fullres_px_width",
+            "fullres_px_height",
+            "tissue",
+            "disease_comment",
+            "subseries",
+        )
+    }
+    meta.update(id=sample, image_filename=f"{sample}.tif", species="Homo sapiens", **fields)
+    return meta
+
+
+def write_hest_sample(
+    root: Path,
+    sample: str,
+    *,
+    data: ad.AnnData,
+    meta: dict,
+    image: np.ndarray,
+    pixel_size_um: float,
+    compression: str = "lzw",
+) -> None:
+    """st/<id>.h5ad, metadata/<id>.json (bare NaN, as json.dump writes it) and
+    wsis/<id>.tif (:func:`write_pyramid`)."""
     (root / "st").mkdir(parents=True, exist_ok=True)
     (root / "metadata").mkdir(parents=True, exist_ok=True)
     data.write_h5ad(root / "st" / f"{sample}.h5ad")
-    meta = {
-        "id": sample,
-        "patient": patient,
-        "st_technology": "Spatial Transcriptomics",
-        "species": "Homo sapiens",
-        "pixel_size_um_estimated": pixel_size_um,
-        "pixel_size_um_embedded": None,
-        "spot_diameter": 100.0,
-        "inter_spot_dist": 200.0,
-        "spots_under_tissue": len(spots),
-        "organ": "Breast",
-        "oncotree_code": "IDC",
-    }
     (root / "metadata" / f"{sample}.json").write_text(json.dumps(meta))
-    write_pyramid(
-        root / "wsis" / f"{sample}.tif", np.asarray(Image.open(image).convert("RGB")), pixel_size_um
+    write_pyramid(root / "wsis" / f"{sample}.tif", image, pixel_size_um, compression=compression)
+
+
+def hest_st_adata(counts: pd.DataFrame, pixel_xy: np.ndarray) -> ad.AnnData:
+    """A legacy-ST sample as HEST's STReader stores it: obs names "<x>x<y>" zero-padded
+    to three digits, array_row = the id's x and array_col = its y (so, unlike Space Ranger,
+    array_row runs along the image's x), pxl_col / pxl_row_in_fullres, in_tissue True."""
+    xy = np.array([[int(v) for v in str(k).split("x")] for k in counts.index])
+    names = [f"{x:03d}x{y:03d}" for x, y in xy]
+    obs = pd.DataFrame(
+        {
+            "array_row": xy[:, 0],
+            "array_col": xy[:, 1],
+            "pxl_col_in_fullres": pixel_xy[:, 0],
+            "pxl_row_in_fullres": pixel_xy[:, 1],
+            "in_tissue": True,
+        },
+        index=names,
     )
-    return codes
+    data = ad.AnnData(
+        counts.to_numpy(), obs=obs, var=pd.DataFrame(index=counts.columns.astype(str))
+    )
+    data.obsm["spatial"] = pixel_xy
+    return data
+
+
+def write_hest(
+    root: Path, her2st_dir: Path, section: str, *, sample: str, patient: str, pixel_size_um: float
+) -> None:
+    """A real her2st section as a HEST-1k sample of its study (HEST's SPA samples):
+    legacy-ST obs (:func:`hest_st_adata`), metadata with the study's dataset_title,
+    "Patient <patient>", NaN for the embedded pixel size, a pyvips-style LZW pyramid."""
+    counts, spots, image = her2st_tables(her2st_dir, section)
+    data = hest_st_adata(
+        counts.loc[spots.index], spots[["pixel_x", "pixel_y"]].to_numpy(dtype=float)
+    )
+    meta = hest_metadata(
+        sample,
+        dataset_title=HEST_STUDIES["her2st"],
+        patient=f"Patient {patient}",
+        st_technology="Spatial Transcriptomics",
+        pixel_size_um_estimated=pixel_size_um,
+        spot_diameter=100.0,
+        inter_spot_dist=200.0,
+        spots_under_tissue=len(spots),
+        organ="Breast",
+        oncotree_code="IDC",
+        subseries=section,
+    )
+    write_hest_sample(
+        root,
+        sample,
+        data=data,
+        meta=meta,
+        image=np.asarray(Image.open(image).convert("RGB")),
+        pixel_size_um=pixel_size_um,
+    )

@@ -54,6 +54,7 @@ class ReaderParams(_Strict):
     images: dict[str, str] = Field(default_factory=dict)
     spot_diameter_um: float | None = Field(None, gt=0)
     bin_um: int | None = Field(None, gt=0)
+    blocks: dict[str, str] = Field(default_factory=dict)
 
 
 class DataProcessingParams(_Strict):

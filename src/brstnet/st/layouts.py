@@ -30,6 +30,7 @@ class ReaderOptions:
     images: dict[str, str] = field(default_factory=dict)  # visium: section -> full-resolution image
     spot_diameter_um: float | None = None  # visium: recorded spot diameter (55 um unless given)
     bin_um: int | None = None  # visium HD: bin size to read (binned_outputs/square_0XXum)
+    blocks: dict[str, str] = field(default_factory=dict)  # hest: sample -> tissue block
 
 
 @dataclass(frozen=True)
