@@ -127,20 +127,22 @@ def write_he2020_section(
     return {"patient": patient, "replicate": replicate, "type": subtype, **names}
 
 
+#: metadata.csv's seven columns (SpaRED's STNetReader and st_benching's download_he.py
+#: read them by name).
+HE_METADATA_COLUMNS = (
+    "patient",
+    "replicate",
+    "type",
+    "histology_image",
+    "spot_coordinates",
+    "count_matrix",
+    "tumor_annotation",
+)
+
+
 def write_he2020_metadata(root: Path, rows: list[dict[str, str]]) -> None:
-    """metadata.csv: patient, replicate, type, histology_image, spot_coordinates,
-    count_matrix, tumor_annotation (the seven columns SpaRED's STNetReader and st_benching's
-    download_he.py read), file names exactly as on disk."""
-    columns = [
-        "patient",
-        "replicate",
-        "type",
-        "histology_image",
-        "spot_coordinates",
-        "count_matrix",
-        "tumor_annotation",
-    ]
-    pd.DataFrame(rows, columns=columns).to_csv(root / "metadata.csv", index=False)
+    """metadata.csv (:data:`HE_METADATA_COLUMNS`), file names exactly as on disk."""
+    pd.DataFrame(rows, columns=list(HE_METADATA_COLUMNS)).to_csv(root / "metadata.csv", index=False)
 
 
 def he2020_coords(spots: pd.DataFrame, *, seed: int) -> pd.DataFrame:

@@ -28,7 +28,12 @@ import pytest
 from brstnet.st import he2020, readers
 from brstnet.st.acquisition import Source
 from brstnet.st.errors import AcquisitionError, DataError
-from tests.layouts import HE_GENES, tiny_he2020_section, write_he2020_metadata
+from tests.layouts import (
+    HE_GENES,
+    HE_METADATA_COLUMNS,
+    tiny_he2020_section,
+    write_he2020_metadata,
+)
 
 
 def _read(root: Path, section: str, **options) -> object:
@@ -59,15 +64,7 @@ def he_root(tmp_path: Path) -> tuple[Path, dict]:
 def test_metadata_names_the_files_as_on_disk_with_mixed_prefixes(he_root) -> None:
     root, _ = he_root
     meta = pd.read_csv(root / "metadata.csv")
-    assert list(meta.columns) == [
-        "patient",
-        "replicate",
-        "type",
-        "histology_image",
-        "spot_coordinates",
-        "count_matrix",
-        "tumor_annotation",
-    ]
+    assert tuple(meta.columns) == HE_METADATA_COLUMNS
     row = meta.iloc[0]
     assert (row["histology_image"], row["spot_coordinates"]) == (
         "HE_BT23287_C1.jpg",
