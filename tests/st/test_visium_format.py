@@ -73,6 +73,9 @@ def test_pixel_size_is_fitted_to_the_hex_grid_and_agrees_with_a_65um_spot(
         adata = _read(tmp_path, "V1")
     assert adata.uns["pixel_size_um"] == pytest.approx(PIXEL, rel=1e-4)
     assert "the array grid gives" not in caplog.text
+    # data_processing.spot_pitch_um scales the array's steps
+    wider = readers.read("visium", tmp_path, "V1", spot_pitch_um=200.0)
+    assert wider.uns["pixel_size_um"] == pytest.approx(2 * PIXEL, rel=1e-4)
 
 
 def test_a_scale_factor_that_disagrees_with_the_grid_is_reported(tmp_path: Path, caplog) -> None:

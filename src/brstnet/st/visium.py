@@ -267,6 +267,7 @@ def read_visium(
     patients: dict[str, str] | None = None,
     max_unmatched_fraction: float = 0.02,
     bin_um: int | None = None,
+    spot_pitch_um: float = VISIUM_SPOT_PITCH_UM,
 ) -> ad.AnnData:
     """One Visium (or Visium HD bin) sample into the common AnnData contract.
 
@@ -276,6 +277,8 @@ def read_visium(
         images: Section -> full-resolution image (else the one image in the section folder).
         patients: Section -> patient (else the section is its own patient).
         bin_um: Visium HD: the bin size to read (``binned_outputs/square_0XXum``).
+        spot_pitch_um: Centre-to-centre distance of the hexagonal array (100 um), which
+            sets the grid steps of the pixel-size fit.
     """
     import scanpy as sc
 
@@ -289,7 +292,8 @@ def read_visium(
     table, positions_file = read_positions(folder / "spatial", section)
     scale_path = folder / "spatial" / "scalefactors_json.json"
     factors = json.loads(scale_path.read_text()) if scale_path.is_file() else None
-    steps = (float(bin_um), float(bin_um)) if bin_um else HEX_STEPS_UM
+    scale = spot_pitch_um / VISIUM_SPOT_PITCH_UM
+    steps = (float(bin_um), float(bin_um)) if bin_um else tuple(s * scale for s in HEX_STEPS_UM)
     if pixel_size_um is None:
         fit_on = table if not bin_um else table[table["in_tissue"].astype(int) == 1]
         pixel_size_um = visium_pixel_size(
@@ -317,7 +321,7 @@ def read_visium(
         counts_file=matrix,
         positions_file=positions_file,
         pixel_size_um=pixel_size_um,
-        spot_pitch_um=float(bin_um) if bin_um else VISIUM_SPOT_PITCH_UM,
+        spot_pitch_um=float(bin_um) if bin_um else spot_pitch_um,
         spot_diameter_um=spot_diameter_um or (float(bin_um) if bin_um else VISIUM_SPOT_DIAMETER_UM),
         max_unmatched_fraction=max_unmatched_fraction,
         counts_cover_off_tissue=True,
@@ -341,6 +345,7 @@ def _read(request: ReadRequest) -> ad.AnnData:
         patients=options.patients,
         max_unmatched_fraction=request.max_unmatched_fraction,
         bin_um=options.bin_um,
+        spot_pitch_um=request.spot_pitch_um,
     )
 
 
