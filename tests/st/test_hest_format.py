@@ -307,3 +307,33 @@ def test_a_pyvips_pyramid_is_read_by_regions(tmp_path: Path, compression: str) -
     thumb, scale = slide.thumbnail()
     assert thumb.shape[1] == int(round(1100 * scale))
     slide.close()
+
+
+def test_hests_copies_of_her2st_and_he2020_are_their_persons(tmp_path: Path) -> None:
+    """her2st patient E is He et al.'s BC23567 (SCIENCE.md); HEST-1k holds both studies, so
+    one HEST run can hold the same person twice under two keys."""
+    from brstnet.features.identities import person_id
+    from brstnet.features.splits import section_table
+
+    root = tmp_path / "hest"
+    _he_sample(root, "SPA100", patient="BC23567", seed=1)
+    meta = json.loads((root / "metadata/SPA100.json").read_text())
+    (root / "metadata/SPA146.json").write_text(
+        json.dumps(
+            {
+                **meta,
+                "id": "SPA146",
+                "dataset_title": HEST_STUDIES["her2st"],
+                "patient": "Patient E",
+            }
+        )
+    )
+    keys = [readers.patient_of("hest", root, s) for s in ("SPA100", "SPA146")]
+    assert keys[0] != keys[1]
+    assert person_id("hest", keys[0]) == person_id("hest", keys[1]) == "he2020:BC23567"
+    assert person_id("hest", f"{HEST_STUDIES['her2st']} / Patient A") == "her2st:A"
+    assert person_id("hest", "Study one / Patient 1") == "hest:Study one / Patient 1"
+    table = section_table(
+        pd.DataFrame({"dataset": "hest", "patient": keys, "section": ["SPA100", "SPA146"]})
+    )
+    assert table["person"].nunique() == 1
