@@ -566,6 +566,24 @@ def write_pyramid(
             )
 
 
+def write_subifd_pyramid(path: Path, image: np.ndarray, pixel_size_um: float) -> None:
+    """A tiled pyramidal TIFF with its reduced levels (1/2, 1/4) in SubIFDs, as tifffile
+    and OME-TIFF writers store them (uncompressed: quick to write for large test images)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    res = (1e4 / pixel_size_um, 1e4 / pixel_size_um)
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        tif.write(
+            image,
+            tile=(512, 512),
+            subifds=2,
+            photometric="rgb",
+            resolution=res,
+            resolutionunit="CENTIMETER",
+        )
+        for step in (2, 4):
+            tif.write(image[::step, ::step], tile=(512, 512), subfiletype=1, photometric="rgb")
+
+
 def write_visium(
     root: Path, her2st_dir: Path, section: str, *, pixel_size_um: float, headerless: bool = False
 ) -> dict[str, str]:
@@ -598,7 +616,7 @@ def write_visium(
         scalefactors=visium_scalefactors(pixel_size_um),
         positions_file="tissue_positions_list.csv" if headerless else "tissue_positions.csv",
     )
-    write_pyramid(
+    write_subifd_pyramid(
         root / section / f"{section}_fullres.tif",
         np.asarray(Image.open(image).convert("RGB")),
         pixel_size_um,
