@@ -53,6 +53,8 @@ class ReaderParams(_Strict):
     patients: dict[str, str] = Field(default_factory=dict)
     images: dict[str, str] = Field(default_factory=dict)
     spot_diameter_um: float | None = Field(None, gt=0)
+    bin_um: int | None = Field(None, gt=0)
+    blocks: dict[str, str] = Field(default_factory=dict)
 
 
 class DataProcessingParams(_Strict):

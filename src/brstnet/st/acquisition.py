@@ -149,7 +149,7 @@ def _download(url: str, dest: Path, expected: str | None, timeout_s: float) -> N
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         msg = (
             f"download of {url} failed ({err}). Offline? Point data_processing.source.local_dir "
-            "at a copy of the her2st repository (github.com/almaan/her2st), or run again when "
+            "at a local copy of the data set (her2st: github.com/almaan/her2st), or run again when "
             f"online: the partial file {part} is resumed"
         )
         raise AcquisitionError(msg) from err
@@ -216,6 +216,40 @@ def acquire(sections: list[str], source: Source) -> dict:
     return manifest
 
 
+def archive_record_path(url: str, raw_dir: Path) -> Path:
+    """Where the size and sha256 of a downloaded archive are recorded (next to the zip)."""
+    return raw_dir / f"{_archive_name(url)}.sha256.json"
+
+
+def read_archive_record(url: str, raw_dir: Path) -> dict | None:
+    """The recorded ``url``, ``size`` and ``sha256`` of an archive, or None before its first download."""
+    path = archive_record_path(url, raw_dir)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _archive_name(url: str) -> str:
+    return url.rstrip("/").split("/")[-1].split("?")[0] or "archive.zip"
+
+
+def _record_archive(url: str, archive: Path, raw_dir: Path, *, first_use: bool) -> dict:
+    from ..atomic import atomic_file
+
+    record = {"url": url, "size": archive.stat().st_size, "sha256": sha256_of(archive)}
+    with atomic_file(archive_record_path(url, raw_dir)) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    if not first_use:
+        return record
+    logger.warning(
+        "%s publishes no checksum: recorded size %d and sha256 %s of this first download in "
+        "%s; later downloads are verified against it (delete that file to record again)",
+        url,
+        record["size"],
+        record["sha256"],
+        archive_record_path(url, raw_dir),
+    )
+    return record
+
+
 def acquire_archive(
     url: str, raw_dir: Path, *, sha256: str | None, marker: str, timeout_s: float = 60.0
 ) -> Path:
@@ -224,7 +258,9 @@ def acquire_archive(
     Args:
         url: The archive's address.
         raw_dir: Where the zip and the unpacked folder go.
-        sha256: Expected checksum of the zip (None: not verified, with a warning).
+        sha256: Expected checksum of the zip. None: the one recorded at the first download
+            (``<zip>.sha256.json`` next to it, with the size), or, before that, record it
+            (trust on first use, with a warning).
         marker: A file name the data set holds (e.g. ``metadata.csv``); its folder is the root.
 
     Returns:
@@ -235,17 +271,18 @@ def acquire_archive(
     from ..atomic import atomic_folder
 
     raw_dir.mkdir(parents=True, exist_ok=True)
-    name = url.rstrip("/").split("/")[-1].split("?")[0] or "archive.zip"
+    name = _archive_name(url)
     archive = raw_dir / name
     unpacked = raw_dir / Path(name).stem
     found = sorted(unpacked.rglob(marker)) if unpacked.is_dir() else []
     if found:
         return found[0].parent
-    if not archive.is_file():
-        _download(url, archive, sha256, timeout_s)
-    elif sha256 is not None and sha256_of(archive) != sha256:
+    recorded = read_archive_record(url, raw_dir)
+    expected = sha256 or (recorded or {}).get("sha256")
+    if archive.is_file() and expected is not None and sha256_of(archive) != expected:
         archive.unlink()
-        _download(url, archive, sha256, timeout_s)
+    if not archive.is_file():
+        _download(url, archive, expected, timeout_s)
     try:
         with zipfile.ZipFile(archive) as zipped, atomic_folder(unpacked) as tmp:
             for member in tqdm(zipped.infolist(), desc=f"unpack {name}", unit="file", leave=False):
@@ -257,5 +294,7 @@ def acquire_archive(
     found = sorted(unpacked.rglob(marker))
     if not found:
         raise AcquisitionError(f"{archive} holds no {marker}; is it the right data set?")
+    if recorded is None:  # only a zip that unpacked is recorded
+        _record_archive(url, archive, raw_dir, first_use=expected is None)
     logger.info("unpacked %s into %s", archive, found[0].parent)
     return found[0].parent

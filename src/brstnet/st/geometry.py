@@ -30,19 +30,27 @@ def um_to_px(length_um: float, pixel_size_um: float) -> int:
 
 
 def estimate_pixel_size(
-    array_xy: np.ndarray, pixel_xy: np.ndarray, *, spot_pitch_um: float, where: str = ""
+    array_xy: np.ndarray,
+    pixel_xy: np.ndarray,
+    *,
+    spot_pitch_um: float,
+    where: str = "",
+    steps_um: tuple[float, float] | None = None,
 ) -> float:
     """Estimate the image pixel size from the spot grid.
 
-    Fits ``pixel = A @ array + b`` by least squares; the length of A's columns is the
-    spot pitch in pixels, and ``spot_pitch_um`` (200 um on the ST arrays of her2st and
-    He et al.) turns it into micrometres per pixel.
+    Fits ``pixel = A @ array + b`` by least squares; the length of A's columns is one grid
+    step in pixels per array axis, and the physical steps turn them into micrometres per
+    pixel (the mean over both axes).
 
     Args:
         array_xy: [N, 2] array (grid) coordinates of the spots.
         pixel_xy: [N, 2] spot centres in image pixels.
-        spot_pitch_um: Physical centre-to-centre distance of one grid step.
+        spot_pitch_um: Physical centre-to-centre distance of one grid step along both
+            axes (200 um on the ST arrays of her2st and He et al.).
         where: Name of the section / file, for error messages.
+        steps_um: Physical length of one step along array x and y when they differ: the
+            Visium hexagonal array has 50 um per array_col and 50 * sqrt(3) um per array_row.
 
     Returns:
         Micrometres per pixel.
@@ -56,8 +64,10 @@ def estimate_pixel_size(
         )
     design = np.c_[array_xy, np.ones(len(array_xy))]
     coef, *_ = np.linalg.lstsq(design, pixel_xy, rcond=None)
-    pitch_px = float(np.linalg.norm(coef[:2], axis=1).mean())
-    return spot_pitch_um / pitch_px
+    step_px = np.linalg.norm(coef[:2], axis=1)
+    if steps_um is None:
+        return spot_pitch_um / float(step_px.mean())
+    return float(np.mean(np.asarray(steps_um, dtype=float) / step_px))
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,24 @@
 """Reader for He et al. 2020 breast ST (Mendeley Data 29ntw7sh4r v5), as published.
 
-Layout: ``metadata.csv`` (patient, replicate, type, histology_image, spot_coordinates,
-count_matrix, tumor_annotation) next to the files it names:
-``HE_<BT|BC><patient>_<replicate>.jpg``, ``spots_<patient>_<replicate>.csv.gz`` (index
-"XxY", columns X, Y = pixel column and row, spots under tissue only),
-``<patient>_<replicate>_stdata.tsv.gz`` (all ~1,000 array spots x Ensembl ids; genes
-with no counts absent) and ``<patient>_<replicate>_Coords.tsv.gz`` (tumour labels; CR
-line endings and a header one field short). The BT / BC prefixes of file names do not
-always agree with metadata.csv: both are tried.
+The public zip (:data:`ARCHIVE_URL`) holds one folder, "Human breast cancer in situ
+capturing transcriptomics", with ``metadata.csv`` (patient, replicate, type,
+histology_image, spot_coordinates, count_matrix, tumor_annotation) next to the files it
+names, e.g. for BC23287_C1 (the names are as on disk; their BT / BC prefixes are mixed
+within one section):
+
+- ``HE_BT23287_C1.jpg``: the H&E image;
+- ``spots_BT23287_C1.csv.gz``: header ``,X,Y``; index "<x>x<y>" (array column x row),
+  X, Y = pixel column and row; spots under tissue only;
+- ``BC23287_C1_stdata.tsv.gz``: spots "<x>x<y>" (all ~1,000 array spots) x unversioned
+  Ensembl gene ids; genes without counts in the section are absent;
+- ``BC23287_C1_Coords.tsv.gz``: tumour labels; CR line endings; a header of four names
+  (``xcoord``, ``ycoord``, ..., ``tumor``; sometimes with a trailing tab) over rows of five
+  fields ``<replicate>_<x>_<y>``, xcoord, ycoord (possibly non-integer), ``L<n>``,
+  ``tumor`` / ``non``. The spot is ``round(xcoord)xround(ycoord)`` (ST-Net's
+  prepare/spatial.py rounds them the same way); the first field is not the key.
+
+A few spots (1-3 per section) are in the spot file without counts and without a Coords
+row; they are dropped (see :func:`brstnet.st.sections.unmatched_tolerance`).
 """
 
 from __future__ import annotations
@@ -15,14 +26,17 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from .acquisition import Source, acquire_archive
 from .errors import DataError
+from .genes import read_gene_map, to_symbols
 from .layouts import Layout, ReadRequest, read_in_place
 from .sections import assemble_section, check_counts
 
@@ -30,6 +44,14 @@ logger = logging.getLogger(__name__)
 
 SPOT_PITCH_UM = 200.0
 SPOT_DIAMETER_UM = 100.0
+#: The data set's public zip (Mendeley Data 29ntw7sh4r, version 5); no checksum is
+#: published, so the first download records one (see :func:`brstnet.st.acquisition.acquire_archive`).
+ARCHIVE_URL = "https://prod-dcd-datasets-cache-zipfiles.s3.eu-west-1.amazonaws.com/29ntw7sh4r-5.zip"
+#: The zip's top folder.
+ARCHIVE_FOLDER = "Human breast cancer in situ capturing transcriptomics"
+COORDS_FIELDS = ("spot", "xcoord", "ycoord", "label", "tumor")
+#: More spots than this without a tumour label means the Coords file was misread.
+MAX_UNLABELLED_FRACTION = 0.5
 METADATA_COLUMNS = (
     "patient",
     "replicate",
@@ -92,16 +114,6 @@ def _resolve(root: Path, name: str, section: str, what: str) -> Path:
     )
 
 
-def read_gene_map(path: str | Path) -> dict[str, str]:
-    """A two-column table (gene id, symbol), tab- or comma-separated, header optional."""
-    table = pd.read_csv(path, sep=None, engine="python", header=None, dtype=str)
-    if table.shape[1] < 2:
-        raise DataError(f"gene map {path} needs two columns: gene id and symbol")
-    if not str(table.iloc[0, 0]).upper().startswith("ENS"):
-        table = table.iloc[1:]  # a header row
-    return dict(zip(table.iloc[:, 0], table.iloc[:, 1], strict=True))
-
-
 def _spot_grid(index: pd.Index, path: Path, section: str) -> pd.DataFrame:
     parts = index.astype(str).str.extract(r"^(\d+)x(\d+)$")
     if parts.isna().any().any():
@@ -115,25 +127,80 @@ def _spot_grid(index: pd.Index, path: Path, section: str) -> pd.DataFrame:
     )
 
 
-def read_tumor_labels(path: Path) -> pd.Series:
-    """Tumour / non-tumour per spot id from a Coords file (CR line endings, short header)."""
+def read_tumor_labels(path: Path, section: str) -> pd.Series:
+    """Tumour / non-tumour per spot key "<x>x<y>" from a Coords file.
+
+    The published files have CR line endings and a header of four names over five fields
+    per row (see the module docstring); the key is ``round(xcoord)xround(ycoord)`` (half
+    to even, as ST-Net's ``int(round(x))``).
+
+    Raises:
+        DataError: the file does not have that shape (names the file and what was found).
+    """
     raw = path.read_bytes()
     text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    table = pd.read_csv(io.StringIO(text), sep="\t", index_col=False)
-    rows = [line.split("\t") for line in text.strip().split("\n")]
-    if (
-        len(rows) > 1 and len(rows[1]) == len(rows[0]) + 1
-    ):  # header one field short: first field is the id
-        table = pd.read_csv(io.StringIO(text), sep="\t")
-    label = next(
-        (c for c in table.columns if "tumor" in str(c).lower() or "tumour" in str(c).lower()), None
-    )
-    if label is None:
+    lines = [line for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+    header = [name.strip() for name in lines[0].split("\t") if name.strip()] if lines else []
+    if [h.lower() for h in header[:2]] != ["xcoord", "ycoord"] or len(lines) < 2:
         raise DataError(
-            f"tumour annotation {path} has no tumour column (columns: {list(table.columns)})"
+            f"section {section}: tumour annotation {path} does not look like a He et al. "
+            f"Coords file (header {header}; expected xcoord, ycoord, ..., tumor over rows "
+            "'<replicate>_<x>_<y>, xcoord, ycoord, L<n>, tumor|non')"
         )
-    return table[label].astype(str).set_axis(table.index.astype(str))
+    table = pd.read_csv(
+        io.StringIO("\n".join(lines[1:])),
+        sep="\t",
+        header=None,
+        names=list(COORDS_FIELDS),
+        index_col=False,
+        dtype={"spot": str, "label": str, "tumor": str},
+    )
+    xy = table[["xcoord", "ycoord"]].apply(pd.to_numeric, errors="coerce")
+    if xy.isna().any().any() or table["tumor"].isna().all():
+        raise DataError(
+            f"section {section}: tumour annotation {path} rows must have five tab-separated "
+            f"fields ('<replicate>_<x>_<y>, xcoord, ycoord, L<n>, tumor|non'), found e.g. "
+            f"{lines[1].split(chr(9))}"
+        )
+    keys = [f"{int(x)}x{int(y)}" for x, y in np.rint(xy.to_numpy(dtype=float)).astype(int).tolist()]
+    labels = pd.Series(table["tumor"].str.strip().to_numpy(), index=pd.Index(keys), name="tumor")
+    if not labels.index.is_unique:
+        dup = labels.index[labels.index.duplicated()].unique()
+        logger.warning(
+            "section %s: %d spot keys occur twice in %s (e.g. %s); the first label is kept",
+            section,
+            len(dup),
+            path,
+            ", ".join(dup[:3]),
+        )
+        labels = labels[~labels.index.duplicated()]
+    return labels
+
+
+def attach_tumor_labels(adata: ad.AnnData, labels: pd.Series, path: Path, section: str) -> None:
+    """``obs["tumor"]`` ("tumor" / "non", missing where the Coords file has no row).
+
+    Raises:
+        DataError: most spots find no label (the file does not belong to the section).
+    """
+    keys = adata.obs["array_x"].astype(str) + "x" + adata.obs["array_y"].astype(str)
+    found = labels.reindex(keys.to_numpy())
+    missing = found.isna()
+    if missing.mean() > MAX_UNLABELLED_FRACTION:
+        raise DataError(
+            f"section {section}: {int(missing.sum())} of {len(found)} spots have no row in the "
+            f"tumour annotation {path} (spots are matched on round(xcoord)xround(ycoord), e.g. "
+            f"{list(keys[:3])} against {list(labels.index[:3])}); use the Coords file of this section"
+        )
+    if missing.any():
+        logger.warning(
+            "section %s: %d spot(s) have no tumour label in %s: %s",
+            section,
+            int(missing.sum()),
+            path,
+            ", ".join(keys[missing.to_numpy()]),
+        )
+    adata.obs["tumor"] = found.to_numpy()
 
 
 def read_section(
@@ -168,18 +235,10 @@ def read_section(
     positions = _spot_grid(spots.index, spots_file, section).assign(
         pixel_x=spots["X"].to_numpy(dtype=float), pixel_y=spots["Y"].to_numpy(dtype=float)
     )
-    genes = frame.columns.astype(str)
+    ids = frame.columns.astype(str)
+    genes = ids
     if gene_map is not None:
-        mapping = read_gene_map(gene_map)
-        mapped = sum(g in mapping for g in genes)
-        genes = pd.Index([mapping.get(g, g) for g in genes])
-        logger.info(
-            "section %s: %d of %d gene ids mapped to symbols with %s",
-            section,
-            mapped,
-            len(genes),
-            gene_map,
-        )
+        genes = to_symbols(ids, read_gene_map(gene_map), section=section, source=gene_map)
     else:
         logger.info("section %s: no gene_map given; genes keep their Ensembl ids", section)
     adata = assemble_section(
@@ -198,20 +257,23 @@ def read_section(
         spot_diameter_um=SPOT_DIAMETER_UM,
         max_unmatched_fraction=max_unmatched_fraction,
         counts_cover_off_tissue=True,
+        gene_ids=ids,
     )
     adata.uns["subtype"] = str(row["type"])
     if "tumor_annotation" in meta.columns and pd.notna(row["tumor_annotation"]):
-        labels = read_tumor_labels(
-            _resolve(root, str(row["tumor_annotation"]), section, "tumour annotation")
-        )
-        adata.obs["tumor"] = labels.reindex(adata.obs["spot_id"]).to_numpy()
+        coords = _resolve(root, str(row["tumor_annotation"]), section, "tumour annotation")
+        attach_tumor_labels(adata, read_tumor_labels(coords, section), coords, section)
     return adata
 
 
 def acquire(sections: Sequence[str], source: Source) -> dict:
     """Read in place from ``source.local_dir``; when that folder does not exist and
-    ``source.archive_url`` is set, download and unpack the public zip into ``source.raw_dir``."""
-    root, obtained = source.local_dir, "read in place"
+    ``source.archive_url`` is set (the public zip is :data:`ARCHIVE_URL`), download and
+    unpack it into ``source.raw_dir``. The manifest then records the zip's url, size and
+    sha256 (recorded at its first download when none is configured)."""
+    from .acquisition import read_archive_record
+
+    root, obtained, archive = source.local_dir, "read in place", None
     if (root is None or not root.is_dir()) and source.archive_url:
         root = acquire_archive(
             source.archive_url,
@@ -221,15 +283,22 @@ def acquire(sections: Sequence[str], source: Source) -> dict:
             timeout_s=source.timeout_s,
         )
         obtained = f"downloaded from {source.archive_url}"
-    return read_in_place(
+        archive = read_archive_record(source.archive_url, source.raw_dir) or {
+            "url": source.archive_url,
+            "sha256": source.archive_sha256,
+        }
+    manifest = read_in_place(
         "he2020",
         _sections,
         sections,
         source,
         root=root,
         obtained=obtained,
-        hint="; or source.archive_url to download the public zip",
+        hint=f"; or source.archive_url to download the public zip ({ARCHIVE_URL})",
     )
+    if archive is not None:
+        manifest["archive"] = archive
+    return manifest
 
 
 def _sections(root: Path) -> list[str]:

@@ -1,28 +1,90 @@
 """Reader for HEST-1k sample folders (Jaume et al. 2024), as published.
 
-Layout: ``<root>/st/<id>.h5ad`` (spots x genes, obs with Space Ranger's array and
-full-resolution pixel columns), ``<root>/wsis/<id>.tif`` (pyramidal H&E) and
-``<root>/metadata/<id>.json`` (``pixel_size_um_estimated``, ``patient``,
-``spot_diameter``, ``inter_spot_dist``, ...). The patient is known only from the json.
+Layout: ``<root>/st/<id>.h5ad`` (spots x genes; obs with Space Ranger's in_tissue,
+array_row / array_col and pxl_row / pxl_col_in_fullres), ``<root>/wsis/<id>.tif`` (the
+H&E, a pyramidal TIFF written by pyvips: one page per level, 256 px tiles, LZW or JPEG
+compressed, decoded through imagecodecs) and ``<root>/metadata/<id>.json`` (HESTData's
+metadata: ``dataset_title``, ``patient``, ``st_technology``, ``pixel_size_um_estimated``,
+``pixel_size_um_embedded``, ``spot_diameter``, ``inter_spot_dist``, ``subseries``, ...).
+
+The json is written by Python's json module, so missing values are bare ``NaN`` (or null,
+or blank text): all of them count as missing here. Rules:
+
+- pixel size: ``pixel_size_um_estimated`` (HEST's own choice), else the embedded one,
+  each only when plausible (0.1-10 um/px), else a fit to the spot grid;
+- patient: ``data_processing.reader.patients[id]``, else "<dataset_title> / <patient>"
+  (labels such as "Patient 1" repeat across studies), else ``reader.blocks[id]`` (a
+  tissue block), else "<dataset_title without 'Section <n>'> / no patient": samples of
+  one study without a patient are one group, so serial sections of one block never sit on
+  both sides of a split;
+- genes: HEST keeps He et al.'s samples with Ensembl ids: they are mapped with
+  ``reader.gene_map``; a run mixing ids and symbols is refused
+  (:func:`brstnet.st.genes.check_gene_names`);
+- spots whose centre lies outside the WSI are dropped and reported, as HEST does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from .acquisition import Source
 from .errors import DataError
+from .genes import gene_name_kind, read_gene_map, to_symbols
+from .geometry import estimate_pixel_size
 from .layouts import Layout, ReaderOptions, ReadRequest, read_in_place
 from .sections import assemble_section, check_count_matrix
-from .visium import VISIUM_SPOT_DIAMETER_UM, VISIUM_SPOT_PITCH_UM, positions_under_tissue
+from .visium import (
+    HEX_STEPS_UM,
+    VISIUM_SPOT_DIAMETER_UM,
+    VISIUM_SPOT_PITCH_UM,
+    positions_under_tissue,
+)
 
 logger = logging.getLogger(__name__)
+
+#: Pixel sizes outside this range (um/px) are not believed (HEST's embedded values hold
+#: e.g. 0.00047 and 2540).
+PLAUSIBLE_PIXEL_SIZE_UM = (0.1, 10.0)
+#: Spot diameter and centre-to-centre distance (um) by ``st_technology`` when the json has none.
+SPOT_GEOMETRY = {
+    "Visium": (VISIUM_SPOT_DIAMETER_UM, VISIUM_SPOT_PITCH_UM),
+    "Spatial Transcriptomics": (100.0, 200.0),
+}
+SECTION_NUMBER = re.compile(r"\s*\bsection\s*\d+\b", re.IGNORECASE)
+
+
+def missing(value: object) -> bool:
+    """None, NaN (the json's bare NaN), or blank text."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and value.strip().lower() in ("", "nan", "none", "null")
+
+
+def text(value: object) -> str | None:
+    """The value as stripped text, or None when missing."""
+    return None if missing(value) else str(value).strip()
+
+
+def number(value: object) -> float | None:
+    """The value as a finite float, or None when missing or not a number."""
+    if missing(value):
+        return None
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
 
 
 def hest_sections(root: str | Path) -> list[str]:
@@ -31,7 +93,7 @@ def hest_sections(root: str | Path) -> list[str]:
 
 
 def hest_metadata(root: str | Path | None, sample: str) -> dict:
-    """The sample's ``metadata/<id>.json``."""
+    """The sample's ``metadata/<id>.json`` (bare NaN allowed, as HEST writes it)."""
     if root is None:
         raise DataError(
             f"hest sample {sample}: no data folder given; set data_processing.source.local_dir"
@@ -42,17 +104,107 @@ def hest_metadata(root: str | Path | None, sample: str) -> dict:
     return json.loads(path.read_text())
 
 
+def study(title: str) -> str:
+    """A dataset title without its section number ("Human Breast Cancer (Block A Section 1)"
+    -> "Human Breast Cancer (Block A)"): the serial sections of one block share it."""
+    return re.sub(r"\s+", " ", SECTION_NUMBER.sub("", title)).replace("( ", "(").strip()
+
+
+def patient_key(meta: dict, sample: str, options: ReaderOptions) -> str:
+    """The group a sample's split follows (see the module docstring for the rules)."""
+    configured = options.patients.get(sample)
+    if configured is not None:
+        return configured
+    title, patient = text(meta.get("dataset_title")), text(meta.get("patient"))
+    if patient is not None:
+        return f"{title} / {patient}" if title else patient
+    if sample in options.blocks:
+        return options.blocks[sample]
+    if title:
+        return f"{study(title)} / no patient"
+    return sample
+
+
 def patient_from_name(section: str, options: ReaderOptions) -> str | None:
-    """``data_processing.reader.patients[section]``; None otherwise (it is in the json)."""
+    """``reader.patients[section]``; None otherwise (the patient, or its absence that makes
+    ``reader.blocks`` apply, is in the json)."""
     return options.patients.get(section)
 
 
 def patient_of(root: str | Path | None, section: str, options: ReaderOptions) -> str:
-    """The configured patient, else the metadata json's, else the sample id."""
+    """The configured patient, else the one :func:`patient_key` finds in the metadata json."""
     configured = patient_from_name(section, options)
     if configured is not None:
         return configured
-    return str(hest_metadata(root, section).get("patient") or section)
+    return patient_key(hest_metadata(root, section), section, options)
+
+
+def _plausible(value: float | None) -> bool:
+    low, high = PLAUSIBLE_PIXEL_SIZE_UM
+    return value is not None and low <= value <= high
+
+
+def metadata_pixel_size(meta: dict, sample: str) -> float | None:
+    """``pixel_size_um_estimated``, else ``pixel_size_um_embedded``, each only if plausible."""
+    for key in ("pixel_size_um_estimated", "pixel_size_um_embedded"):
+        value = number(meta.get(key))
+        if _plausible(value):
+            if key == "pixel_size_um_embedded":
+                logger.warning(
+                    "hest sample %s: no usable pixel_size_um_estimated; using the embedded "
+                    "%.4f um/px",
+                    sample,
+                    value,
+                )
+            return value
+        if value is not None:
+            logger.warning(
+                "hest sample %s: %s = %s um/px is implausible (outside %s-%s) and ignored",
+                sample,
+                key,
+                value,
+                *PLAUSIBLE_PIXEL_SIZE_UM,
+            )
+    return None
+
+
+def spot_geometry(meta: dict, sample: str, default_pitch_um: float) -> tuple[float, float]:
+    """(spot diameter, centre-to-centre distance) in um: the json's, else the technology's."""
+    technology = text(meta.get("st_technology")) or ""
+    diameter_default, pitch_default = SPOT_GEOMETRY.get(
+        technology, (VISIUM_SPOT_DIAMETER_UM, default_pitch_um)
+    )
+    diameter = number(meta.get("spot_diameter"))
+    pitch = number(meta.get("inter_spot_dist"))
+    if diameter is None or pitch is None:
+        logger.info(
+            "hest sample %s: spot_diameter / inter_spot_dist missing; %s's %.0f / %.0f um used",
+            sample,
+            technology or "Visium",
+            diameter_default,
+            pitch_default,
+        )
+    return diameter or diameter_default, pitch or pitch_default
+
+
+def oriented(positions: pd.DataFrame, section: str) -> pd.DataFrame:
+    """array_x along the image's x: HEST's STReader stores a legacy-ST spot "<x>x<y>" with
+    array_row = x, so its array axes are swapped against Space Ranger's; they are swapped
+    back when array_y, not array_x, follows pixel_x."""
+    grid = positions[["array_x", "array_y"]].to_numpy(dtype=float)
+    if len(grid) < 3 or np.linalg.matrix_rank(grid - grid.mean(0)) < 2:
+        return positions
+    coef, *_ = np.linalg.lstsq(
+        np.c_[grid, np.ones(len(grid))], positions["pixel_x"].to_numpy(dtype=float), rcond=None
+    )
+    if abs(coef[1]) <= abs(coef[0]):
+        return positions
+    logger.info(
+        "hest sample %s: array_row runs along the image's x (HEST's legacy-ST layout); "
+        "array_x / array_y are taken from array_row / array_col",
+        section,
+    )
+    return positions.rename(columns={"array_x": "array_y", "array_y": "array_x"})
 
 
 def read_hest(
@@ -62,41 +214,68 @@ def read_hest(
     pixel_size_um: float | None = None,
     max_unmatched_fraction: float = 0.02,
     spot_pitch_um: float = VISIUM_SPOT_PITCH_UM,
-    patients: dict[str, str] | None = None,
+    options: ReaderOptions | None = None,
 ) -> ad.AnnData:
     """One HEST-1k sample (st/<id>.h5ad, wsis/<id>.tif, metadata/<id>.json).
 
-    ``spot_pitch_um`` is used where the metadata has no ``inter_spot_dist``; ``patients``
-    overrides the metadata's patient.
+    Args:
+        pixel_size_um: None: from the metadata (see :func:`metadata_pixel_size`), else
+            fitted to the spot grid.
+        spot_pitch_um: Used where the metadata has no ``inter_spot_dist`` and the
+            technology is unknown.
+        options: ``patients``, ``blocks`` (see :func:`patient_key`) and ``gene_map``.
     """
+    options = options or ReaderOptions()
     root = Path(root)
     h5ad = root / "st" / f"{section}.h5ad"
     if not h5ad.is_file():
         raise DataError(f"hest sample {section}: {h5ad} is missing")
     meta = hest_metadata(root, section)
-    if pixel_size_um is None:
-        pixel_size_um = meta.get("pixel_size_um_estimated") or meta.get("pixel_size_um_embedded")
-        if pixel_size_um is None:
-            raise DataError(
-                f"hest sample {section}: {root / 'metadata' / (section + '.json')} has no pixel_size_um_estimated; "
-                "give data_processing.pixel_size_um"
-            )
     data = ad.read_h5ad(h5ad)
     needed = ["array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
-    missing = [c for c in needed if c not in data.obs.columns]
-    if missing:
-        raise DataError(f"hest sample {section}: {h5ad} obs lacks {missing}")
-    positions = positions_under_tissue(data.obs)
-    diameter = float(meta.get("spot_diameter") or VISIUM_SPOT_DIAMETER_UM)
-    pitch = float(meta.get("inter_spot_dist") or spot_pitch_um)
-    patient = (patients or {}).get(section) or meta.get("patient") or section
+    absent = [c for c in needed if c not in data.obs.columns]
+    if absent:
+        raise DataError(f"hest sample {section}: {h5ad} obs lacks {absent}")
+    diameter, pitch = spot_geometry(meta, section, spot_pitch_um)
+    positions = oriented(positions_under_tissue(data.obs), section)
+    if pixel_size_um is None:
+        pixel_size_um = metadata_pixel_size(meta, section)
+    if pixel_size_um is None:
+        hexagonal = (text(meta.get("st_technology")) or "Visium") == "Visium"
+        steps = tuple(s * pitch / VISIUM_SPOT_PITCH_UM for s in HEX_STEPS_UM) if hexagonal else None
+        try:
+            pixel_size_um = estimate_pixel_size(
+                positions[["array_x", "array_y"]].to_numpy(dtype=float),
+                positions[["pixel_x", "pixel_y"]].to_numpy(dtype=float),
+                spot_pitch_um=pitch,
+                steps_um=steps,
+                where=f"hest sample {section}",
+            )
+        except DataError as err:
+            raise DataError(
+                f"hest sample {section}: {root / 'metadata' / (section + '.json')} has no "
+                f"plausible pixel_size_um_estimated or pixel_size_um_embedded and {err}"
+            ) from err
+        logger.warning(
+            "hest sample %s: no plausible pixel size in the metadata; %.4f um/px fitted to "
+            "the spot grid",
+            section,
+            pixel_size_um,
+        )
+    ids = pd.Index(data.var_names.astype(str))
+    genes = ids
+    if gene_name_kind(ids) == "ensembl" and options.gene_map is not None:
+        genes = to_symbols(
+            ids, read_gene_map(options.gene_map), section=section, source=options.gene_map
+        )
     spot_ids = pd.Index(data.obs_names.astype(str))
-    return assemble_section(
+    patient = patient_key(meta, section, options)
+    adata = assemble_section(
         dataset="hest",
         section=section,
-        patient=str(patient),
+        patient=patient,
         spot_ids=spot_ids,
-        genes=pd.Index(data.var_names.astype(str)),
+        genes=genes,
         counts=check_count_matrix(data.X, h5ad, section, spot_ids, data.var_names),
         positions=positions,
         image=root / "wsis" / f"{section}.tif",
@@ -107,7 +286,14 @@ def read_hest(
         spot_diameter_um=diameter,
         max_unmatched_fraction=max_unmatched_fraction,
         counts_cover_off_tissue=True,
+        drop_outside_image=True,
+        gene_ids=ids if genes is not ids else None,
     )
+    for key in ("dataset_title", "st_technology", "subseries"):
+        value = text(meta.get(key))
+        if value is not None:
+            adata.uns[key] = value
+    return adata
 
 
 def _read(request: ReadRequest) -> ad.AnnData:
@@ -117,7 +303,7 @@ def _read(request: ReadRequest) -> ad.AnnData:
         pixel_size_um=request.pixel_size_um,
         max_unmatched_fraction=request.max_unmatched_fraction,
         spot_pitch_um=request.spot_pitch_um,
-        patients=request.options.patients,
+        options=request.options,
     )
 
 

@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 class ReaderOptions:
     """Layout-specific settings (``data_processing.reader``)."""
 
-    gene_map: str | None = None  # he2020: two-column table, Ensembl id -> symbol
+    gene_map: str | None = None  # he2020, hest: two-column table, Ensembl id -> symbol
     patients: dict[str, str] = field(default_factory=dict)  # visium, hest: section -> patient
     images: dict[str, str] = field(default_factory=dict)  # visium: section -> full-resolution image
-    spot_diameter_um: float | None = None  # visium: 55 um unless given
+    spot_diameter_um: float | None = None  # visium: recorded spot diameter (55 um unless given)
+    bin_um: int | None = None  # visium HD: bin size to read (binned_outputs/square_0XXum)
+    blocks: dict[str, str] = field(default_factory=dict)  # hest: sample -> tissue block
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The per-section contract every reader produces, built and checked in one place.
 
 AnnData: X = raw integer counts (CSR int32); obs = spot_id, array_x, array_y, pixel_x,
-pixel_y, section, patient, total_counts (indexed "<section>_<spot>"); obsm["spatial"] =
-pixel (x, y); uns = dataset, section, patient, image_path, image_size, pixel_size_um,
-spot_diameter_um.
+pixel_y, section, patient, total_counts (indexed "<section>_<spot>"); var indexed by gene
+name (``gene_ids`` where the layout has both); obsm["spatial"] = pixel (x, y); uns =
+dataset, section, patient, image_path, image_size, pixel_size_um, spot_diameter_um,
+gene_names ("symbol" or "ensembl": see :mod:`brstnet.st.genes`), spots_outside_image.
 """
 
 from __future__ import annotations
@@ -17,12 +18,22 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .errors import DataError
+from .genes import gene_name_kind
 from .geometry import estimate_pixel_size
 from .slides import image_size
 
 logger = logging.getLogger(__name__)
 
 POSITION_COLUMNS = ("array_x", "array_y", "pixel_x", "pixel_y")
+#: Spot-file spots without counts tolerated whatever the section's size: the published He
+#: et al. and her2st sections list 1-3 such spots, and the smallest has about 256 spots.
+MAX_UNMATCHED_SPOTS = 5
+
+
+def unmatched_tolerance(n_spots: int, max_unmatched_fraction: float) -> int:
+    """Spots without counts tolerated in a spot file of ``n_spots``: the larger of
+    :data:`MAX_UNMATCHED_SPOTS` and ``max_unmatched_fraction`` of the spots."""
+    return max(MAX_UNMATCHED_SPOTS, int(max_unmatched_fraction * n_spots))
 
 
 def check_counts(frame: pd.DataFrame, path: Path, section: str) -> sp.csr_matrix:
@@ -85,6 +96,8 @@ def assemble_section(
     max_unmatched_fraction: float = 0.02,
     counts_cover_off_tissue: bool = False,
     grid_columns: tuple[str, str] = ("array_x", "array_y"),
+    drop_outside_image: bool = False,
+    gene_ids: pd.Index | None = None,
 ) -> ad.AnnData:
     """Match counts to positions, check them against the image, build the AnnData.
 
@@ -93,8 +106,11 @@ def assemble_section(
             ``grid_columns`` for the pixel-size fit); only spots under tissue.
         counts_cover_off_tissue: The count matrix also holds spots off the tissue (He et
             al., Visium): those are dropped, not an error.
-        max_unmatched_fraction: Positions without counts up to this fraction are dropped
-            with a warning; more is an error.
+        max_unmatched_fraction: Positions without counts are dropped with a warning up to
+            the larger of :data:`MAX_UNMATCHED_SPOTS` and this fraction; more is an error.
+        drop_outside_image: Spot centres outside the image are dropped and reported (HEST-1k
+            does the same) instead of failing the section.
+        gene_ids: Feature ids next to ``genes`` (names), kept as ``var["gene_ids"]``.
     """
     missing = [c for c in POSITION_COLUMNS if c not in positions.columns]
     if missing:
@@ -108,10 +124,14 @@ def assemble_section(
         )
         raise DataError(msg)
     no_counts = positions.index.difference(spot_ids)
-    if len(no_counts) > max_unmatched_fraction * len(positions):
+    tolerated = unmatched_tolerance(len(positions), max_unmatched_fraction)
+    if len(no_counts) > tolerated:
         msg = (
             f"section {section}: {len(no_counts)} of {len(positions)} spots in {positions_file} "
-            f"have no row in {counts_file} (e.g. {list(no_counts[:3])}); the files do not belong together"
+            f"have no row in {counts_file} (e.g. {list(no_counts[:3])}); at most {tolerated} "
+            f"are tolerated (the larger of {MAX_UNMATCHED_SPOTS} spots and "
+            f"{max_unmatched_fraction:.0%} of the spot file, data_processing.qc."
+            "max_unmatched_spot_fraction): the files do not belong together"
         )
         raise DataError(msg)
     if len(no_counts):
@@ -139,14 +159,19 @@ def assemble_section(
         | (pixel_xy[:, 1] < 0)
         | (pixel_xy[:, 1] >= height)
     )
-    if outside.any():
+    n_outside = int(outside.sum())
+    if n_outside:
         first = positions.index[outside][0]
-        msg = (
-            f"section {section}: {outside.sum()} spot centres in {positions_file} fall outside "
-            f"image {image} ({width} x {height} px), e.g. spot {first} at "
-            f"{tuple(pixel_xy[outside][0])}; check that the image and spot file match"
+        where = (
+            f"{n_outside} spot centres in {positions_file} fall outside image {image} "
+            f"({width} x {height} px), e.g. spot {first} at {tuple(pixel_xy[outside][0])}"
         )
-        raise DataError(msg)
+        if not drop_outside_image or n_outside == len(outside):
+            raise DataError(f"section {section}: {where}; check that the image and spot file match")
+        logger.warning("section %s: %s; they are dropped", section, where)
+        keep = ~outside
+        spot_ids, counts = spot_ids[keep], counts[np.flatnonzero(keep)]
+        positions, pixel_xy = positions.loc[spot_ids], pixel_xy[keep]
     if pixel_size_um is None:
         pixel_size_um = estimate_pixel_size(
             positions[list(grid_columns)].to_numpy(),
@@ -167,10 +192,21 @@ def assemble_section(
         },
         index=pd.Index([f"{section}_{s}" for s in spot_ids]),
     )
-    adata = ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=pd.Index(genes.astype(str))))
-    if not adata.var_names.is_unique:
-        logger.warning("section %s: duplicated gene names made unique with a suffix", section)
-        adata.var_names_make_unique()
+    names = pd.Index(genes.astype(str))
+    if not names.is_unique:
+        duplicated = names[names.duplicated()].unique()
+        logger.warning(
+            "section %s: %d gene names are shared by several features (e.g. %s); they are "
+            "kept apart with a numbered suffix (anndata's var_names_make_unique)",
+            section,
+            len(duplicated),
+            ", ".join(duplicated[:5]),
+        )
+        names = ad.utils.make_index_unique(names)
+    var = pd.DataFrame(index=names)
+    if gene_ids is not None:
+        var["gene_ids"] = np.asarray(gene_ids, dtype=str)
+    adata = ad.AnnData(X=counts, obs=obs, var=var)
     adata.obsm["spatial"] = pixel_xy
     adata.uns.update(
         dataset=dataset,
@@ -180,5 +216,7 @@ def assemble_section(
         image_size=[int(width), int(height)],
         pixel_size_um=float(pixel_size_um),
         spot_diameter_um=float(spot_diameter_um),
+        gene_names=gene_name_kind(genes),
+        spots_outside_image=n_outside,
     )
     return adata

@@ -4,6 +4,8 @@ JPEG / PNG images (her2st, He et al.: ~9,000 px a side) are decoded once per sec
 TIFF slides (Visium full-resolution images, HEST-1k pyramidal WSIs) are opened through
 tifffile's zarr view: a crop reads only the tiles under it, and the thumbnail comes from
 the smallest pyramid level that is large enough; the whole slide is never in memory.
+Pyramids stored as SubIFDs (tifffile, OME) and as one page per level (pyvips, as HEST-1k
+writes them) are both read; LZW and JPEG tiles are decoded through imagecodecs.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class TiffSlide(Slide):
         import tifffile
         import zarr
 
+        self._path, self._section = path, section
         try:
             self._tiff = tifffile.TiffFile(path)
             series = self._tiff.series[0]
@@ -88,8 +91,20 @@ class TiffSlide(Slide):
             )
         self.height, self.width = int(shape[0]), int(shape[1])
 
+    def _read(self, level, index) -> np.ndarray:
+        try:
+            return np.asarray(level[index], dtype=np.uint8)
+        except ValueError as err:
+            if "imagecodecs" not in str(err):
+                raise
+            raise DataError(
+                f"section {self._section}: slide {self._path} is compressed with a codec "
+                f"tifffile decodes only through imagecodecs ({err}); install imagecodecs "
+                "(a brstnet dependency)"
+            ) from err
+
     def region(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-        return np.asarray(self.levels[0][y0:y1, x0:x1, :3], dtype=np.uint8)
+        return self._read(self.levels[0], np.s_[y0:y1, x0:x1, :3])
 
     def thumbnail(self) -> tuple[np.ndarray, float]:
         # the smallest level still at least THUMBNAIL_LONG_SIDE on its long side
@@ -98,7 +113,7 @@ class TiffSlide(Slide):
             if max(candidate.shape[:2]) >= THUMBNAIL_LONG_SIDE:
                 level = candidate
         step = max(1, max(level.shape[:2]) // THUMBNAIL_LONG_SIDE)
-        thumb = np.asarray(level[::step, ::step, :3], dtype=np.uint8)
+        thumb = self._read(level, np.s_[::step, ::step, :3])
         return thumb, thumb.shape[1] / self.width
 
     def close(self) -> None:

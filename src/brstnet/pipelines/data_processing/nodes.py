@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from brstnet.config import DataProcessingParams
 from brstnet.st import readers, stain
 from brstnet.st.acquisition import Source
+from brstnet.st.genes import check_gene_names
 from brstnet.st.patches import PatchStore, build_patch_store
 from brstnet.st.qc import filter_low_reads
 
@@ -54,6 +55,10 @@ def read_sections(raw_manifest: dict, params: dict[str, Any]) -> dict[str, ad.An
 
     Returns:
         ``raw_sections``: section name -> AnnData.
+
+    Raises:
+        DataError: unreadable files, or sections naming their genes in different kinds
+            (Ensembl ids next to symbols: set ``reader.gene_map``).
     """
     cfg = parse(DataProcessingParams, params)
     root = Path(raw_manifest["root"])
@@ -70,6 +75,7 @@ def read_sections(raw_manifest: dict, params: dict[str, Any]) -> dict[str, ad.An
             max_unmatched_fraction=cfg.qc.max_unmatched_spot_fraction,
             options=options,
         )
+    check_gene_names({name: adata.uns["gene_names"] for name, adata in out.items()})
     return out
 
 
