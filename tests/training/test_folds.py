@@ -26,3 +26,89 @@ def test_loop_config_takes_the_training_parameters() -> None:
     cfg = TrainingParams(backbones=["test_resnet"], lr=0.02, batch_size=4, optimizer="adamw")
     loop = loop_config(cfg, epochs=5)
     assert (loop.epochs, loop.lr, loop.batch_size, loop.optimizer) == (5, 0.02, 4, "adamw")
+
+
+def _fold_job(tmp_path, stain: dict | None = None):
+    """A tiny fold (tests.evaluation.folds) with 32 px patches and its training inputs."""
+    import numpy as np
+    import pandas as pd
+
+    from brstnet.st.geometry import PatchGeometry
+    from tests.evaluation.folds import make_fold
+
+    fold_input, patches = make_fold(n_train=10, n_test=4)
+    fold_input.obs["section"] = ["A1"] * 5 + ["A2"] * 5 + ["B1"] * 4
+    fold_input.uns["aux_genes"] = ["X1"]
+    fold_input.uns["zscore"] = True
+    patches = np.repeat(np.repeat(patches, 4, axis=1), 4, axis=2)  # 32 px
+    splits = pd.DataFrame(
+        {
+            "fold": 0,
+            "inner_fold": [-1, -1, -1, 0, 0],
+            "role": ["train", "train", "test", "train", "val"],
+            "section": ["A1", "A2", "B1", "A1", "A2"],
+            "patient": ["A", "A", "B", "A", "A"],
+        }
+    )
+    geometry = PatchGeometry(150.0, 32, 0.5, stain or {"method": None})
+    cfg = TrainingParams(
+        backbones=["test_resnet"],
+        epochs=2,
+        batch_size=5,  # one batch per inner epoch: BatchNorm needs more than one sample
+        optimizer="adamw",
+        lr=1e-3,
+        final="best_checkpoint",
+        device="cpu",
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
+    return fold_input, splits, patches, geometry, cfg
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after_first_epoch(monkeypatch) -> None:
+    """The next fit stops after its first epoch (as a kill would, with its checkpoint)."""
+    from brstnet.training import folds
+
+    real_fit = folds.fit
+
+    def killed(*args, **kwargs):
+        def stop(epoch: int) -> None:
+            raise _Killed
+
+        return real_fit(*args, **kwargs, on_epoch_end=stop)
+
+    monkeypatch.setattr(folds, "fit", killed)
+
+
+def test_a_checkpoint_from_another_geometry_is_not_resumed(tmp_path, monkeypatch, caplog) -> None:
+    """Failed before: a fold's checkpoint was resumed after the stain reference (or window,
+    panel, transform...) changed, continuing weights trained on other inputs."""
+    import pytest
+    import torch
+
+    from brstnet.training.folds import train_fold
+
+    fold_input, splits, patches, geometry, cfg = _fold_job(tmp_path)
+    kwargs = dict(variant="test_resnet_aux", backbone="test_resnet", aux_weight=1.0, fold=0)
+    _kill_after_first_epoch(monkeypatch)
+    with pytest.raises(_Killed):
+        train_fold(fold_input, splits, patches, geometry, cfg, **kwargs)
+    monkeypatch.undo()
+    assert list((tmp_path / "ckpt" / "test_resnet_aux_fold0").glob("*.pt"))
+    stained = {"method": "macenko", "stain_matrix": [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]]}
+    other = geometry.__class__(150.0, 32, 0.5, stained)
+    resumed, _ = train_fold(fold_input, splits, patches, other, cfg, **kwargs)
+    assert "starting afresh (differs in: inputs)" in caplog.text
+    fresh, _ = train_fold(
+        fold_input,
+        splits,
+        patches,
+        other,
+        cfg.model_copy(update={"checkpoint_dir": str(tmp_path / "fresh")}),
+        **kwargs,
+    )
+    for key, value in fresh.state_dict.items():
+        assert torch.equal(resumed.state_dict[key], value), key

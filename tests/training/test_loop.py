@@ -190,3 +190,37 @@ def test_epoch_losses_are_the_sample_weighted_means_of_the_batches() -> None:
             total += float(out["loss_main"]) * len(batch["targets"])
             n += len(batch["targets"])
     assert n == 20 and result.history[0]["loss_main"] == pytest.approx(total / n, rel=1e-5)
+
+
+def test_a_checkpoint_for_other_targets_or_inputs_is_not_resumed(tmp_path: Path, caplog) -> None:
+    """Failed before: the signature held the settings and sizes only, so a checkpoint
+    trained on other targets (another transform, panel or gene list) was resumed."""
+    data = _data()
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_two(epoch: int) -> None:
+        if epoch == 2:
+            raise Interrupted
+
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(Interrupted):
+        fit(_task(), data, data, CFG, CPU, checkpoint=checkpoint, on_epoch_end=stop_after_two)
+    # the same spots with other targets (e.g. library-normalised instead of log1p)
+    other = PatchBatches(data.patches, data.rows, data.targets * 0.5 + 1.0, data.aux)
+    fresh = _task()
+    expected = fit(fresh, other, other, CFG, CPU)
+    resumed = _task()
+    result = fit(resumed, other, other, CFG, CPU, checkpoint=checkpoint)
+    assert "written with other settings; starting afresh (differs in: data)" in caplog.text
+    assert [h["loss"] for h in result.history] == [h["loss"] for h in expected.history]
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    # and what the batches do not show (geometry, stain, model) comes in as a fingerprint
+    caplog.clear()
+    with pytest.raises(Interrupted):
+        fit(_task(), data, None, CFG, CPU, checkpoint=checkpoint, on_epoch_end=stop_after_two)
+    result = fit(_task(), data, None, CFG, CPU, checkpoint=checkpoint, fingerprint="other stain")
+    assert "starting afresh (differs in: inputs)" in caplog.text
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
