@@ -9,6 +9,8 @@ epoch with the best mean validation r is chosen (:func:`select_epoch`); then
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +81,49 @@ def fold_batches(
     )
 
 
+def fold_fingerprint(
+    fold_input: ad.AnnData,
+    patches: np.ndarray,
+    spec: ModelSpec,
+    geometry: PatchGeometry,
+    cfg: TrainingParams,
+) -> str:
+    """A hash of everything that defines one variant's training on one fold, beyond the
+    loop settings: the model spec, the patch geometry (window, size, background threshold,
+    stain reference) and the patches of the fold's spots, the gene panel and auxiliary
+    genes, the target transform and statistics, the targets, the spots' roles, sections
+    and tissue flags, and the initial weights named in the parameters.
+    """
+    from pandas.util import hash_pandas_object
+
+    digest = hashlib.blake2b(digest_size=16)
+    described = {
+        "model": spec.to_dict(),
+        "geometry": geometry.to_dict(),
+        "genes": [str(g) for g in fold_input.var_names],
+        "aux_genes": [str(g) for g in fold_input.uns.get("aux_genes", [])],
+        "transform": str(fold_input.uns.get("transform")),
+        "zscore": bool(fold_input.uns.get("zscore", True)),
+        "initial_weights": cfg.initial_weights,
+        "encoder_weights": cfg.encoder_weights.get(spec.backbone),
+    }
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+    obs_columns = [
+        c for c in ("patch_row", "role", "section", "passes_tissue") if c in fold_input.obs
+    ]
+    tables = (fold_input.obs[obs_columns], fold_input.var)
+    for table in tables:
+        digest.update(hash_pandas_object(table, index=True).to_numpy().tobytes())
+    for values in (fold_input.X, fold_input.obsm.get("aux")):
+        values = np.ascontiguousarray(np.zeros(0) if values is None else np.asarray(values))
+        digest.update(f"{values.dtype}{values.shape}".encode() + values.tobytes())
+    rows = np.sort(fold_input.obs["patch_row"].to_numpy())
+    rows = rows[rows >= 0]
+    for start in range(0, len(rows), 1024):  # chunked: a memory-mapped store stays out of RAM
+        digest.update(np.ascontiguousarray(patches[rows[start : start + 1024]]).tobytes())
+    return digest.hexdigest()
+
+
 def select_epoch(curves: list[list[float]], default: int) -> tuple[int, float]:
     """The epoch (1-based) with the best validation r averaged over inner folds.
 
@@ -110,6 +155,9 @@ class FoldTraining:
     checkpoints: Path
     label: str
     um_per_px: float | None = None
+    #: What defines this training beyond the loop settings (:func:`fold_fingerprint`):
+    #: a checkpoint written for another fingerprint is not resumed.
+    fingerprint: str = ""
 
     def new_task(self) -> torch.nn.Module:
         """Fresh weights (seeded): a foundation encoder's pretrained trunk, or the
@@ -142,6 +190,7 @@ class FoldTraining:
             self.setup,
             checkpoint=self.checkpoints / f"{stage}.pt",
             desc=f"{self.label} {stage}",
+            fingerprint=self.fingerprint,
         )
         return task, result
 
@@ -268,6 +317,7 @@ def train_fold(
         Path(cfg.checkpoint_dir) / f"{variant}_fold{fold}",
         f"{variant} fold {fold}",
         geometry.window_um / geometry.size_px,
+        fold_fingerprint(fold_input, patches, spec, geometry, cfg),
     )
     fold_splits = splits[splits["fold"] == fold]
     inner, history = train_inner_folds(job, fold_splits[fold_splits["inner_fold"] != OUTER])

@@ -5,6 +5,7 @@ The loop knows ``loss.backward()`` and logs whatever loss components the task re
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -125,12 +126,15 @@ def fit(
     checkpoint: Path | None = None,
     desc: str = "train",
     on_epoch_end: Callable[[int], None] | None = None,
+    fingerprint: str = "",
 ) -> FitResult:
     """Train ``task`` for ``cfg.epochs`` epochs; validate after each when ``val`` is given.
 
     A checkpoint is written atomically after every epoch; if ``checkpoint`` exists and
-    was written by the same settings, training resumes after its last epoch with the
-    same random state, so a resumed run ends where an uninterrupted one would.
+    was written by the same training (settings, the rows, targets and auxiliary targets
+    of ``train`` and ``val``, and ``fingerprint``), training resumes after its last epoch
+    with the same random state, so a resumed run ends where an uninterrupted one would;
+    any other checkpoint is ignored with a warning.
 
     The random state is local (:func:`brstnet.seeding.local_seed`): shuffling and
     augmentation draw from generators seeded with ``cfg.seed``; the caller's is unchanged.
@@ -141,6 +145,10 @@ def fit(
     validation loaders (and their workers) are built once for all epochs; on CUDA,
     ``cudnn.benchmark`` is on (fixed patch shapes), the optimizer is fused, and with
     ``setup.compile`` the task is compiled in place (its ``state_dict`` keys unchanged).
+
+    Args:
+        fingerprint: What else defines the training and is not in the batches (the
+            caller's hash of the model, patch geometry and patches, gene panel, ...).
     """
     with local_seed(cfg.seed), cudnn_autotune(setup):
         return _fit(
@@ -152,7 +160,19 @@ def fit(
             checkpoint=checkpoint,
             desc=desc,
             on_epoch_end=on_epoch_end,
+            fingerprint=fingerprint,
         )
+
+
+def _batches_digest(*parts: PatchBatches | None) -> str:
+    """A hash of the rows and (auxiliary) targets of ``parts`` (not of the patch pixels)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        for array in (None, None, None) if part is None else (part.rows, part.targets, part.aux):
+            array = np.zeros(0) if array is None else np.ascontiguousarray(array)
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _fit(
@@ -165,6 +185,7 @@ def _fit(
     checkpoint: Path | None,
     desc: str,
     on_epoch_end: Callable[[int], None] | None,
+    fingerprint: str,
 ) -> FitResult:
     # Shuffling and augmentation draw from separate streams: loader workers prefetch the
     # sampler's draws ahead of the step, so one shared stream would interleave differently
@@ -179,11 +200,13 @@ def _fit(
     # float16 needs loss scaling; bfloat16 and full precision do not
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.amp_dtype == torch.float16)
     signature = {
-        "format": 2,  # 2: separate shuffling and augmentation streams
+        "format": 3,  # 2: separate shuffling and augmentation streams; 3: data and inputs
         "config": asdict(cfg),
         "n_train": len(train),
         "n_val": len(val) if val is not None else 0,
         "desc": desc,
+        "data": _batches_digest(train, val),
+        "inputs": fingerprint,
     }
     result = FitResult()
     start = 0
@@ -201,10 +224,12 @@ def _fit(
             start = int(state["epoch"])
             logger.info("%s: resuming from %s after epoch %d", desc, checkpoint, start)
         else:
+            saved = state.get("signature") or {}
             logger.warning(
-                "%s: checkpoint %s was written with other settings; starting afresh",
+                "%s: checkpoint %s was written with other settings; starting afresh (differs in: %s)",
                 desc,
                 checkpoint,
+                ", ".join(k for k in signature if saved.get(k) != signature[k]),
             )
     if start >= cfg.epochs:
         return result
