@@ -112,3 +112,32 @@ def test_a_checkpoint_from_another_geometry_is_not_resumed(tmp_path, monkeypatch
     )
     for key, value in fresh.state_dict.items():
         assert torch.equal(resumed.state_dict[key], value), key
+
+
+def test_checkpoints_outlive_the_fold_until_its_bundle_is_saved(tmp_path, caplog) -> None:
+    """Failed before: train_fold deleted its checkpoints before Kedro saved the bundle, so a
+    kill in between retrained the whole fold."""
+    import logging
+
+    import torch
+
+    from brstnet.training.bundle import load_bundle, save_bundle
+    from brstnet.training.folds import train_fold
+
+    fold_input, splits, patches, geometry, cfg = _fold_job(tmp_path)
+    kwargs = dict(variant="test_resnet_aux", backbone="test_resnet", aux_weight=1.0, fold=0)
+    bundle, history = train_fold(fold_input, splits, patches, geometry, cfg, **kwargs)
+    checkpoints = tmp_path / "ckpt" / "test_resnet_aux_fold0"
+    assert [p.name for p in checkpoints.glob("*.pt")] == ["inner0.pt"]
+    # killed before the bundle was written: the rerun resumes from the finished checkpoint
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        again, history_again = train_fold(fold_input, splits, patches, geometry, cfg, **kwargs)
+    assert "test_resnet_aux fold 0 inner0: resuming from" in caplog.text
+    assert "epoch 1/2" not in caplog.text  # nothing retrained
+    assert history_again.equals(history)
+    for key, value in bundle.state_dict.items():
+        assert torch.equal(again.state_dict[key], value), key
+    save_bundle(again, tmp_path / "models" / "test_resnet_aux_fold0")
+    assert not checkpoints.exists()  # removed once the bundle is safely written
+    assert load_bundle(tmp_path / "models" / "test_resnet_aux_fold0").config == bundle.config
