@@ -11,7 +11,9 @@ these alone, so prediction cannot silently differ from training.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +28,21 @@ from ..st.geometry import PatchGeometry
 if TYPE_CHECKING:
     import anndata as ad
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class ModelBundle:
-    """Weights plus configuration (JSON-ready dict, see :func:`bundle_config`)."""
+    """Weights plus configuration (JSON-ready dict, see :func:`bundle_config`).
+
+    Attributes:
+        checkpoints: The training checkpoints this bundle replaces; :func:`save_bundle`
+            removes them once the bundle is written (not saved in the bundle).
+    """
 
     config: dict
     state_dict: dict[str, torch.Tensor]
+    checkpoints: Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def spec(self) -> ModelSpec:
@@ -110,11 +120,15 @@ def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
-    """Write atomically: a sibling temp folder renamed into place."""
+    """Write atomically: a sibling temp folder renamed into place. Then, and only then,
+    remove the training checkpoints the bundle replaces (``bundle.checkpoints``)."""
     with atomic_folder(path) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in bundle.state_dict.items()}
         save_file(state, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(bundle.config, indent=1))
+    if bundle.checkpoints is not None and bundle.checkpoints.is_dir():
+        shutil.rmtree(bundle.checkpoints, ignore_errors=True)
+        logger.info("%s saved; removed its checkpoints %s", path, bundle.checkpoints)
 
 
 def load_bundle(path: str | Path) -> ModelBundle:

@@ -334,8 +334,6 @@ def train_fold(
     else:
         state, final_history = train_final(job, best_epoch)
         history += final_history
-    for stale in job.checkpoints.glob("*.pt"):  # finished: the bundle replaces the checkpoints
-        stale.unlink()
     outer = fold_splits[fold_splits["inner_fold"] == OUTER]
     config = bundle_config(
         variant=variant,
@@ -355,4 +353,7 @@ def train_fold(
     )
     from .bundle import ModelBundle
 
-    return ModelBundle(config=config, state_dict=state), pd.DataFrame(history)
+    # the checkpoints go once the bundle is written (save_bundle), not before: a kill
+    # between this return and the save resumes from them instead of retraining the fold
+    bundle = ModelBundle(config=config, state_dict=state, checkpoints=job.checkpoints)
+    return bundle, pd.DataFrame(history)
