@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import psutil
+import pytest
 
 from brstnet.atomic import atomic_file, atomic_folder
 from brstnet.processes import Owner, this_host
@@ -105,3 +106,104 @@ def test_a_live_writers_temporary_file_is_left_alone(tmp_path: Path) -> None:
     with atomic_file(target) as tmp:
         tmp.write_text("{}")
     assert live.exists() and elsewhere.exists() and not dead.exists()
+
+
+# ---------------------------------------------------------------- the project's catalog
+
+ATOMIC_TYPES = {
+    "brstnet.datasets.AtomicDataset",
+    "brstnet.datasets.AnnDataDataset",
+    "brstnet.datasets.ModelBundleDataset",
+    "brstnet.datasets.PatchStoreDataset",
+    "brstnet.datasets.MlflowChildRunDataset",  # MLflow's store, no file of ours
+}
+WRAPPERS = {"partitions.PartitionedDataset", "kedro_mlflow.io.artifacts.MlflowArtifactDataset"}
+
+
+def _catalog_config() -> dict:
+    import yaml
+
+    from tests.synthetic import REPO
+
+    return yaml.safe_load((REPO / "conf/base/catalog.yml").read_text())
+
+
+def _writes_atomically(entry: dict | str) -> bool:
+    entry = {"type": entry} if isinstance(entry, str) else entry
+    if entry["type"] in WRAPPERS:
+        return _writes_atomically(entry["dataset"])
+    return entry["type"] in ATOMIC_TYPES
+
+
+def test_every_catalog_output_is_written_atomically() -> None:
+    """Failed before: CSV / JSON / parquet / PNG / pickle outputs went through kedro-datasets,
+    which write in place (the README said otherwise)."""
+    config = _catalog_config()
+    in_place = [name for name, entry in config.items() if not _writes_atomically(entry)]
+    assert in_place == []
+
+
+class _DiskFull:
+    """Writes the start of a file, then fails, as a full disk or a kill mid-write would."""
+
+    def to_csv(self, path_or_buf, **kwargs) -> None:
+        path_or_buf.write("gene,r\nERBB2,0.")
+        raise OSError(28, "No space left on device")
+
+    def to_parquet(self, path, **kwargs) -> None:
+        path.write(b"PAR1\x15\x04")
+        raise OSError(28, "No space left on device")
+
+    def save(self, fp, format=None, **kwargs) -> None:  # PIL.Image.save
+        fp.write(b"\x89PNG\r\n\x1a\n")
+        raise OSError(28, "No space left on device")
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise TypeError("cannot pickle this")
+
+
+def _good_and_half(kind: str):
+    import pandas as pd
+    from PIL import Image
+
+    table = pd.DataFrame({"gene": ["ERBB2", "GRB7"], "r": [0.61, 0.51]})
+    return {
+        "pandas.CSVDataset": (table, _DiskFull()),
+        "pandas.ParquetDataset": (table, _DiskFull()),
+        "json.JSONDataset": ({"median_r": 0.48}, {"median_r": 0.5, "genes": object()}),
+        "pickle.PickleDataset": ({"x": [1, 2]}, [b"x" * 300_000, _Unpicklable()]),
+        "pillow.ImageDataset": (Image.new("RGB", (4, 4), "white"), _DiskFull()),
+    }[kind]
+
+
+def _file_entries() -> list[tuple[str, str]]:
+    """(catalog name, inner type) of every single-file entry that writes incrementally
+    (Matplotlib renders into memory first, so only a kill can half-write it)."""
+    out = []
+    for name, entry in _catalog_config().items():
+        inner = entry.get("dataset", entry["type"]) if "filepath" in entry else None
+        kind = inner["type"] if isinstance(inner, dict) else inner
+        if kind and kind != "matplotlib.MatplotlibDataset" and not kind.startswith("brstnet."):
+            out.append((name.replace("{", "").replace("}", ""), kind))
+    return out
+
+
+@pytest.mark.parametrize(("name", "kind"), _file_entries())
+def test_a_failed_save_leaves_the_previous_output(tmp_path: Path, name: str, kind: str) -> None:
+    """Failed before: the half-written file replaced the previous output."""
+    from kedro.io import DatasetError
+
+    from tests.synthetic import project_catalog
+
+    catalog = project_catalog(tmp_path)
+    good, half = _good_and_half(kind)
+    catalog.save(name, good)
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert len(files) == 1
+    before = files[0].read_bytes()
+    with pytest.raises(DatasetError):
+        catalog.save(name, half)
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files  # no temp file left
+    assert files[0].read_bytes() == before
