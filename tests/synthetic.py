@@ -170,3 +170,18 @@ def write_test_encoder_cache(cache: Path, model=None) -> Path:
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(TEST_ENCODER_REVISION)
     return cache
+
+
+def gone_process_owner():
+    """The :class:`brstnet.processes.Owner` of a process of this host that has exited."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from brstnet.processes import Owner, this_host
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    started = int(psutil.Process(proc.pid).create_time())
+    proc.wait()
+    return Owner(this_host(), proc.pid, started)

@@ -8,11 +8,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import psutil
 import pytest
 
 from brstnet.atomic import atomic_file, atomic_folder
-from brstnet.processes import Owner, this_host
+from brstnet.processes import Owner
+from tests.synthetic import gone_process_owner
 
 KILLED_WRITER = textwrap.dedent(
     """
@@ -32,14 +32,6 @@ KILLED_WRITER = textwrap.dedent(
 def _write_store(path: Path, content: bytes) -> None:
     with atomic_folder(path) as tmp:
         (tmp / "patches.npy").write_bytes(content)
-
-
-def _dead_owner() -> Owner:
-    """The owner token of a process that has exited."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
-    started = int(psutil.Process(proc.pid).create_time())
-    proc.wait()
-    return Owner(this_host(), proc.pid, started)
 
 
 def test_a_killed_write_keeps_the_old_version_and_the_next_write_clears_its_leftovers(
@@ -82,7 +74,7 @@ def test_a_leftover_old_folder_does_not_block_later_saves(tmp_path: Path) -> Non
 
 def test_a_kill_between_the_two_renames_restores_the_previous_folder(tmp_path: Path) -> None:
     store = tmp_path / "patch_store"
-    old = tmp_path / f".patch_store.{_dead_owner().token}.k2j4h1.old"
+    old = tmp_path / f".patch_store.{gone_process_owner().token}.k2j4h1.old"
     old.mkdir()
     (old / "patches.npy").write_bytes(b"previous")
     with atomic_file(tmp_path / "patch_store.json") as tmp:  # another target: untouched
@@ -101,7 +93,7 @@ def test_a_live_writers_temporary_file_is_left_alone(tmp_path: Path) -> None:
     live.write_text("being written")
     elsewhere = tmp_path / f".metrics.json.{'other-host'}~{1}~{1}.abc123.tmp"
     elsewhere.write_text("another machine's")
-    dead = tmp_path / f".metrics.json.{_dead_owner().token}.abc123.tmp"
+    dead = tmp_path / f".metrics.json.{gone_process_owner().token}.abc123.tmp"
     dead.write_text("killed")
     with atomic_file(target) as tmp:
         tmp.write_text("{}")

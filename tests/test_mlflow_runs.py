@@ -1,0 +1,73 @@
+"""MLflow runs left RUNNING by a killed `kedro run` are marked KILLED by the next tracked
+run (issue 17); runs of live processes, other hosts or unknown owners are left alone."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from brstnet.hooks import TrackingHooks
+from brstnet.mlflow_runs import OWNER_TAG
+from brstnet.processes import Owner
+from tests.synthetic import gone_process_owner
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """A temporary tracking store, set for the test and reset after it."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        yield MlflowClient()
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous)
+
+
+def test_the_next_tracked_run_marks_runs_of_killed_processes_killed(store, caplog) -> None:
+    """Failed before: runs of a killed `kedro run` stayed RUNNING forever."""
+    client = store
+    experiment = client.create_experiment("brstnet")
+    other = client.create_experiment("another project")
+    dead = gone_process_owner().token
+
+    def running(name: str, experiment_id: str = experiment, **tags: str) -> str:
+        return client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+
+    killed = running("training", **{OWNER_TAG: dead})
+    killed_child = running("resnet18_aux", **{"mlflow.parentRunId": killed})
+    owned_child = running("resnet18_noaux", **{"mlflow.parentRunId": killed, OWNER_TAG: dead})
+    live = running("a live run", **{OWNER_TAG: Owner.current().token})
+    remote = running("elsewhere", **{OWNER_TAG: "gpu-node-7~4242~1700000000"})
+    unknown = running("started in a notebook")
+    other_project = running("training", other, **{OWNER_TAG: dead})
+    finished = running("finished", **{OWNER_TAG: dead})
+    client.set_terminated(finished, "FINISHED")
+
+    # kedro-mlflow starts this run's parent run, then the project hook runs
+    with mlflow.start_run(experiment_id=experiment, run_name="training") as current:
+        with caplog.at_level(logging.WARNING):
+            TrackingHooks().before_pipeline_run({}, None, None)
+        status = {r: client.get_run(r).info.status for r in (killed, killed_child, owned_child)}
+        assert status == dict.fromkeys((killed, killed_child, owned_child), "KILLED")
+        for run in (live, remote, unknown, other_project, current.info.run_id):
+            assert client.get_run(run).info.status == "RUNNING", client.get_run(run).info.run_name
+        assert client.get_run(finished).info.status == "FINISHED"
+        # the current run names its owner, so that a kill of this process is found too
+        assert client.get_run(current.info.run_id).data.tags[OWNER_TAG] == Owner.current().token
+    assert f"MLflow run {killed} (training) was left RUNNING by a killed process" in caplog.text
+    assert caplog.text.count("marked KILLED") == 3
+
+
+def test_no_tracked_run_no_sweep(store) -> None:
+    """data_processing and feature_selection open no MLflow run: nothing is touched."""
+    client = store
+    experiment = client.create_experiment("brstnet")
+    run = client.create_run(experiment, tags={OWNER_TAG: gone_process_owner().token})
+    TrackingHooks().before_pipeline_run({}, None, None)
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
