@@ -7,6 +7,10 @@
   parameters give.
 - ``before_pipeline_run``: a last guard that the pipeline's training namespaces are the
   ones this run's parameters give (never a silent mismatch).
+
+:class:`TrackingHooks` records which process owns the run kedro-mlflow starts, and marks
+the project's runs that killed ``kedro run``s left RUNNING as KILLED
+(:mod:`brstnet.mlflow_runs`).
 """
 
 from __future__ import annotations
@@ -91,3 +95,23 @@ class ProjectHooks:
         self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
     ) -> None:
         self.after_pipeline_run(run_params, pipeline, catalog)
+
+
+class TrackingHooks:
+    """MLflow runs of killed ``kedro run``s: found and marked KILLED on the next tracked run."""
+
+    @hook_impl(trylast=True)  # after kedro-mlflow's hook has started this run
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        import mlflow
+
+        active = mlflow.active_run()
+        if active is None:  # tracking is off for this pipeline
+            return
+        from mlflow.tracking import MlflowClient
+
+        from brstnet.mlflow_runs import end_orphaned_runs, owner_tags
+
+        client = MlflowClient()
+        for key, value in owner_tags().items():
+            client.set_tag(active.info.run_id, key, value)
+        end_orphaned_runs(client, [active.info.experiment_id], current=active.info.run_id)

@@ -3,10 +3,11 @@ from the Kedro defaults. For further information, including these default values
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
 # Instantiated project hooks (executed in a Last-In-First-Out order): parameter
-# validation and the registry's view of the run's configuration (brstnet/hooks.py).
-from brstnet.hooks import ProjectHooks
+# validation and the registry's view of the run's configuration; MLflow runs left
+# RUNNING by killed runs marked KILLED (brstnet/hooks.py).
+from brstnet.hooks import ProjectHooks, TrackingHooks
 
-HOOKS = (ProjectHooks(),)
+HOOKS = (ProjectHooks(), TrackingHooks())
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)

@@ -58,11 +58,13 @@ class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
 
+        from brstnet.mlflow_runs import owner_tags
         from brstnet.training.bundle import save_bundle
 
         client = MlflowClient()
         parent = self._parent(client)
-        tags = {"mlflow.runName": data.name, **data.tags}
+        # the owner lets a later run mark this one KILLED if this process is killed
+        tags = {"mlflow.runName": data.name, **data.tags, **owner_tags()}
         if parent is not None:
             tags["mlflow.parentRunId"] = parent.info.run_id
         run = client.create_run(self._experiment_id(client, parent), run_name=data.name, tags=tags)
