@@ -193,3 +193,136 @@ def test_inference_pipeline_logs_to_mlflow(real_run: Path, b4, monkeypatch) -> N
         "slides/B4.h5ad",
         "slides/B4_maps.png",
     }
+
+
+# ---------------------------------------------------------------- bad input to the command
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory) -> tuple[Path, Path]:
+    """An untrained test_resnet bundle (3 genes, 32 px, 150 um) and a synthetic H&E JPEG."""
+    from brstnet.models import ModelSpec
+    from brstnet.st.geometry import PatchGeometry
+    from brstnet.training.bundle import ModelBundle, bundle_config, save_bundle
+    from tests.evaluation.folds import make_fold
+    from tests.synthetic import synthetic_tissue
+
+    tmp = tmp_path_factory.mktemp("cli")
+    fold_input, _ = make_fold()
+    fold_input.uns["zscore"] = True
+    spec = ModelSpec("test_resnet", n_main=3, img_size=32)
+    config = bundle_config(
+        variant="test_resnet_noaux",
+        fold=0,
+        spec=spec,
+        geometry=PatchGeometry(150.0, 32, 0.5, {"method": None}),
+        fold_input=fold_input,
+        aux_genes=[],
+        train_patients=["A"],
+        test_patients=["B"],
+        training={},
+    )
+    save_bundle(ModelBundle(config, spec.build(seed=0).state_dict()), tmp / "model")
+    rng = np.random.default_rng(0)
+    Image.fromarray(synthetic_tissue(600, 800, (100, 100, 700, 500), rng)).save(tmp / "he.jpg")
+    return tmp / "model", tmp / "he.jpg"
+
+
+def _damaged_copy(model: Path, tmp_path: Path, damage) -> Path:
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    damage(copy)
+    return copy
+
+
+def _truncate(folder: Path) -> None:
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def _invalid_json(folder: Path) -> None:
+    text = (folder / "config.json").read_text()
+    (folder / "config.json").write_text(text[: len(text) // 2])
+
+
+def _edit_config(change):
+    def damage(folder: Path) -> None:
+        import json
+
+        config = json.loads((folder / "config.json").read_text())
+        change(config)
+        (folder / "config.json").write_text(json.dumps(config))
+
+    return damage
+
+
+def _more_genes(config: dict) -> None:  # the config of a model with another panel
+    config["genes"] += ["ERBB2", "GRB7"]
+    config["model"]["n_main"] = 5
+    config["target"]["mean"] += [0.0, 0.0]
+    config["target"]["std"] += [1.0, 1.0]
+
+
+def _other_backbone(config: dict) -> None:
+    config["model"]["backbone"] = "test_vit"
+
+
+def _no_model_block(config: dict) -> None:
+    del config["model"]
+
+
+def _no_config(folder: Path) -> None:
+    (folder / "config.json").unlink()
+
+
+@pytest.mark.parametrize(
+    ("damage", "names", "says"),
+    [
+        (_truncate, "model.safetensors", "is truncated or corrupt"),
+        (_invalid_json, "config.json", "is not valid JSON"),
+        (_edit_config(_more_genes), "config.json", "does not match model.safetensors"),
+        (_edit_config(_other_backbone), "config.json", "does not match model.safetensors"),
+        (_edit_config(_no_model_block), "config.json", "lacks"),
+        (_no_config, "config.json", "is missing"),
+    ],
+    ids=["truncated", "invalid-json", "other-panel", "other-backbone", "no-model", "no-config"],
+)
+def test_a_damaged_model_is_a_one_line_error(
+    tiny_bundle, tmp_path: Path, capsys, damage, names: str, says: str
+) -> None:
+    """Failed before: each of these ended in a raw traceback."""
+    model, slide = tiny_bundle
+    damaged = _damaged_copy(model, tmp_path, damage)
+    argv = [str(slide), "--model", str(damaged), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_info:
+        predict_command([*argv, "--pixel-size", "1.0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("brstnet predict: error: model ") and says in line
+    assert str(damaged / names) in line
+    assert "copy the model folder again" in line or "retrain" in line  # the fix
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("pitch", ["0", "-50"])
+def test_a_pitch_that_is_not_positive_is_a_one_line_error(
+    tiny_bundle, tmp_path: Path, capsys, pitch: str
+) -> None:
+    """Failed before: --pitch-um 0 divided by zero; a negative one found "no tissue"."""
+    model, slide = tiny_bundle
+    argv = [str(slide), "--model", str(model), "--out", str(tmp_path / "out"), "--pitch-um"]
+    with pytest.raises(SystemExit) as exit_info:
+        predict_command([*argv, pitch, "--pixel-size", "1.0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"brstnet predict: error: --pitch-um must be a positive number of micrometres, got "
+        f"{float(pitch):g}: give the grid step, e.g. --pitch-um 200 (the ST spot pitch)"
+    )
+    with pytest.raises(DataError, match=r"pitch_um must be > 0 micrometres, got -50"):
+        predict_slide(load_model(model), slide, pixel_size_um=1.0, pitch_um=-50)
+    # and a good one predicts: the same model and slide are fine
+    assert predict_command([*argv, "400", "--pixel-size", "1.0"]) == 0
