@@ -53,6 +53,19 @@ def predict_command(argv: list[str] | None = None) -> int:
         help="MLflow tracking store for runs:/ models (default: MLFLOW_TRACKING_URI)",
     )
     args = parser.parse_args(argv)
+    for flag, value in (("--pitch-um", args.pitch_um), ("--pixel-size", args.pixel_size)):
+        if value is not None and not value > 0:
+            example = (
+                "--pitch-um 200 (the ST spot pitch)"
+                if flag == "--pitch-um"
+                else ("--pixel-size 0.5 (micrometres per pixel of the scan)")
+            )
+            what = "the grid step" if flag == "--pitch-um" else "the slide's pixel size"
+            parser.exit(
+                2,
+                f"brstnet predict: error: {flag} must be a positive number of micrometres, "
+                f"got {value:g}: give {what}, e.g. {example}\n",
+            )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from .inference.models import load_model

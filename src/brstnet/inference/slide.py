@@ -112,6 +112,11 @@ def predict_slide(
     from ..training.devices import resolve_device
     from ..training.loop import predict_images
 
+    if positions is None and not pitch_um > 0:
+        raise DataError(
+            f"slide {slide_path}: pitch_um must be > 0 micrometres, got {pitch_um:g}; set the "
+            "grid step (--pitch-um / inference.pitch_um), e.g. 200, the ST spot pitch"
+        )
     cfg, geometry, spec = bundle.config, bundle.geometry, bundle.spec
     pixel = slide_pixel_size(slide_path, pixel_size_um)
     slide = open_slide(slide_path, Path(slide_path).name)

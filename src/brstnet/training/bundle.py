@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..atomic import atomic_folder
 from ..models import ExpressionTask, ModelSpec
+from ..st.errors import DataError
 from ..st.geometry import PatchGeometry
 
 if TYPE_CHECKING:
@@ -132,8 +133,70 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> None:
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
+    """Read a bundle folder and check that its two files belong together.
+
+    Raises:
+        DataError: a file missing, ``config.json`` not JSON or lacking a block,
+            ``model.safetensors`` truncated or corrupt, or weights that are not those of
+            the model ``config.json`` describes (each names the file and the fix).
+    """
+    from safetensors import SafetensorError
+
     path = Path(path)
-    if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"no model at {path} (model.safetensors missing); train it first")
-    config = upgrade_config(json.loads((path / "config.json").read_text()))
-    return ModelBundle(config, load_file(str(path / "model.safetensors")))
+    weights, config_file = path / "model.safetensors", path / "config.json"
+    fix = "copy the model folder again (both files), or retrain it (kedro run --pipelines=model_training)"
+    for file in (weights, config_file):
+        if not file.is_file():
+            raise DataError(f"model {path}: {file} is missing; {fix}")
+    try:
+        raw = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"model {path}: {config_file} is not valid JSON ({err}); {fix}") from err
+    try:
+        config = upgrade_config(raw)
+        bundle = ModelBundle(config, {})
+        spec, _ = bundle.spec, bundle.geometry
+        sizes = {
+            "genes": len(config["genes"]),
+            "target mean": len(config["target"]["mean"]),
+            "target std": len(config["target"]["std"]),
+        }
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise DataError(
+            f"model {path}: {config_file} lacks or garbles {err} (a model spec, geometry, "
+            f"genes and target block are expected); {fix}"
+        ) from err
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise DataError(f"model {path}: {weights} is truncated or corrupt ({err}); {fix}") from err
+    problem = _mismatch(spec, state, sizes)
+    if problem:
+        raise DataError(
+            f"model {path}: {config_file} does not match model.safetensors ({problem}): the two "
+            f"files come from different models; {fix}"
+        )
+    return ModelBundle(config, state)
+
+
+def _mismatch(spec: ModelSpec, state: dict[str, torch.Tensor], sizes: dict[str, int]) -> str:
+    """How the weights differ from the model ``spec`` builds ("" when they fit)."""
+    wrong = {name: n for name, n in sizes.items() if n != spec.n_main}
+    if wrong:
+        return f"{spec.n_main} outputs in its model block, {wrong}"
+    with torch.device("meta"):  # the architecture's shapes, without memory or weights
+        expected = {k: tuple(v.shape) for k, v in spec.build().state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing, unexpected = sorted(expected.keys() - got), sorted(got.keys() - expected)
+    if missing or unexpected:
+        return (
+            f"{spec.backbone} needs {len(missing)} weights the file lacks (e.g. {missing[:2]}) "
+            f"and the file holds {len(unexpected)} it does not (e.g. {unexpected[:2]})"
+        )
+    shapes = [k for k in expected if expected[k] != got[k]]
+    if shapes:
+        first = shapes[0]
+        return (
+            f"{first}: {list(got[first])} in the weights, {list(expected[first])} from config.json"
+        )
+    return ""
