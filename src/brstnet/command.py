@@ -53,18 +53,16 @@ def predict_command(argv: list[str] | None = None) -> int:
         help="MLflow tracking store for runs:/ models (default: MLFLOW_TRACKING_URI)",
     )
     args = parser.parse_args(argv)
-    for flag, value in (("--pitch-um", args.pitch_um), ("--pixel-size", args.pixel_size)):
+    fixes = {
+        "--pitch-um": (args.pitch_um, "the grid step, e.g. --pitch-um 200 (the ST spot pitch)"),
+        "--pixel-size": (args.pixel_size, "the slide's micrometres per pixel, e.g. 0.5"),
+    }
+    for flag, (value, fix) in fixes.items():
         if value is not None and not value > 0:
-            example = (
-                "--pitch-um 200 (the ST spot pitch)"
-                if flag == "--pitch-um"
-                else ("--pixel-size 0.5 (micrometres per pixel of the scan)")
-            )
-            what = "the grid step" if flag == "--pitch-um" else "the slide's pixel size"
             parser.exit(
                 2,
                 f"brstnet predict: error: {flag} must be a positive number of micrometres, "
-                f"got {value:g}: give {what}, e.g. {example}\n",
+                f"got {value:g}: give {fix}\n",
             )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
