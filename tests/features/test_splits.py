@@ -111,3 +111,13 @@ def test_kfold_stratified_by_subtype() -> None:
         assert sorted(subtype[p] for p in test) == ["LumA", "TNBC"]  # one of each in every fold
     with pytest.raises(ValueError, match="stratify needs a subtype for every section"):
         make_splits(_sections(spec), scheme="kfold", k=3, stratify=True)
+
+
+def test_leave_one_patient_out_with_a_single_patient_says_what_to_change() -> None:
+    """Failed before: 'fold 0: every patient is a test patient', and no way out."""
+    with pytest.raises(
+        ValueError,
+        match=r"leave-one-patient-out needs at least 2 patients; the sections \['A1', 'A2'\] "
+        r"are all of patient A: add sections of another patient to data_processing.sections",
+    ):
+        make_splits(_sections({"A": ["A1", "A2"]}))

@@ -141,3 +141,53 @@ def test_non_numeric_counts(tiny_her2st: Path) -> None:
 def test_patient_and_sections() -> None:
     assert len(her2st.SECTIONS) == 36
     assert her2st.patient_of("E2") == "E"
+
+
+def test_a_duplicated_spot_row_names_the_file_and_the_spot(tiny_her2st: Path) -> None:
+    """Failed before: the second row of spot 2x1 was read as another spot."""
+    _rewrite_counts(tiny_her2st, "A1", lambda f: pd.concat([f, f.loc[["2x1"]]]))
+    with pytest.raises(
+        DataError, match=r"section A1: count matrix .*A1.tsv.gz lists spot 2x1 twice; "
+    ):
+        read_section(locate_section(tiny_her2st, "A1"))
+
+
+def test_nan_counts_are_named_nan(tiny_her2st: Path) -> None:
+    """Failed before: an empty cell was reported as a 'non-integer value'."""
+
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.astype(float)
+        frame.loc["3x2", "ACTB"] = np.nan
+        return frame
+
+    _rewrite_counts(tiny_her2st, "A1", edit)
+    with pytest.raises(
+        DataError,
+        match=r"section A1: count matrix .*A1.tsv.gz holds NaN \(an empty or NA cell\) at spot "
+        r"3x2, gene ACTB; .*fill missing counts with 0",
+    ):
+        read_section(locate_section(tiny_her2st, "A1"))
+
+
+def test_a_count_table_with_only_a_header(tiny_her2st: Path) -> None:
+    """Failed before: reported as 'non-numeric columns', which it does not have."""
+    _rewrite_counts(tiny_her2st, "A1", lambda f: f.iloc[:0])
+    with pytest.raises(
+        DataError,
+        match=r"section A1: count matrix .*A1.tsv.gz has no spots \(a header only\): the file "
+        r"is empty or truncated; replace it",
+    ):
+        read_section(locate_section(tiny_her2st, "A1"))
+
+
+def test_a_pitch_that_is_not_positive(tiny_her2st: Path) -> None:
+    """Failed before: a negative pitch gave a negative pixel size, silently."""
+    from brstnet.st import readers
+
+    for pitch in (-200.0, 0.0):
+        with pytest.raises(
+            DataError,
+            match=rf"section A1: spot_pitch_um must be > 0 micrometres, got {pitch:g}; set "
+            r"data_processing.spot_pitch_um to the spots' centre-to-centre distance",
+        ):
+            readers.read("her2st", tiny_her2st, "A1", spot_pitch_um=pitch)
