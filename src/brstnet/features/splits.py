@@ -66,6 +66,13 @@ def outer_folds(
     """Test persons of each outer fold (k-fold optionally stratified by ``subtype``)."""
     persons = sorted(table["person"].unique())
     if scheme == "lopo":
+        if len(persons) < 2:
+            raise ValueError(
+                f"leave-one-patient-out needs at least 2 patients; the sections "
+                f"{sorted(table['section'])} are all of patient "
+                f"{', '.join(sorted(table['patient'].unique()))}: add sections of another "
+                "patient to data_processing.sections"
+            )
         return [[p] for p in persons]
     if scheme == "kfold":
         strata = None
@@ -150,7 +157,9 @@ def make_splits(
         is_test = table["person"].isin(test)
         if is_test.all():
             raise ValueError(
-                f"fold {fold}: every patient is a test patient; nothing is left to train on"
+                f"fold {fold}: every patient is a test patient; nothing is left to train on: "
+                "add sections of other patients to data_processing.sections, or name fewer "
+                "feature_selection.split.test_patients"
             )
         for role, part in (("test", table[is_test]), ("train", table[~is_test])):
             rows.append(part.assign(fold=fold, inner_fold=OUTER, role=role))

@@ -114,6 +114,20 @@ def read(
     Raises:
         DataError: unknown dataset, or files the layout cannot use (names them).
     """
+    for name, value, fix in (
+        (
+            "spot_pitch_um",
+            spot_pitch_um,
+            "to the spots' centre-to-centre distance (200 on ST arrays, 100 on Visium), or "
+            "null for the layout's own",
+        ),
+        ("pixel_size_um", pixel_size_um, "to the image's micrometres per pixel, or auto"),
+    ):
+        if value is not None and not value > 0:
+            raise DataError(
+                f"section {section}: {name} must be > 0 micrometres, got {value:g}; set "
+                f"data_processing.{name} {fix}"
+            )
     layout = get_layout(dataset)
     return layout.read(
         ReadRequest(

@@ -42,6 +42,12 @@ def check_counts(frame: pd.DataFrame, path: Path, section: str) -> sp.csr_matrix
     Raises:
         DataError: non-numeric, non-integer, negative or too large counts (names the file).
     """
+    if frame.shape[0] == 0:
+        msg = (
+            f"section {section}: count matrix {path} has no spots (a header only): the file is "
+            "empty or truncated; replace it"
+        )
+        raise DataError(msg)
     non_numeric = [c for c, t in frame.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
     if non_numeric:
         msg = f"section {section}: count matrix {path} has non-numeric columns {non_numeric[:5]}; counts must be integers"
@@ -59,10 +65,33 @@ def check_counts(frame: pd.DataFrame, path: Path, section: str) -> sp.csr_matrix
 def check_count_matrix(
     counts: sp.spmatrix, path: Path, section: str, spots: pd.Index, genes: pd.Index
 ) -> sp.csr_matrix:
-    """Integer, non-negative, int32-sized counts, else a DataError naming the file."""
+    """One row per spot; integer, non-negative, int32-sized counts; else a DataError
+    naming the file (and the spot and gene where there is one)."""
+    if not spots.is_unique:
+        msg = (
+            f"section {section}: count matrix {path} lists spot {spots[spots.duplicated()][0]} "
+            "twice; a count matrix holds one row per spot: replace the file"
+        )
+        raise DataError(msg)
     counts = sp.csr_matrix(counts)
+    if counts.shape[0] == 0:
+        msg = (
+            f"section {section}: count matrix {path} has no spots (a header only): the file is "
+            "empty or truncated; replace it"
+        )
+        raise DataError(msg)
     data = counts.data
-    if not np.isfinite(data).all() or (data != np.round(data)).any():
+    for bad, what in ((np.isnan, "NaN (an empty or NA cell)"), (np.isinf, "an infinite value")):
+        if bad(data).any():
+            coo = counts.tocoo()
+            first = np.flatnonzero(bad(coo.data))[0]
+            msg = (
+                f"section {section}: count matrix {path} holds {what} at spot "
+                f"{spots[coo.row[first]]}, gene {genes[coo.col[first]]}; counts must be "
+                "integers: fill missing counts with 0, or replace the file"
+            )
+            raise DataError(msg)
+    if (data != np.round(data)).any():
         msg = f"section {section}: count matrix {path} holds non-integer values; give raw UMI counts, not normalised expression"
         raise DataError(msg)
     if (data < 0).any():
