@@ -194,3 +194,29 @@ def test_kedro_run_with_a_typo_stops_before_any_node(project: Path) -> None:
     assert "unknown parameter model_training.epoch (set in conf/local/parameters.yml)" in out
     assert "did you mean epochs?" in out
     assert not (project / "data").exists() or not any((project / "data").rglob("*.*"))
+
+
+def test_a_typo_in_evaluation_parameters_stops_kedro_run_before_data_processing(
+    project: Path,
+) -> None:
+    """Evaluation runs last; its parameters are checked with all the others, at start."""
+    (project / "conf/local/parameters.yml").write_text(
+        "evaluation:\n  robustness:\n    pixel_size_um: [2.0]\n"
+    )
+    env = {**os.environ, "DO_NOT_TRACK": "true", "KEDRO_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run(
+        [Path(sys.executable).parent / "kedro", "run", "--pipelines=training"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0
+    assert (
+        "unknown parameter evaluation.robustness.pixel_size_um (set in "
+        "conf/local/parameters.yml); did you mean pixel_sizes_um?"
+    ) in out
+    assert "acquire_raw_data" not in out and "Running node" not in out
+    assert not (project / "data").exists() or not any((project / "data").rglob("*.*"))
