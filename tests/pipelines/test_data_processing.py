@@ -152,3 +152,28 @@ def test_pipeline_reads_the_he2020_layout_in_place(tmp_path: Path, her2st_dir: P
                 stain={"reference_section": None},
             )
         )
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_truncated_image_stops_the_run_when_sections_are_read(
+    tiny_her2st: Path, suffix: str
+) -> None:
+    """Failed before: the image header was read at read_sections and the image decoded at
+    fit_stain_reference, after raw_sections, sections and spot_qc_report were saved."""
+    from PIL import Image
+
+    folder = tiny_her2st / "data/ST-imgs/B/B1"
+    image = next(folder.iterdir())
+    if suffix == ".png":
+        Image.open(image).save(folder / "HE_B1.png")
+        image.unlink()
+        image = folder / "HE_B1.png"
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) * 2 // 3])
+    project = tiny_her2st.parent / "project"
+    with pytest.raises(
+        Exception, match=r"section B1: image .*HE_B1\.(jpg|png) is truncated or corrupt"
+    ) as err:
+        _run_tiny(tiny_her2st)
+    assert "replace the file" in str(err.value)
+    assert not (project / "data").exists() or not any((project / "data").rglob("*.*"))

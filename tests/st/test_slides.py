@@ -1,0 +1,78 @@
+"""Opening untrusted images: Pillow's decompression-bomb guard stays on, with a limit a
+real slide fits under, for the image being opened only (issue 17)."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from brstnet.st.errors import DataError
+from brstnet.st.slides import MAX_SLIDE_PIXELS, image_size, read_image
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    body = zlib.compress(b"\x00" * 64)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_importing_brstnet_leaves_pillows_guard_on() -> None:
+    """Failed before: brstnet.st.slides set Image.MAX_IMAGE_PIXELS = None for the whole
+    process, `brstnet predict` on slides from anywhere included."""
+    code = (
+        "import brstnet.command, brstnet.st.slides, brstnet.inference.slide; "
+        "from PIL import Image; print(Image.MAX_IMAGE_PIXELS)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "89478485"  # Pillow's own default
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    """Failed before: with the guard off, the header's size was believed."""
+    bomb = _png_claiming(tmp_path / "bomb.png", 60_000, 60_000)
+    message = (
+        rf"section S1: image .*bomb.png is larger than brstnet decodes \({MAX_SLIDE_PIXELS:,} "
+        r"pixels; Image size \(3600000000 pixels\) exceeds .*\): a decompression bomb, or a "
+        r"whole slide to save as a tiled pyramidal TIFF \(read by regions\)"
+    )
+    with pytest.raises(DataError, match=message):
+        image_size(bomb, "S1")
+    with pytest.raises(DataError, match=message):
+        read_image(bomb, "S1")
+
+
+def test_a_real_slide_size_is_within_the_limit(tmp_path: Path) -> None:
+    """her2st's images are ~9,300 x 9,900 px (92 Mpx), over Pillow's default warning."""
+    assert MAX_SLIDE_PIXELS >= 10 * 9_300 * 9_900
+    assert image_size(_png_claiming(tmp_path / "big.png", 9_300, 9_900), "S1") == (9_300, 9_900)
+
+
+def test_a_truncated_tiff_fails_when_its_size_is_read(tmp_path: Path) -> None:
+    """Failed before: only the header was read; the missing tiles failed at patch cutting."""
+    import numpy as np
+
+    from tests.layouts import write_pyramid
+
+    path = tmp_path / "slide.tif"
+    rng = np.random.default_rng(0)
+    write_pyramid(path, rng.integers(0, 255, (1200, 1600, 3), dtype=np.uint8), 0.5)
+    assert image_size(path, "S1") == (1600, 1200)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"section S1: slide .*slide.tif is truncated or corrupt"):
+        image_size(path, "S1")
