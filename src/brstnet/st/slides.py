@@ -10,6 +10,8 @@ writes them) are both read; LZW and JPEG tiles are decoded through imagecodecs.
 
 from __future__ import annotations
 
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,12 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
 
-Image.MAX_IMAGE_PIXELS = None  # full-resolution H&E is far above PIL's bomb limit
+#: The most pixels brstnet decodes from one JPEG / PNG image: Pillow's decompression-bomb
+#: limit, raised to this for the slide being opened only (the process keeps Pillow's own).
+#: A her2st or He et al. image is ~92 million pixels; larger scans are read as tiled
+#: pyramidal TIFFs, region by region, which Pillow does not decode.
+MAX_SLIDE_PIXELS = 1_000_000_000
+_PIXEL_LIMIT = threading.Lock()  # Pillow's limit is a module global
 THUMBNAIL_LONG_SIDE = 1200
 BACKGROUND_VALUE = 255  # windows that reach past the image edge are padded with white
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
@@ -116,6 +123,26 @@ class TiffSlide(Slide):
         thumb = self._read(level, np.s_[::step, ::step, :3])
         return thumb, thumb.shape[1] / self.width
 
+    def check_complete(self) -> None:
+        """Every tile or strip of every level lies inside the file (a truncated copy does not).
+
+        Raises:
+            DataError: the file ends before its image data (names the file).
+        """
+        size = self._path.stat().st_size
+        series = self._tiff.series[0]
+        for level in series.levels:
+            for page in level.pages:
+                if page is None:
+                    continue
+                ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)]
+                if ends and max(ends) > size:
+                    raise DataError(
+                        f"section {self._section}: slide {self._path} is truncated or corrupt "
+                        f"(its image data runs to byte {max(ends):,}, the file has {size:,}); "
+                        "replace the file"
+                    )
+
     def close(self) -> None:
         self._tiff.close()
 
@@ -125,22 +152,75 @@ class TiffSlide(Slide):
             tiff.close()
 
 
+def open_image(path: str | Path, section: str) -> Image.Image:
+    """``Image.open`` (the header only) with Pillow's decompression-bomb guard at
+    :data:`MAX_SLIDE_PIXELS`, for this image only.
+
+    Raises:
+        DataError: an image claiming more pixels (a decompression bomb, or a whole slide
+            that belongs in a tiled TIFF); Pillow's errors for a file that is no image.
+    """
+    with _PIXEL_LIMIT:
+        default = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = MAX_SLIDE_PIXELS
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise DataError(
+                f"section {section}: image {path} is larger than brstnet decodes "
+                f"({MAX_SLIDE_PIXELS:,} pixels; {err}): a decompression bomb, or a whole slide "
+                "to save as a tiled pyramidal TIFF (read by regions)"
+            ) from err
+        finally:
+            Image.MAX_IMAGE_PIXELS = default
+    return img
+
+
 def image_size(path: str | Path, section: str) -> tuple[int, int]:
-    """Width and height from the file header (no full decode)."""
+    """Width and height, after checking that the whole image is in the file.
+
+    A truncated file fails here, when sections are read, not when its patches are cut:
+    a JPEG is decoded at 1/8 scale (every byte is read, ~0.2 s for a her2st image), a PNG's
+    chunks are checked through the last (CRCs, no decoding), a TIFF's tiles must lie
+    inside the file; other formats are decoded.
+
+    Raises:
+        DataError: missing, unreadable, truncated or too large (names the file).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"section {section}: image {path} is missing; put the H&E image there")
     if path.suffix.lower() in TIFF_SUFFIXES:
         slide = TiffSlide(path, section)
-        slide.close()
+        try:
+            slide.check_complete()
+        finally:
+            slide.close()
         return slide.width, slide.height
     try:
-        with Image.open(path) as img:
-            return img.size
+        img = open_image(path, section)
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(
             f"section {section}: image {path} is not a readable image ({err}); replace the file"
         ) from err
+    with img:
+        size = img.size
+        try:
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+                img.load()
+            elif img.format == "PNG":
+                img.verify()
+            else:
+                img.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            msg = (
+                f"section {section}: image {path} is truncated or corrupt ({err}); replace the file"
+            )
+            raise DataError(msg) from err
+    return size
 
 
 def open_slide(path: str | Path, section: str) -> Slide:
@@ -156,7 +236,7 @@ def open_slide(path: str | Path, section: str) -> Slide:
 def read_image(path: str | Path, section: str) -> np.ndarray:
     """Decode a whole (JPEG / PNG) image once, as [H, W, 3] uint8 RGB."""
     try:
-        with Image.open(path) as img:
+        with open_image(path, section) as img:
             return np.asarray(img.convert("RGB"))
     except FileNotFoundError as err:
         raise DataError(
