@@ -27,6 +27,11 @@ class SourceParams(_Strict):
     # when local_dir does not exist; never by the tests
     archive_url: str | None = None
     archive_sha256: str | None = None
+    # an archive without archive_sha256 (or one recorded at an earlier download) is refused
+    # unless this is true: then its first download is trusted and its sha256 recorded
+    trust_first_download: bool = False
+    max_download_gb: float = Field(20.0, gt=0)  # a larger download is refused
+    max_unpacked_gb: float = Field(40.0, gt=0)  # an archive unpacking to more is refused
 
 
 class QCParams(_Strict):

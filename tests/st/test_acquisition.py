@@ -15,6 +15,8 @@ from brstnet.st.acquisition import Source, acquire, known_files, sha256_of
 from brstnet.st.errors import AcquisitionError
 
 COMMIT = known_files()["commit"]
+#: The test server on 127.0.0.1 speaks plain http; brstnet fetches https only unless told.
+LOCAL = ("http",)
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -76,7 +78,9 @@ def test_download_fetches_exactly_the_needed_files_and_verifies_them(
 ) -> None:
     url, _ = server
     raw = tmp_path / "raw"
-    manifest = acquire(["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT))
+    manifest = acquire(
+        ["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT, url_schemes=LOCAL)
+    )
     assert manifest["obtained"] == {"present": 0, "copied": 0, "downloaded": 3}
     assert manifest["sections"]["B4"]["image"] == "data/ST-imgs/B/B4/BT10737_D2_HE.jpg"
     sums = known_files()["files"]
@@ -87,7 +91,9 @@ def test_download_fetches_exactly_the_needed_files_and_verifies_them(
     )
     assert not list(raw.rglob("*.part"))
     # a second run finds everything in place and downloads nothing
-    again = acquire(["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT))
+    again = acquire(
+        ["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT, url_schemes=LOCAL)
+    )
     assert again["obtained"] == {"present": 3, "copied": 0, "downloaded": 0}
 
 
@@ -100,7 +106,9 @@ def test_download_resumes_a_partial_file(tmp_path: Path, server) -> None:
     part = raw / (rel + ".part")
     part.parent.mkdir(parents=True)
     part.write_bytes(data[: len(data) // 3])
-    acquire(["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT))
+    acquire(
+        ["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT, url_schemes=LOCAL)
+    )
     assert (raw / rel).read_bytes() == data
     assert (f"/{COMMIT}/{rel}", f"bytes={len(data) // 3}-") in RangeHandler.requests
 
@@ -112,7 +120,10 @@ def test_bad_checksum_is_refused_and_nothing_is_left(tmp_path: Path, server) -> 
     (served / rel).write_bytes(b"tampered")
     raw = tmp_path / "raw"
     with pytest.raises(AcquisitionError, match=r"B4.tsv.gz: sha256 .* does not match the recorded"):
-        acquire(["B4"], Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT))
+        acquire(
+            ["B4"],
+            Source(raw_dir=raw, local_dir=None, base_url=url, commit=COMMIT, url_schemes=LOCAL),
+        )
     assert not (raw / rel).exists() and not (raw / (rel + ".part")).exists()
 
 
@@ -123,6 +134,7 @@ def test_offline_without_a_local_copy_says_what_to_do(tmp_path: Path) -> None:
         base_url="http://127.0.0.1:9/{commit}",
         commit=COMMIT,
         timeout_s=2,
+        url_schemes=LOCAL,
     )
     with pytest.raises(AcquisitionError, match=r"Offline\? Point data_processing.source.local_dir"):
         acquire(["B4"], source)
@@ -202,17 +214,17 @@ def test_he2020_zip_is_downloaded_resumed_checked_and_unpacked(
     raw = tmp_path / "raw"
     try:
         with pytest.raises(AcquisitionError, match="does not match the recorded"):
-            acquire_archive(url, raw, sha256="0" * 64, marker="metadata.csv")
+            acquire_archive(url, raw, sha256="0" * 64, marker="metadata.csv", schemes=LOCAL)
         raw.mkdir(exist_ok=True)
         (raw / "29ntw7sh4r-5.zip.part").write_bytes(
             data[: len(data) // 2]
         )  # an interrupted download
         RangeHandler.requests = []
-        root = acquire_archive(url, raw, sha256=digest, marker="metadata.csv")
+        root = acquire_archive(url, raw, sha256=digest, marker="metadata.csv", schemes=LOCAL)
         assert RangeHandler.requests == [("/29ntw7sh4r-5.zip", f"bytes={len(data) // 2}-")]
         assert root == raw / "29ntw7sh4r-5" / "he2020_v5" and (root / "metadata.csv").is_file()
         assert (
-            acquire_archive(url, raw, sha256=digest, marker="metadata.csv") == root
+            acquire_archive(url, raw, sha256=digest, marker="metadata.csv", schemes=LOCAL) == root
         )  # unpacked once
     finally:
         httpd.shutdown()

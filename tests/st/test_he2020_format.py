@@ -228,7 +228,13 @@ def test_the_public_zip_is_recorded_on_first_download_and_checked_after(
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}/29ntw7sh4r-5.zip"
     raw = tmp_path / "raw"
-    source = Source(raw_dir=raw, local_dir=tmp_path / "absent", archive_url=url)
+    source = Source(
+        raw_dir=raw,
+        local_dir=tmp_path / "absent",
+        archive_url=url,
+        trust_first_download=True,  # no checksum is published: the user opts in
+        url_schemes=("http",),  # the test server on 127.0.0.1
+    )
     try:
         with caplog.at_level(logging.WARNING):
             manifest = readers.get_layout("he2020").acquire(["BC23287_C1"], source)

@@ -6,6 +6,12 @@ her2st downloads fetch exactly the files a run needs from the public repository 
 commit, check each against the sha256 recorded in ``her2st_files.json``, resume a broken
 transfer from its ``.part`` file and only then rename it into place, so that a crash
 never leaves a half-written file under its final name.
+
+Downloaded files are untrusted: only ``https://`` addresses are fetched (other schemes,
+e.g. ``file://`` in tests, only when a caller allows them explicitly), each download is
+cut at a size limit, an archive is not downloaded without a checksum to verify it against
+unless the user opts in (``trust_first_download``), and its member count and unpacked
+size are checked before anything is extracted.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import os
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,6 +36,10 @@ from .errors import AcquisitionError
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+#: Defaults of the limits on what a download may bring (``data_processing.source``).
+MAX_DOWNLOAD_BYTES = 20 * 10**9
+MAX_UNPACKED_BYTES = 40 * 10**9
+MAX_ARCHIVE_MEMBERS = 100_000
 
 
 def known_files() -> dict:
@@ -57,7 +68,15 @@ class Source:
         commit: her2st: the pinned commit (default: the one in ``her2st_files.json``).
         timeout_s: Network timeout per request.
         archive_url: he2020: the public zip, downloaded when ``local_dir`` does not exist.
-        archive_sha256: Expected checksum of that zip (None: not verified).
+        archive_sha256: Expected checksum of that zip (None: the one recorded at its first
+            download, see :func:`acquire_archive`).
+        trust_first_download: Without ``archive_sha256`` or a recorded checksum, download
+            the archive anyway and record its sha256 (else refused).
+        max_download_bytes: A download larger than this is refused (or cut and removed).
+        max_unpacked_bytes: An archive unpacking to more is refused before extraction.
+        max_archive_members: An archive with more files is refused before extraction.
+        url_schemes: The URL schemes fetched: https only, unless a caller (a test with
+            ``file://``) allows others explicitly.
     """
 
     raw_dir: Path
@@ -67,6 +86,11 @@ class Source:
     timeout_s: float = 60.0
     archive_url: str | None = None
     archive_sha256: str | None = None
+    trust_first_download: bool = False
+    max_download_bytes: int = MAX_DOWNLOAD_BYTES
+    max_unpacked_bytes: int = MAX_UNPACKED_BYTES
+    max_archive_members: int = MAX_ARCHIVE_MEMBERS
+    url_schemes: tuple[str, ...] = ("https",)
 
     def url(self, relpath: str) -> str:
         assert self.base_url is not None
@@ -113,8 +137,41 @@ def _copy(src: Path, dest: Path, expected: str | None) -> None:
     os.replace(part, dest)
 
 
-def _download(url: str, dest: Path, expected: str | None, timeout_s: float) -> None:
-    """Download with resume: an existing ``.part`` file is continued with a Range request."""
+def check_url(url: str, schemes: tuple[str, ...] = ("https",)) -> None:
+    """Refuse an address whose scheme is not in ``schemes`` (https only by default)."""
+    if urllib.parse.urlsplit(url).scheme.lower() not in schemes:
+        raise AcquisitionError(
+            f"refusing to download {url}: only {', '.join(f'{s}://' for s in schemes)} "
+            "addresses are fetched; set data_processing.source.base_url / archive_url to an "
+            "https:// address"
+        )
+
+
+def _too_large(url: str, size: int, limit: int) -> AcquisitionError:
+    return AcquisitionError(
+        f"{url} is {size:,} bytes, more than the download limit of {limit:,} bytes "
+        "(data_processing.source.max_download_gb); raise the limit if the file is meant to "
+        "be that large"
+    )
+
+
+def _download(
+    url: str,
+    dest: Path,
+    expected: str | None,
+    timeout_s: float,
+    *,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+    schemes: tuple[str, ...] = ("https",),
+) -> None:
+    """Download with resume: an existing ``.part`` file is continued with a Range request.
+
+    Raises:
+        AcquisitionError: a scheme not in ``schemes``, more than ``max_bytes`` (announced,
+            or streamed: the partial file is removed), a failed transfer or a checksum
+            that does not match.
+    """
+    check_url(url, schemes)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -125,6 +182,9 @@ def _download(url: str, dest: Path, expected: str | None, timeout_s: float) -> N
                 have = 0
             total = response.headers.get("Content-Length")
             total = int(total) + have if total is not None else None
+            if total is not None and total > max_bytes:
+                part.unlink(missing_ok=True)
+                raise _too_large(url, total, max_bytes)
             with (
                 open(part, "ab" if resumed else "wb") as handle,
                 tqdm(
@@ -136,7 +196,13 @@ def _download(url: str, dest: Path, expected: str | None, timeout_s: float) -> N
                     leave=False,
                 ) as bar,
             ):
+                size = have
                 for block in iter(lambda: response.read(CHUNK), b""):
+                    size += len(block)
+                    if size > max_bytes:
+                        handle.close()
+                        part.unlink(missing_ok=True)
+                        raise _too_large(url, size, max_bytes)
                     handle.write(block)
                     bar.update(len(block))
     except urllib.error.HTTPError as err:
@@ -196,7 +262,14 @@ def acquire(sections: list[str], source: Source) -> dict:
                 _copy(local / relpath, dest, expected)
                 fetched["copied"] += 1
             elif source.base_url:
-                _download(source.url(relpath), dest, expected, source.timeout_s)
+                _download(
+                    source.url(relpath),
+                    dest,
+                    expected,
+                    source.timeout_s,
+                    max_bytes=source.max_download_bytes,
+                    schemes=source.url_schemes,
+                )
                 fetched["downloaded"] += 1
             else:
                 msg = f"section {section}: {relpath} is not in the local copy {local} and no base_url is set"
@@ -250,18 +323,61 @@ def _record_archive(url: str, archive: Path, raw_dir: Path, *, first_use: bool) 
     return record
 
 
+def check_archive(
+    archive: Path, *, max_members: int = MAX_ARCHIVE_MEMBERS, max_bytes: int = MAX_UNPACKED_BYTES
+) -> None:
+    """Refuse (and remove) a zip with more members or more unpacked bytes than allowed,
+    before anything is extracted (zipfile never writes more than a member's recorded size).
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            members = zipped.infolist()
+    except zipfile.BadZipFile as err:
+        raise AcquisitionError(
+            f"{archive} is not a zip archive ({err}); delete it and run again"
+        ) from err
+    unpacked = sum(m.file_size for m in members)
+    problem = None
+    if len(members) > max_members:
+        problem = f"holds {len(members):,} members, more than {max_members:,}"
+    elif unpacked > max_bytes:
+        problem = (
+            f"unpacks to {unpacked:,} bytes, more than {max_bytes:,} "
+            "(data_processing.source.max_unpacked_gb)"
+        )
+    if problem:
+        archive.unlink(missing_ok=True)
+        raise AcquisitionError(
+            f"{archive} {problem}: not the expected data set, or a zip bomb; it was removed"
+        )
+
+
 def acquire_archive(
-    url: str, raw_dir: Path, *, sha256: str | None, marker: str, timeout_s: float = 60.0
+    url: str,
+    raw_dir: Path,
+    *,
+    sha256: str | None,
+    marker: str,
+    timeout_s: float = 60.0,
+    trust_first_download: bool = False,
+    max_download_bytes: int = MAX_DOWNLOAD_BYTES,
+    max_unpacked_bytes: int = MAX_UNPACKED_BYTES,
+    max_members: int = MAX_ARCHIVE_MEMBERS,
+    schemes: tuple[str, ...] = ("https",),
 ) -> Path:
     """Download a data set's public zip (resumable, checksummed) and unpack it once.
 
     Args:
-        url: The archive's address.
+        url: The archive's address (https://; others only when in ``schemes``).
         raw_dir: Where the zip and the unpacked folder go.
         sha256: Expected checksum of the zip. None: the one recorded at the first download
-            (``<zip>.sha256.json`` next to it, with the size), or, before that, record it
-            (trust on first use, with a warning).
+            (``<zip>.sha256.json`` next to it, with the size); before that, only with
+            ``trust_first_download``, which records it (trust on first use, with a warning).
         marker: A file name the data set holds (e.g. ``metadata.csv``); its folder is the root.
+        max_download_bytes, max_unpacked_bytes, max_members: Limits on the zip's size,
+            its unpacked size and its number of members (checked before extraction).
 
     Returns:
         The folder holding ``marker``.
@@ -270,7 +386,7 @@ def acquire_archive(
 
     from ..atomic import atomic_folder
 
-    raw_dir.mkdir(parents=True, exist_ok=True)
+    check_url(url, schemes)
     name = _archive_name(url)
     archive = raw_dir / name
     unpacked = raw_dir / Path(name).stem
@@ -279,10 +395,19 @@ def acquire_archive(
         return found[0].parent
     recorded = read_archive_record(url, raw_dir)
     expected = sha256 or (recorded or {}).get("sha256")
+    if expected is None and not trust_first_download:
+        raise AcquisitionError(
+            f"no sha256 to check {url} against: set data_processing.source.archive_sha256 "
+            "to its checksum, or data_processing.source.trust_first_download: true to "
+            f"download it once and record its size and sha256 ({archive_record_path(url, raw_dir)}),"
+            " against which every later download is checked"
+        )
+    raw_dir.mkdir(parents=True, exist_ok=True)
     if archive.is_file() and expected is not None and sha256_of(archive) != expected:
         archive.unlink()
     if not archive.is_file():
-        _download(url, archive, expected, timeout_s)
+        _download(url, archive, expected, timeout_s, max_bytes=max_download_bytes, schemes=schemes)
+    check_archive(archive, max_members=max_members, max_bytes=max_unpacked_bytes)
     try:
         with zipfile.ZipFile(archive) as zipped, atomic_folder(unpacked) as tmp:
             for member in tqdm(zipped.infolist(), desc=f"unpack {name}", unit="file", leave=False):

@@ -281,6 +281,11 @@ def acquire(sections: Sequence[str], source: Source) -> dict:
             sha256=source.archive_sha256,
             marker="metadata.csv",
             timeout_s=source.timeout_s,
+            trust_first_download=source.trust_first_download,
+            max_download_bytes=source.max_download_bytes,
+            max_unpacked_bytes=source.max_unpacked_bytes,
+            max_members=source.max_archive_members,
+            schemes=source.url_schemes,
         )
         obtained = f"downloaded from {source.archive_url}"
         archive = read_archive_record(source.archive_url, source.raw_dir) or {

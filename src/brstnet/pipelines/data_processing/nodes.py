@@ -42,6 +42,9 @@ def acquire_raw_data(params: dict[str, Any]) -> dict:
         timeout_s=src.timeout_s,
         archive_url=src.archive_url,
         archive_sha256=src.archive_sha256,
+        trust_first_download=src.trust_first_download,
+        max_download_bytes=int(src.max_download_gb * 1e9),
+        max_unpacked_bytes=int(src.max_unpacked_gb * 1e9),
     )
     return readers.get_layout(cfg.dataset).acquire(cfg.sections, source)
 
