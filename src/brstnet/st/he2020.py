@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 SPOT_PITCH_UM = 200.0
 SPOT_DIAMETER_UM = 100.0
 #: The data set's public zip (Mendeley Data 29ntw7sh4r, version 5); no checksum is
-#: published, so the first download records one (see :func:`brstnet.st.acquisition.acquire_archive`).
+#: published, so its first download needs ``source.trust_first_download`` (or a configured
+#: ``archive_sha256``) and records one (see :func:`brstnet.st.acquisition.acquire_archive`).
 ARCHIVE_URL = "https://prod-dcd-datasets-cache-zipfiles.s3.eu-west-1.amazonaws.com/29ntw7sh4r-5.zip"
 #: The zip's top folder.
 ARCHIVE_FOLDER = "Human breast cancer in situ capturing transcriptomics"
@@ -270,7 +271,8 @@ def acquire(sections: Sequence[str], source: Source) -> dict:
     """Read in place from ``source.local_dir``; when that folder does not exist and
     ``source.archive_url`` is set (the public zip is :data:`ARCHIVE_URL`), download and
     unpack it into ``source.raw_dir``. The manifest then records the zip's url, size and
-    sha256 (recorded at its first download when none is configured)."""
+    sha256 (recorded at its first download, which needs ``source.trust_first_download``
+    when none is configured)."""
     from .acquisition import read_archive_record
 
     root, obtained, archive = source.local_dir, "read in place", None
