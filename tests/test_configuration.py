@@ -178,8 +178,9 @@ def test_unknown_backbone_fails_before_the_run(project: Path) -> None:
         _registered(project, runtime_params={"model_training": {"backbones": ["resnet5O"]}})
 
 
-def test_kedro_run_with_a_typo_stops_before_any_node(project: Path) -> None:
-    (project / "conf/local/parameters.yml").write_text("model_training:\n  epoch: 3\n")
+def _kedro_run_training(project: Path) -> tuple[int, str]:
+    """``kedro run --pipelines=training`` in ``project``: exit code and console output as
+    one line (the console wraps)."""
     env = {**os.environ, "DO_NOT_TRACK": "true", "KEDRO_DISABLE_TELEMETRY": "true"}
     done = subprocess.run(
         [Path(sys.executable).parent / "kedro", "run", "--pipelines=training"],
@@ -189,8 +190,13 @@ def test_kedro_run_with_a_typo_stops_before_any_node(project: Path) -> None:
         text=True,
         timeout=300,
     )
-    out = " ".join((done.stdout + done.stderr).split())  # as one line: the console wraps
-    assert done.returncode != 0
+    return done.returncode, " ".join((done.stdout + done.stderr).split())
+
+
+def test_kedro_run_with_a_typo_stops_before_any_node(project: Path) -> None:
+    (project / "conf/local/parameters.yml").write_text("model_training:\n  epoch: 3\n")
+    returncode, out = _kedro_run_training(project)
+    assert returncode != 0
     assert "unknown parameter model_training.epoch (set in conf/local/parameters.yml)" in out
     assert "did you mean epochs?" in out
     assert not (project / "data").exists() or not any((project / "data").rglob("*.*"))
@@ -203,17 +209,8 @@ def test_a_typo_in_evaluation_parameters_stops_kedro_run_before_data_processing(
     (project / "conf/local/parameters.yml").write_text(
         "evaluation:\n  robustness:\n    pixel_size_um: [2.0]\n"
     )
-    env = {**os.environ, "DO_NOT_TRACK": "true", "KEDRO_DISABLE_TELEMETRY": "true"}
-    done = subprocess.run(
-        [Path(sys.executable).parent / "kedro", "run", "--pipelines=training"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    out = " ".join((done.stdout + done.stderr).split())
-    assert done.returncode != 0
+    returncode, out = _kedro_run_training(project)
+    assert returncode != 0
     assert (
         "unknown parameter evaluation.robustness.pixel_size_um (set in "
         "conf/local/parameters.yml); did you mean pixel_sizes_um?"

@@ -18,15 +18,16 @@ from tests.synthetic import gone_process_owner
 
 @pytest.fixture
 def store(tmp_path: Path):
-    """A temporary tracking store, set for the test and reset after it."""
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    try:
-        yield MlflowClient()
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        mlflow.set_tracking_uri(previous)
+    """A temporary tracking store for the test; afterwards the tracking URI (and the
+    MLFLOW_TRACKING_URI variable MLflow sets with it) are as before, unset included."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}"):
+        try:
+            yield MlflowClient()
+        finally:
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
 
 
 def test_the_next_tracked_run_marks_runs_of_killed_processes_killed(store, caplog) -> None:
