@@ -72,3 +72,16 @@ def test_no_tracked_run_no_sweep(store) -> None:
     run = client.create_run(experiment, tags={OWNER_TAG: gone_process_owner().token})
     TrackingHooks().before_pipeline_run({}, None, None)
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
+
+
+def test_a_tracking_store_that_fails_does_not_stop_the_run(store, monkeypatch, caplog) -> None:
+    from mlflow.exceptions import MlflowException
+
+    def unavailable(*args, **kwargs):
+        raise MlflowException("the tracking server is unavailable")
+
+    monkeypatch.setattr(MlflowClient, "search_runs", unavailable)
+    with mlflow.start_run(experiment_id=store.create_experiment("brstnet")):
+        TrackingHooks().before_pipeline_run({}, None, None)  # no exception
+    assert "could not look for MLflow runs left RUNNING by killed runs" in caplog.text
+    assert "the tracking server is unavailable" in caplog.text
