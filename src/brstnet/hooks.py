@@ -112,6 +112,9 @@ class TrackingHooks:
         from brstnet.mlflow_runs import end_orphaned_runs, owner_tags
 
         client = MlflowClient()
-        for key, value in owner_tags().items():
-            client.set_tag(active.info.run_id, key, value)
-        end_orphaned_runs(client, [active.info.experiment_id], current=active.info.run_id)
+        try:
+            for key, value in owner_tags().items():
+                client.set_tag(active.info.run_id, key, value)
+            end_orphaned_runs(client, [active.info.experiment_id], current=active.info.run_id)
+        except Exception as err:  # MLflow raises many types; bookkeeping never stops a run
+            logger.warning("could not look for MLflow runs left RUNNING by killed runs: %s", err)
