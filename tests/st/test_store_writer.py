@@ -1,0 +1,152 @@
+"""The patch store written section by section: bounded memory, resumable, parallel."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from brstnet.st.geometry import PatchGeometry
+from brstnet.st.her2st import locate_section, read_section
+from brstnet.st.patches import (
+    build_patch_store,
+    load_patch_store,
+    save_patch_store,
+    write_patch_store,
+)
+from brstnet.st.stain import fit_stain_reference
+from tests.synthetic import write_section
+
+
+@pytest.fixture
+def three_sections(tiny_her2st: Path) -> dict[str, ad.AnnData]:
+    write_section(tiny_her2st, "C1", seed=3, n_x=5)
+    return {s: read_section(locate_section(tiny_her2st, s)) for s in ("B1", "A1", "C1")}
+
+
+def _geometry(sections: dict[str, ad.AnnData]) -> PatchGeometry:
+    reference = fit_stain_reference(sections["A1"], window_um=600)
+    return PatchGeometry(window_um=150, size_px=24, stain_reference=reference)
+
+
+def _assert_same_store(folder: Path, expected: Path) -> None:
+    """Byte-identical patches, equal index and meta."""
+    assert (folder / "patches.npy").read_bytes() == (expected / "patches.npy").read_bytes()
+    written, old = load_patch_store(folder), load_patch_store(expected)
+    pd.testing.assert_frame_equal(written.index, old.index)
+    assert written.meta == old.meta
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_written_store_equals_the_in_memory_store(
+    three_sections: dict, tmp_path: Path, workers: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    geometry = _geometry(three_sections)
+    save_patch_store(
+        build_patch_store(three_sections, geometry, dataset="her2st"), tmp_path / "old"
+    )
+    with caplog.at_level(logging.INFO, logger="brstnet.st.patches"):
+        write_patch_store(
+            three_sections, geometry, tmp_path / "new", dataset="her2st", workers=workers
+        )
+    _assert_same_store(tmp_path / "new", tmp_path / "old")
+    assert load_patch_store(tmp_path / "new").patches.shape == (12 + 12 + 15, 24, 24, 3)
+    lines = sorted(r.getMessage() for r in caplog.records if r.name == "brstnet.st.patches")
+    assert lines == [
+        f"section {s}: {n} patches, 0 over 50% background (kept, excluded from training)"
+        for s, n in (("A1", 12), ("B1", 12), ("C1", 15))
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["her2st", "new", "old"]  # no partial
+
+
+def _build_and_die(sections: dict, geometry: PatchGeometry, path: Path) -> None:
+    """Write the store; the process is killed (SIGKILL) when the third section is cut."""
+    calls = []
+
+    def c1() -> ad.AnnData:
+        calls.append(1)
+        if len(calls) == 2:  # the first call only counts the spots
+            os.kill(os.getpid(), signal.SIGKILL)
+        return sections["C1"]
+
+    write_patch_store({**sections, "C1": c1}, geometry, path, dataset="her2st")
+
+
+def test_a_killed_build_resumes_after_the_finished_sections(
+    three_sections: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    geometry = _geometry(three_sections)
+    write_patch_store(three_sections, geometry, tmp_path / "whole", dataset="her2st")
+
+    store = tmp_path / "store"
+    child = multiprocessing.get_context("fork").Process(
+        target=_build_and_die, args=(three_sections, geometry, store)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    assert not store.exists()  # no half store in place
+    partial = tmp_path / ".store-partial"
+    assert sorted(p.name for p in (partial / "done").glob("*.parquet")) == [
+        "000000.parquet",
+        "000001.parquet",
+    ]
+
+    with caplog.at_level(logging.INFO, logger="brstnet.st"):
+        write_patch_store(three_sections, geometry, store, dataset="her2st")
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("brstnet.st")]
+    assert messages == [
+        f"resuming the patch store {store}: 2 of 3 sections already written",
+        "section C1: 15 patches, 0 over 50% background (kept, excluded from training)",
+    ]  # B1 and A1 are not cut again
+    _assert_same_store(store, tmp_path / "whole")
+    assert not partial.exists()
+
+
+def test_a_changed_plan_starts_afresh(
+    three_sections: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    geometry = _geometry(three_sections)
+    store = tmp_path / "store"
+    child = multiprocessing.get_context("fork").Process(
+        target=_build_and_die, args=(three_sections, geometry, store)
+    )
+    child.start()
+    child.join(60)
+    smaller = PatchGeometry(150, 16, stain_reference=geometry.stain_reference)
+    with caplog.at_level(logging.INFO, logger="brstnet.st"):
+        write_patch_store(three_sections, smaller, store, dataset="her2st")
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("brstnet.st")]
+    assert messages[0].startswith("discarding the unfinished patch store")
+    assert len([m for m in messages if m.startswith("section ")]) == 3
+    expected = build_patch_store(three_sections, smaller, dataset="her2st")
+    np.testing.assert_array_equal(load_patch_store(store).patches, expected.patches)
+
+
+def test_write_patch_store_refuses_bad_arguments(three_sections: dict, tmp_path: Path) -> None:
+    geometry = PatchGeometry(window_um=150, size_px=16)
+    with pytest.raises(ValueError, match="at least one section"):
+        write_patch_store({}, geometry, tmp_path / "s", dataset="her2st")
+    with pytest.raises(ValueError, match="workers must be 1 or more, got 0"):
+        write_patch_store(three_sections, geometry, tmp_path / "s", dataset="her2st", workers=0)
+
+
+@pytest.mark.real_data
+def test_real_sections_written_by_two_workers_equal_the_in_memory_store(
+    her2st_dir: Path, tmp_path: Path
+) -> None:
+    sections = {s: read_section(locate_section(her2st_dir, s)) for s in ("B4", "C3")}
+    reference = fit_stain_reference(sections["C3"], window_um=1500)
+    geometry = PatchGeometry(window_um=150, size_px=112, stain_reference=reference)
+    save_patch_store(build_patch_store(sections, geometry, dataset="her2st"), tmp_path / "old")
+    write_patch_store(sections, geometry, tmp_path / "new", dataset="her2st", workers=2)
+    _assert_same_store(tmp_path / "new", tmp_path / "old")
+    store = load_patch_store(tmp_path / "new")
+    assert store.index["section"].value_counts().to_dict() == {"B4": 283, "C3": 180}
