@@ -21,7 +21,9 @@ from brstnet.st.patches import (
     save_patch_store,
     write_patch_store,
 )
+from brstnet.st.slides import open_slide
 from brstnet.st.stain import fit_stain_reference
+from tests.st.former import cut_patch_by_patch
 from tests.synthetic import write_section
 
 
@@ -139,7 +141,7 @@ def test_write_patch_store_refuses_bad_arguments(three_sections: dict, tmp_path:
 
 
 @pytest.mark.real_data
-def test_real_sections_written_by_two_workers_equal_the_in_memory_store(
+def test_real_sections_written_by_two_workers_equal_the_former_store(
     her2st_dir: Path, tmp_path: Path
 ) -> None:
     sections = {s: read_section(locate_section(her2st_dir, s)) for s in ("B4", "C3")}
@@ -150,3 +152,10 @@ def test_real_sections_written_by_two_workers_equal_the_in_memory_store(
     _assert_same_store(tmp_path / "new", tmp_path / "old")
     store = load_patch_store(tmp_path / "new")
     assert store.index["section"].value_counts().to_dict() == {"B4": 283, "C3": 180}
+    # the numbers of the former per-patch code (torchstain on one patch at a time)
+    for section, adata in sections.items():
+        rows = store.index["section"].eq(section).to_numpy()
+        window = int(store.index.loc[rows, "window_px"].iloc[0])
+        slide = open_slide(adata.uns["image_path"], section)
+        former = cut_patch_by_patch(slide, adata.obsm["spatial"], window, 112, reference)
+        np.testing.assert_array_equal(store.patches[rows], former)

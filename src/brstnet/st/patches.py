@@ -41,6 +41,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Patches cut before they are stain-normalised together.
+CUT_BATCH = 64
+
 
 def resize(patch: np.ndarray, size: int) -> np.ndarray:
     """Resize a square patch to [size, size, 3] with an anti-aliasing filter."""
@@ -81,9 +84,13 @@ def cut_patches(
     centres = np.asarray(centres, dtype=float).reshape(-1, 2)
     size = geometry.size_px
     patches = np.empty((len(centres), size, size, 3), dtype=np.uint8)
-    points = centres if desc is None else tqdm(centres, desc=desc, unit="spot", leave=False)
-    for i, (x, y) in enumerate(points):
-        patches[i] = normalizer(resize(slide.crop(x, y, window), size))
+    bar = tqdm(total=len(centres), desc=desc, unit="spot", leave=False, disable=desc is None)
+    with bar:
+        for start in range(0, len(centres), CUT_BATCH):  # stain-normalised a batch at a time
+            batch = centres[start : start + CUT_BATCH]
+            crops = np.stack([resize(slide.crop(x, y, window), size) for x, y in batch])
+            patches[start : start + len(batch)] = normalizer.normalize_batch(crops)
+            bar.update(len(batch))
     return patches
 
 
