@@ -258,10 +258,14 @@ def _cut_into(
     Returns:
         The section's index rows and how many of its patches were left unnormalised.
     """
+    from threadpoolctl import threadpool_limits
+
     if callable(adata):
         adata = adata()
     normalizer = StainNormalizer(geometry.stain_reference)
-    patches, index = extract_section(adata, geometry, normalizer=normalizer, progress=False)
+    # the stain arithmetic is on [3, 2] matrices: BLAS threads only compete with the workers
+    with threadpool_limits(limits=1):
+        patches, index = extract_section(adata, geometry, normalizer=normalizer, progress=False)
     out = np.load(patches_file, mmap_mode="r+")
     out[rows] = patches
     out.flush()
