@@ -159,3 +159,63 @@ def test_real_sections_written_by_two_workers_equal_the_former_store(
         slide = open_slide(adata.uns["image_path"], section)
         former = cut_patch_by_patch(slide, adata.obsm["spatial"], window, 112, reference)
         np.testing.assert_array_equal(store.patches[rows], former)
+
+
+def _tiles(side: int, tile: int = 512):
+    """Tiles of a [side, side, 3] slide: pale pink tissue with a darker stripe per tile."""
+    block = np.full((tile, tile, 3), (220, 170, 200), np.uint8)
+    block[::16] = (120, 60, 140)
+    for _ in range((-(-side // tile)) ** 2):  # ceil: edge tiles are whole tiles
+        yield block
+
+
+def _pyramid(path: Path, side: int) -> Path:
+    """A tiled, zlib-compressed TIFF with two reduced levels (1/4, 1/16) in SubIFDs."""
+    import tifffile
+
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        options = {"tile": (512, 512), "photometric": "rgb", "compression": "zlib"}
+        tif.write(_tiles(side), shape=(side, side, 3), dtype=np.uint8, subifds=2, **options)
+        for level in (side // 4, side // 16):
+            tif.write(
+                _tiles(level), shape=(level, level, 3), dtype=np.uint8, subfiletype=1, **options
+            )
+    return path
+
+
+def _spots(image: Path, side: int, n: int) -> ad.AnnData:
+    rng = np.random.default_rng(0)
+    obs = pd.DataFrame({"spot_id": [str(i) for i in range(n)], "section": "T", "patient": "P"})
+    obs.index = [f"T_{i}" for i in range(n)]
+    adata = ad.AnnData(obs=obs, obsm={"spatial": rng.uniform(500, side - 500, (n, 2))})
+    adata.uns.update(section="T", image_path=str(image), pixel_size_um=0.5)
+    return adata
+
+
+def _write_slide_and_cut(path: Path, queue) -> None:
+    """In a fresh process: cut 40 spots from a 20,480 px pyramidal TIFF; report the growth
+    of peak resident memory while cutting."""
+    import resource
+
+    geometry = PatchGeometry(100, 32)
+    # a store from a small slide first: imports and warms up everything the cutting uses
+    small = _pyramid(path / "small.tif", 4096)
+    write_patch_store({"T": _spots(small, 4096, 2)}, geometry, path / "warm", dataset="hest")
+    large = _pyramid(path / "large.tif", 20480)  # level 0: 1.2 GB of pixels
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    write_patch_store({"T": _spots(large, 20480, 40)}, geometry, path / "store", dataset="hest")
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put(((after - before) * 1024, load_patch_store(path / "store").patches.shape))
+
+
+def test_a_large_tiff_is_read_by_regions(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")  # a fresh process: its own peak memory
+    queue = context.Queue()
+    child = context.Process(target=_write_slide_and_cut, args=(tmp_path, queue))
+    child.start()
+    child.join(300)
+    assert child.exitcode == 0
+    growth, shape = queue.get(timeout=5)
+    assert shape == (40, 32, 32, 3)
+    # a whole level 0 is 1.2 GB and level 1 79 MB; the thumbnail's level 2 is 4.9 MB
+    assert growth < 50e6, f"peak memory grew by {growth / 1e6:.0f} MB while cutting"
