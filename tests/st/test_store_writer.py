@@ -12,6 +12,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from brstnet.st.geometry import PatchGeometry
 from brstnet.st.her2st import locate_section, read_section
@@ -21,7 +22,7 @@ from brstnet.st.patches import (
     save_patch_store,
     write_patch_store,
 )
-from brstnet.st.slides import open_slide
+from brstnet.st.slides import open_slide, read_image
 from brstnet.st.stain import fit_stain_reference
 from tests.st.former import cut_patch_by_patch
 from tests.synthetic import write_section
@@ -152,8 +153,13 @@ def test_real_sections_written_by_two_workers_equal_the_former_store(
     _assert_same_store(tmp_path / "new", tmp_path / "old")
     store = load_patch_store(tmp_path / "new")
     assert store.index["section"].value_counts().to_dict() == {"B4": 283, "C3": 180}
-    # the numbers of the former per-patch code (torchstain on one patch at a time)
+    # the numbers of the former per-patch code (torchstain on one patch at a time), on
+    # images decoded as PIL decodes them
     for section, adata in sections.items():
+        with Image.open(adata.uns["image_path"]) as img:
+            np.testing.assert_array_equal(
+                read_image(adata.uns["image_path"], section), np.asarray(img.convert("RGB"))
+            )
         rows = store.index["section"].eq(section).to_numpy()
         window = int(store.index.loc[rows, "window_px"].iloc[0])
         slide = open_slide(adata.uns["image_path"], section)
