@@ -78,6 +78,7 @@ class DataProcessingParams(_Strict):
     qc: QCParams = QCParams()
     stain: StainParams = StainParams()
     patches: PatchParams = PatchParams()
+    workers: int = Field(1, ge=1)  # processes cutting sections into the patch store at once
 
     @field_validator("dataset")
     @classmethod

@@ -32,11 +32,16 @@ def _run_tiny(root: Path, **overrides) -> dict:
     }
 
 
-def test_pipeline_on_tiny_sections(tiny_her2st: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pipeline_on_tiny_sections(tiny_her2st: Path, workers: int) -> None:
     out = _run_tiny(
-        tiny_her2st, qc={"min_total_reads": 0}, patches={"window_um": 150, "size_px": 24}
+        tiny_her2st,
+        qc={"min_total_reads": 0},
+        patches={"window_um": 150, "size_px": 24},
+        workers=workers,
     )
     store = out["patch_store"]
+    assert isinstance(store.patches, np.memmap)  # written to disk, not handed over in memory
     assert store.patches.shape == (24, 24, 24, 3)
     assert list(store.index["section"].unique()) == ["A1", "B1"]
     np.testing.assert_array_equal(store.index["row"], np.arange(24))

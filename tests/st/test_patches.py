@@ -104,3 +104,19 @@ def test_store_names_are_re_exported_from_patches() -> None:
     assert patches.PatchStore is patch_store.PatchStore
     assert patches.load_patch_store is patch_store.load_patch_store
     assert patches.save_patch_store is patch_store.save_patch_store
+
+
+def test_jpeg_decodes_to_the_pixels_pil_gives(tiny_her2st: Path) -> None:
+    from PIL import Image
+
+    from brstnet.st.slides import read_image
+
+    path = read_section(locate_section(tiny_her2st, "A1")).uns["image_path"]
+    with Image.open(path) as img:
+        expected = np.asarray(img.convert("RGB"))
+    image = read_image(path, "A1")
+    assert image.shape == (800, 1000, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image, expected)
+    Image.fromarray(expected).convert("L").save(Path(path).with_name("grey.jpg"))
+    grey = read_image(Path(path).with_name("grey.jpg"), "A1")  # through PIL: made RGB
+    assert grey.shape == (800, 1000, 3) and (grey[..., 0] == grey[..., 2]).all()

@@ -16,7 +16,7 @@ from brstnet.training.data import (
     dihedral_transform,
     make_loader,
 )
-from brstnet.training.devices import resolve_device
+from brstnet.training.devices import DeviceSetup, resolve_device
 from brstnet.training.loop import LoopConfig, fit, predict
 
 CPU = resolve_device("cpu")
@@ -75,10 +75,18 @@ def test_same_seed_same_numbers() -> None:
         assert x["loss"] == y["loss"] and x["val_mean_r"] == y["val_mean_r"]
 
 
-def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "setup",
+    [CPU, DeviceSetup(torch.device("cpu"), None, False, False, num_workers=2)],
+    ids=["in-process", "2-loader-workers"],
+)
+def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(
+    tmp_path: Path, setup: DeviceSetup
+) -> None:
+    """Also with persistent loader workers, which prefetch the sampler's draws."""
     data = _data()
     straight = _task()
-    fit(straight, data, data, CFG, CPU)
+    fit(straight, data, data, CFG, setup)
 
     class Interrupted(Exception):
         pass
@@ -89,10 +97,10 @@ def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path
 
     checkpoint = tmp_path / "ckpt" / "run.pt"
     with pytest.raises(Interrupted):
-        fit(_task(), data, data, CFG, CPU, checkpoint=checkpoint, on_epoch_end=stop_after_two)
+        fit(_task(), data, data, CFG, setup, checkpoint=checkpoint, on_epoch_end=stop_after_two)
     assert sorted(p.name for p in checkpoint.parent.iterdir()) == ["run.pt"]  # no temp file left
     resumed = _task(seed=99)  # fresh weights: everything must come from the checkpoint
-    result = fit(resumed, data, data, CFG, CPU, checkpoint=checkpoint)
+    result = fit(resumed, data, data, CFG, setup, checkpoint=checkpoint)
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     for key, value in straight.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key

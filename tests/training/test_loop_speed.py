@@ -52,29 +52,6 @@ def test_validation_with_persistent_workers_matches_in_process_validation() -> N
     assert [h["loss"] for h in a] == [h["loss"] for h in b]
 
 
-def test_resume_with_loader_workers_ends_where_an_uninterrupted_run_ends(tmp_path: Path) -> None:
-    """Persistent workers prefetch the sampler's draws: the run's streams must not depend on it."""
-    data = _data()
-    setup = DeviceSetup(torch.device("cpu"), None, False, False, num_workers=2)
-    straight = _task()
-    fit(straight, data, data, CFG, setup)
-
-    class Interrupted(Exception):
-        pass
-
-    def stop_after_two(epoch: int) -> None:
-        if epoch == 2:
-            raise Interrupted
-
-    ckpt = tmp_path / "run.pt"
-    with pytest.raises(Interrupted):
-        fit(_task(), data, data, CFG, setup, checkpoint=ckpt, on_epoch_end=stop_after_two)
-    resumed = _task(seed=99)
-    fit(resumed, data, data, CFG, setup, checkpoint=ckpt)
-    for key, value in straight.state_dict().items():
-        assert torch.equal(resumed.state_dict()[key], value), key
-
-
 def test_batched_tta_is_the_mean_of_the_eight_views_one_by_one() -> None:
     data = _data(n=12)
     task = _task().eval()

@@ -124,24 +124,18 @@ BACKBONES: dict[str, BackboneSpec] = {
         um_per_px=0.5,
         pooling="class_mean",
     ),
-    "h_optimus_0": BackboneSpec(
-        "vit_giant_patch14_reg4_dinov2",
-        kwargs=_H_OPTIMUS,
-        group="foundation",
-        mean=H_OPTIMUS_MEAN,
-        std=H_OPTIMUS_STD,
-        hub="bioptimus/H-optimus-0",
-        um_per_px=0.5,
-    ),
-    "h_optimus_1": BackboneSpec(
-        "vit_giant_patch14_reg4_dinov2",
-        kwargs=_H_OPTIMUS,
-        group="foundation",
-        mean=H_OPTIMUS_MEAN,
-        std=H_OPTIMUS_STD,
-        hub="bioptimus/H-optimus-1",
-        um_per_px=0.5,
-    ),
+    **{
+        f"h_optimus_{i}": BackboneSpec(
+            "vit_giant_patch14_reg4_dinov2",
+            kwargs=_H_OPTIMUS,
+            group="foundation",
+            mean=H_OPTIMUS_MEAN,
+            std=H_OPTIMUS_STD,
+            hub=f"bioptimus/H-optimus-{i}",
+            um_per_px=0.5,
+        )
+        for i in (0, 1)
+    },
     "prov_gigapath": BackboneSpec(
         "vit_giant_patch14_dinov2",
         kwargs=_GIGAPATH,

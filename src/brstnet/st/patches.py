@@ -6,8 +6,12 @@ on-disk store lives in :mod:`brstnet.st.patch_store`; its names are re-exported 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -17,13 +21,14 @@ from tqdm.auto import tqdm
 
 from .errors import DataError
 from .geometry import PatchGeometry
-from .patch_store import PatchStore, load_patch_store, save_patch_store
+from .patch_store import PartialStore, PatchStore, load_patch_store, save_patch_store
 from .slides import Slide, open_slide
 from .stain import StainNormalizer
 from .tissue import background_fractions, tissue_mask
 
 __all__ = [
     "PatchStore",
+    "PatchStoreBuild",
     "build_patch_store",
     "check_window",
     "cut_patches",
@@ -31,9 +36,13 @@ __all__ = [
     "load_patch_store",
     "resize",
     "save_patch_store",
+    "write_patch_store",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Patches cut before they are stain-normalised together.
+CUT_BATCH = 64
 
 
 def resize(patch: np.ndarray, size: int) -> np.ndarray:
@@ -75,9 +84,13 @@ def cut_patches(
     centres = np.asarray(centres, dtype=float).reshape(-1, 2)
     size = geometry.size_px
     patches = np.empty((len(centres), size, size, 3), dtype=np.uint8)
-    points = centres if desc is None else tqdm(centres, desc=desc, unit="spot", leave=False)
-    for i, (x, y) in enumerate(points):
-        patches[i] = normalizer(resize(slide.crop(x, y, window), size))
+    bar = tqdm(total=len(centres), desc=desc, unit="spot", leave=False, disable=desc is None)
+    with bar:
+        for start in range(0, len(centres), CUT_BATCH):  # stain-normalised a batch at a time
+            batch = centres[start : start + CUT_BATCH]
+            crops = np.stack([resize(slide.crop(x, y, window), size) for x, y in batch])
+            patches[start : start + len(batch)] = normalizer.normalize_batch(crops)
+            bar.update(len(batch))
     return patches
 
 
@@ -108,6 +121,7 @@ def extract_section(
     *,
     normalizer: StainNormalizer | None = None,
     slide: Slide | None = None,
+    progress: bool = True,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Cut one patch per spot from the section's image (decoded once, or read by regions).
 
@@ -117,6 +131,7 @@ def extract_section(
         normalizer: Stain normaliser for ``geometry.stain_reference`` (its skip count
             is reported); built from the geometry when None.
         slide: The opened image, when the caller already has it.
+        progress: Show a bar over the section's spots.
 
     Returns:
         [N, size_px, size_px, 3] uint8 patches and their index rows (no ``row`` yet).
@@ -135,7 +150,12 @@ def extract_section(
         normalizer = StainNormalizer(geometry.stain_reference)
     skipped_before = normalizer.skipped
     patches = cut_patches(
-        slide, centres, geometry, pixel_size, normalizer=normalizer, desc=f"patches {section}"
+        slide,
+        centres,
+        geometry,
+        pixel_size,
+        normalizer=normalizer,
+        desc=f"patches {section}" if progress else None,
     )
     unnormalised = normalizer.skipped - skipped_before
     if unnormalised:
@@ -192,14 +212,7 @@ def build_patch_store(
         if callable(adata):
             adata = adata()
         patches, index = extract_section(adata, geometry, normalizer=normalizer)
-        flagged = int((~index["passes_tissue"]).sum())
-        logger.info(
-            "section %s: %d patches, %d over %.0f%% background (kept, excluded from training)",
-            section,
-            len(index),
-            flagged,
-            100 * geometry.max_background_fraction,
-        )
+        _log_section(section, index, geometry)
         all_patches.append(patches)
         indices.append(index)
     index = pd.concat(indices, ignore_index=True)
@@ -212,3 +225,151 @@ def build_patch_store(
         "stain_unnormalised_patches": normalizer.skipped,
     }
     return PatchStore(patches=np.concatenate(all_patches), index=index, meta=meta)
+
+
+def _log_section(section: str, index: pd.DataFrame, geometry: PatchGeometry) -> None:
+    flagged = int((~index["passes_tissue"]).sum())
+    logger.info(
+        "section %s: %d patches, %d over %.0f%% background (kept, excluded from training)",
+        section,
+        len(index),
+        flagged,
+        100 * geometry.max_background_fraction,
+    )
+
+
+def _fingerprint(adata: ad.AnnData) -> str:
+    """Identifies a section's spots, centres and image (a changed section is cut again)."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(map(str, adata.obs_names)).encode())
+    digest.update(np.ascontiguousarray(adata.obsm["spatial"], dtype=float).tobytes())
+    digest.update(f"{adata.uns['image_path']}|{float(adata.uns['pixel_size_um'])!r}".encode())
+    return digest.hexdigest()
+
+
+def _cut_into(
+    adata: ad.AnnData | Callable[[], ad.AnnData],
+    geometry: PatchGeometry,
+    patches_file: Path,
+    rows: slice,
+) -> tuple[pd.DataFrame, int]:
+    """Cut one section into ``rows`` of a memory-mapped ``patches.npy`` (runs in a worker).
+
+    Returns:
+        The section's index rows and how many of its patches were left unnormalised.
+    """
+    from threadpoolctl import threadpool_limits
+
+    if callable(adata):
+        adata = adata()
+    normalizer = StainNormalizer(geometry.stain_reference)
+    # the stain arithmetic is on [3, 2] matrices: BLAS threads only compete with the workers
+    with threadpool_limits(limits=1):
+        patches, index = extract_section(adata, geometry, normalizer=normalizer, progress=False)
+    out = np.load(patches_file, mmap_mode="r+")
+    out[rows] = patches
+    out.flush()
+    del out
+    return index, normalizer.skipped
+
+
+def write_patch_store(
+    sections: Mapping[str, ad.AnnData | Callable[[], ad.AnnData]],
+    geometry: PatchGeometry,
+    path: str | Path,
+    *,
+    dataset: str,
+    workers: int = 1,
+) -> None:
+    """Write the store :func:`build_patch_store` builds straight to disk, section by section.
+
+    ``patches.npy`` is allocated at its final size (from the spot counts) in a hidden
+    partial folder next to ``path``; each section is cut (in one of ``workers`` processes)
+    into its rows, and the folder is swapped in at ``path`` when all are done (see
+    :class:`brstnet.st.patch_store.PartialStore`). Memory holds one decoded image and one
+    section's patches per worker, whatever the number of spots. A run killed part-way
+    leaves the previous store in place; the next run with the same sections and geometry
+    cuts only the sections not finished yet. The result is byte for byte the store of
+    :func:`build_patch_store`, for any ``workers``.
+
+    Args:
+        sections: Section name -> AnnData or a loader returning it (called once to count
+            the spots, and once more when the section is cut).
+        geometry: Window, patch size, background threshold and stain reference.
+        path: The store folder.
+        dataset: Name of the dataset layout, recorded in the meta.
+        workers: Processes cutting sections at the same time (1: in this process).
+
+    Raises:
+        ValueError: ``sections`` is empty or ``workers`` < 1.
+        DataError: a window larger than a section's image, or an unreadable image.
+    """
+    if not sections:
+        raise ValueError("write_patch_store needs at least one section")
+    if workers < 1:
+        raise ValueError(f"workers must be 1 or more, got {workers}")
+    names = list(sections)
+    plan = []
+    for name in names:  # spot counts size the store; each AnnData is dropped at once
+        adata = sections[name]() if callable(sections[name]) else sections[name]
+        plan.append((name, adata.n_obs, _fingerprint(adata)))
+        del adata
+    meta = {"dataset": dataset, **geometry.to_dict()}
+    size = geometry.size_px
+    partial = PartialStore(path, plan, (size, size, 3), meta)
+    todo = [k for k in range(len(names)) if k not in partial.done]
+    bar = tqdm(
+        total=partial.shape[0],
+        initial=sum(plan[k][1] for k in partial.done),
+        desc="extract patches",
+        unit="spot",
+    )
+
+    def finished(k: int, index: pd.DataFrame, unnormalised: int) -> None:
+        _log_section(names[k], index, geometry)
+        partial.mark_done(k, index, unnormalised=unnormalised)
+        bar.update(len(index))
+        bar.set_postfix_str(f"{len(partial.done)}/{len(names)} sections")
+
+    with bar:
+        if workers == 1 or len(todo) <= 1:
+            for k in todo:
+                finished(
+                    k,
+                    *_cut_into(sections[names[k]], geometry, partial.patches_file, partial.rows(k)),
+                )
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+                futures = {
+                    pool.submit(
+                        _cut_into,
+                        sections[names[k]],
+                        geometry,
+                        partial.patches_file,
+                        partial.rows(k),
+                    ): k
+                    for k in todo
+                }
+                for future in as_completed(futures):
+                    finished(futures[future], *future.result())
+    partial.finish({**meta, "stain_unnormalised_patches": partial.unnormalised()})
+
+
+@dataclass(frozen=True)
+class PatchStoreBuild:
+    """A patch store to write: everything :func:`write_patch_store` needs but the path.
+
+    The extract_patches node returns one; ``PatchStoreDataset.save`` writes it at the
+    dataset's path, so the patches go straight to disk instead of through memory.
+    """
+
+    sections: Mapping[str, ad.AnnData | Callable[[], ad.AnnData]]
+    geometry: PatchGeometry
+    dataset: str
+    workers: int = 1
+
+    def write(self, path: str | Path) -> None:
+        """Write the store at ``path`` (see :func:`write_patch_store`)."""
+        write_patch_store(
+            self.sections, self.geometry, path, dataset=self.dataset, workers=self.workers
+        )

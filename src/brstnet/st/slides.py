@@ -233,8 +233,27 @@ def open_slide(path: str | Path, section: str) -> Slide:
     return ArraySlide(read_image(path, section))
 
 
+def _decode_jpeg(path: str | Path) -> np.ndarray | None:
+    """An RGB JPEG through imagecodecs' libjpeg-turbo: PIL's pixels without PIL's two
+    full-image copies (3-4x faster on her2st's 92 Mpx images); None for anything else."""
+    import imagecodecs
+
+    try:
+        data = Path(path).read_bytes()
+        if not data.endswith(b"\xff\xd9"):  # no end marker: truncated (libjpeg pads it grey)
+            return None  # PIL says what is wrong
+        image = imagecodecs.jpeg8_decode(data)
+    except (OSError, imagecodecs.Jpeg8Error):
+        return None
+    return image if image.ndim == 3 and image.shape[2] == 3 else None
+
+
 def read_image(path: str | Path, section: str) -> np.ndarray:
     """Decode a whole (JPEG / PNG) image once, as [H, W, 3] uint8 RGB."""
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        image = _decode_jpeg(path)
+        if image is not None:
+            return image
     try:
         with open_image(path, section) as img:
             return np.asarray(img.convert("RGB"))

@@ -13,7 +13,7 @@ from brstnet.config import DataProcessingParams
 from brstnet.st import readers, stain
 from brstnet.st.acquisition import Source
 from brstnet.st.genes import check_gene_names
-from brstnet.st.patches import PatchStore, build_patch_store
+from brstnet.st.patches import PatchStoreBuild
 from brstnet.st.qc import filter_low_reads
 
 from ..nodes_common import materialise, parse
@@ -126,9 +126,12 @@ def fit_stain_reference(sections: dict, params: dict[str, Any]) -> dict:
     return stain.fit_stain_reference(adata, window_um=cfg.stain.reference_window_um, section=name)
 
 
-def extract_patches(sections: dict, stain_reference: dict, params: dict[str, Any]) -> PatchStore:
+def extract_patches(
+    sections: dict, stain_reference: dict, params: dict[str, Any]
+) -> PatchStoreBuild:
     """Cut, resize and stain-normalise one patch per spot; check tissue cover
-    (:func:`brstnet.st.patches.build_patch_store`, sections in name order).
+    (:func:`brstnet.st.patches.write_patch_store`, sections in name order, in
+    ``workers`` processes).
 
     Args:
         sections: Section name -> AnnData (or its loader), from :func:`filter_spots`.
@@ -136,9 +139,13 @@ def extract_patches(sections: dict, stain_reference: dict, params: dict[str, Any
         params: ``data_processing`` parameters.
 
     Returns:
-        ``patch_store``: [N, size, size, 3] uint8 patches with their index table.
+        ``patch_store``: the store to write; ``PatchStoreDataset`` writes its
+        [N, size, size, 3] uint8 patches to disk section by section, with their index table.
     """
     cfg = parse(DataProcessingParams, params)
-    return build_patch_store(
-        materialise(sections), cfg.geometry(stain_reference), dataset=cfg.dataset
+    return PatchStoreBuild(
+        dict(sorted(sections.items())),  # loaders stay lazy: one section in memory at a time
+        cfg.geometry(stain_reference),
+        dataset=cfg.dataset,
+        workers=cfg.workers,
     )

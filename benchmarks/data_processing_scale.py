@@ -1,0 +1,177 @@
+"""How close is data_processing to the time it takes to decode the images, and does its
+memory stay flat as the collection grows?
+
+1. The default her2st sections: the time to decode their JPEGs (one after the other),
+   the wall time of data_processing from the raw files to the patch store on disk
+   (read_sections, filter_spots, fit_stain_reference, extract_patches written by
+   ``PatchStoreDataset``, the nodes Kedro runs), and their ratio.
+2. A synthetic collection: ``--spots`` spots a section on one her2st image, cut at
+   ``--size`` px, for each number of sections in ``--collections``; each build runs in a
+   fresh process, which reports its wall time and peak resident memory (its own and its
+   workers'). Growth per spot is the difference between the largest and smallest
+   collection divided by their difference in spots.
+
+Needs the her2st copy (``--her2st``) and free disk for the synthetic stores (written
+under ``--tmp`` and deleted; 1,000 spots at 224 px are 150 MB). Examples:
+
+    python benchmarks/data_processing_scale.py                    # both parts, 2 workers
+    python benchmarks/data_processing_scale.py --part collection --collections 5 20
+    python benchmarks/data_processing_scale.py --part collection --collections 20 200 \\
+        --tmp /big/disk                                            # 30 GB of patches
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from brstnet.datasets import PatchStoreDataset
+from brstnet.pipelines.data_processing import nodes
+from brstnet.st.geometry import PatchGeometry
+from brstnet.st.patches import write_patch_store
+from brstnet.st.slides import read_image
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SECTIONS = ["B4", "C2", "C3", "C4", "C5", "C6"]
+
+
+def default_sections(her2st: Path, workers: int, out: Path) -> None:
+    params = {
+        "sections": DEFAULT_SECTIONS,
+        "source": {"local_dir": str(her2st)},
+        "stain": {"reference_section": "C2"},
+        "workers": workers,
+    }
+    images = sorted((her2st / "data/ST-imgs").glob("*/*/*.jpg"))
+    images = [p for p in images if p.parent.name in DEFAULT_SECTIONS]
+    start = time.perf_counter()
+    for path in images:
+        with Image.open(path) as img:
+            img.load()  # the decode alone
+    decode = time.perf_counter() - start
+    start = time.perf_counter()
+    for path in images:
+        read_image(path, path.parent.name)  # decode + RGB array, as data_processing reads it
+    decode_array = time.perf_counter() - start
+
+    stages = {}
+    start = time.perf_counter()
+    raw = nodes.read_sections({"root": str(her2st)}, params)
+    sections, _ = nodes.filter_spots(raw, params)
+    stages["read_sections + filter_spots"] = time.perf_counter() - start
+    reference = nodes.fit_stain_reference(sections, params)
+    stages["fit_stain_reference"] = time.perf_counter() - start - sum(stages.values())
+    PatchStoreDataset(str(out)).save(nodes.extract_patches(sections, reference, params))
+    stages["extract_patches (to disk)"] = time.perf_counter() - start - sum(stages.values())
+    wall = time.perf_counter() - start
+    spots = sum(a.n_obs for a in sections.values())
+    print(f"default sections: {len(images)} JPEGs, {spots} spots, workers={workers}")
+    print(f"  decode the JPEGs (PIL load):       {decode:6.1f} s")
+    print(f"  decode into RGB arrays:            {decode_array:6.1f} s")
+    for stage, seconds in stages.items():
+        print(f"  {stage + ':':34s} {seconds:6.1f} s")
+    print(f"  data_processing (to disk):         {wall:6.1f} s")
+    print(f"  ratio to the decode:               {wall / decode:6.2f}x")
+
+
+def _collection(image: Path, n_sections: int, spots: int) -> dict[str, ad.AnnData]:
+    """``n_sections`` sections of ``spots`` spots on a grid over the tissue of ``image``."""
+    side = int(np.ceil(np.sqrt(spots)))
+    sections = {}
+    for k in range(n_sections):
+        name = f"S{k:04d}"
+        xs, ys = np.meshgrid(np.linspace(2500, 7000, side), np.linspace(2500, 7000, side))
+        centres = np.stack([xs.ravel(), ys.ravel()], axis=1)[:spots] + k  # distinct sections
+        obs = pd.DataFrame(
+            {
+                "spot_id": [f"{i}" for i in range(spots)],
+                "section": name,
+                "patient": f"P{k // 3}",
+            },
+            index=[f"{name}_{i}" for i in range(spots)],
+        )
+        adata = ad.AnnData(obs=obs, obsm={"spatial": centres})
+        adata.uns.update(section=name, image_path=str(image), pixel_size_um=0.688)
+        sections[name] = adata
+    return sections
+
+
+def _build(image: Path, n_sections: int, spots: int, size: int, workers: int, out: Path, queue):
+    from brstnet.st.stain import fit_stain_reference
+
+    sections = _collection(image, n_sections, spots)
+    reference = fit_stain_reference(next(iter(sections.values())), window_um=1500)
+    geometry = PatchGeometry(window_um=206, size_px=size, stain_reference=reference)
+    start = time.perf_counter()
+    write_patch_store(sections, geometry, out, dataset="synthetic", workers=workers)
+    wall = time.perf_counter() - start
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (ru_maxrss: KiB)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    queue.put((wall, own, children, (out / "patches.npy").stat().st_size / 2**30))
+
+
+def collection(
+    her2st: Path, sizes: list[int], spots: int, size: int, workers: int, tmp: Path
+) -> None:
+    image = next((her2st / "data/ST-imgs/C/C2").glob("*.jpg"))
+    context = multiprocessing.get_context("spawn")  # a fresh process: its own peak memory
+    rows = []
+    for n_sections in sizes:
+        out = tmp / f"collection_{n_sections}"
+        queue = context.Queue()
+        child = context.Process(
+            target=_build, args=(image, n_sections, spots, size, workers, out, queue)
+        )
+        child.start()
+        wall, own, children, gib = queue.get()
+        child.join()
+        shutil.rmtree(out, ignore_errors=True)
+        rows.append((n_sections * spots, wall, own, children))
+        print(
+            f"collection {n_sections} sections x {spots} spots at {size} px ({gib:.1f} GiB of "
+            f"patches), workers={workers}: {wall:.1f} s, {1e3 * wall / (n_sections * spots):.2f} "
+            f"ms/spot; peak RSS {own:.2f} GiB (main), {children:.2f} GiB (largest worker)"
+        )
+    if len(rows) > 1:
+        (n0, t0, r0, c0), (n1, t1, r1, c1) = rows[0], rows[-1]
+        print(
+            f"growth per spot from {n0} to {n1} spots: {1e3 * (t1 - t0) / (n1 - n0):.2f} ms, "
+            f"{2**30 * (max(r1, c1) - max(r0, c0)) / (n1 - n0) / 1e3:.1f} kB of peak RSS"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--her2st", type=Path, default=REPO.parent / "shared/data/her2st")
+    parser.add_argument("--part", choices=["default", "collection", "both"], default="both")
+    parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--collections", type=int, nargs="+", default=[5, 20])
+    parser.add_argument("--spots", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
+        if args.part in ("default", "both"):
+            default_sections(args.her2st, args.workers, Path(folder) / "default_store")
+        if args.part in ("collection", "both"):
+            collection(
+                args.her2st, args.collections, args.spots, args.size, args.workers, Path(folder)
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
