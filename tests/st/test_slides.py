@@ -56,6 +56,30 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded(tmp_path: Path) ->
         read_image(bomb, "S1")
 
 
+def _jpeg_claiming(path: Path, width: int, height: int) -> Path:
+    """A small JPEG whose frame header (SOF0) claims ``width`` x ``height`` pixels."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), "white").save(buffer, format="JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_jpeg_bomb_is_refused_whichever_decoder_reads_it(tmp_path: Path) -> None:
+    """JPEGs are decoded through imagecodecs, outside Pillow: the header is checked first."""
+    bomb = _jpeg_claiming(tmp_path / "bomb.jpg", 60_000, 60_000)
+    with pytest.raises(DataError, match=r"bomb.jpg is larger than brstnet decodes"):
+        read_image(bomb, "S1")
+    with pytest.raises(DataError, match=r"bomb.jpg is larger than brstnet decodes"):
+        image_size(bomb, "S1")
+
+
 def test_a_real_slide_size_is_within_the_limit(tmp_path: Path) -> None:
     """her2st's images are ~9,300 x 9,900 px (92 Mpx), over Pillow's default warning."""
     assert MAX_SLIDE_PIXELS >= 10 * 9_300 * 9_900
