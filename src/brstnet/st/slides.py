@@ -249,14 +249,13 @@ def _decode_jpeg(path: str | Path) -> np.ndarray | None:
 
 
 def read_image(path: str | Path, section: str) -> np.ndarray:
-    """Decode a whole (JPEG / PNG) image once, as [H, W, 3] uint8 RGB."""
-    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
-        image = _decode_jpeg(path)
-        if image is not None:
-            return image
+    """Decode a whole (JPEG / PNG) image once, as [H, W, 3] uint8 RGB.
+
+    The header is read first through :func:`open_image`, so the decompression-bomb limit
+    holds whichever decoder then reads the pixels (imagecodecs for JPEG, else Pillow).
+    """
     try:
-        with open_image(path, section) as img:
-            return np.asarray(img.convert("RGB"))
+        img = open_image(path, section)
     except FileNotFoundError as err:
         raise DataError(
             f"section {section}: image {path} is missing; put the H&E image back"
@@ -264,3 +263,15 @@ def read_image(path: str | Path, section: str) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         msg = f"section {section}: image {path} is corrupt or truncated ({err}); replace the file"
         raise DataError(msg) from err
+    with img:
+        if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+            image = _decode_jpeg(path)
+            if image is not None:
+                return image
+        try:
+            return np.asarray(img.convert("RGB"))
+        except (OSError, SyntaxError) as err:
+            msg = (
+                f"section {section}: image {path} is corrupt or truncated ({err}); replace the file"
+            )
+            raise DataError(msg) from err
