@@ -110,7 +110,8 @@ def validate_settings(
                     hint += f" (valid keys: {', '.join(holder.model_fields)})"
                 lines.append(f"unknown {what} {key}{place}{hint}")
             else:
-                lines.append(f"{what} {key}{place}: {problem['msg']}")
+                label = f"{what} {key}" if key else f"{what}s"  # a whole-model check
+                lines.append(f"{label}{place}: {problem['msg']}")
         raise ParameterError(f"invalid {what}s:\n  " + "\n  ".join(lines)) from None
 
 

@@ -123,16 +123,16 @@ def _local(settings: DaskSettings, project_path: Path, where: str) -> tuple[Clus
 def _local_cuda(settings: DaskSettings, project_path: Path, where: str) -> tuple[Cluster, Any]:
     visible = visible_gpus()
     asked = settings.local_cuda.n_gpus
-    if visible == 0:
-        raise ClusterError(
-            f"cluster: local_cuda ({where}) but this machine has no visible GPU "
-            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); use cluster: "
-            "local on a CPU machine"
-        )
+    shown = f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}"
     if asked is not None and asked > visible:
         raise ClusterError(
             f"local_cuda.n_gpus: {asked} ({where}) asks for more GPUs than the {visible} "
-            "visible here; lower it or leave it null (every visible GPU)"
+            f"visible here ({shown}); lower it, or leave it null for every visible GPU"
+        )
+    if visible == 0:
+        raise ClusterError(
+            f"cluster: local_cuda ({where}) but this machine has no visible GPU ({shown}); "
+            "use cluster: local on a CPU machine"
         )
     n_gpus = asked or visible
     per_gpu = settings.trainings_per_gpu if settings.uses_gpus() else 1
@@ -255,7 +255,7 @@ def _address(settings: DaskSettings, project_path: Path, where: str) -> tuple[Cl
     from distributed import Client
 
     try:
-        client = Client(settings.address, timeout="10s")
+        client = Client(settings.address, timeout=settings.connect_timeout_s)
     except OSError as exc:
         raise ClusterError(
             f"cannot reach the Dask scheduler at {settings.address} (address in {where}): "
@@ -266,6 +266,19 @@ def _address(settings: DaskSettings, project_path: Path, where: str) -> tuple[Cl
         "retries is not sent)"
     )
     return Cluster(client, description, None, settings.torch_threads), None
+
+
+def dashboard_link(client: Any, settings: DaskSettings) -> str:
+    """The dashboard's address as bound: Dask prints the scheduler's host, but a cluster
+    started here binds the dashboard to ``dashboard_address`` (127.0.0.1 by default)."""
+    from urllib.parse import urlsplit
+
+    link = str(client.dashboard_link)
+    host = settings.dashboard_address.rpartition(":")[0]
+    parts = urlsplit(link)
+    if settings.cluster == "address" or not host or parts.port is None:
+        return link
+    return parts._replace(netloc=f"{host}:{parts.port}").geturl()
 
 
 def _wait_for_workers(cluster: Cluster, settings: DaskSettings, where: str) -> None:

@@ -63,6 +63,7 @@ class DaskSettings(_Strict):
     torch_threads: int | None = Field(None, ge=1)  # per worker process; None: cores / workers
     dashboard_address: str = "127.0.0.1:8787"
     wait_for_workers_s: float | None = Field(120.0, gt=0)  # None: wait as long as it takes
+    connect_timeout_s: float = Field(10.0, gt=0)  # reaching the scheduler at address
     local: LocalSettings = LocalSettings()
     local_cuda: LocalCudaSettings = LocalCudaSettings()
     slurm: SlurmSettings = SlurmSettings()

@@ -1,8 +1,9 @@
 """``DaskRunner``: Kedro's runner on dask.distributed, from one machine to a cluster.
 
 Built as Kedro's Dask guide builds it (an :class:`~kedro.runner.AbstractRunner` whose
-``_run`` submits every node as a Dask task with its upstream nodes' futures as
-arguments), plus what a sweep of hundreds of trainings needs:
+``_run`` submits the nodes as tasks to a ``distributed.Client``; a node is submitted once
+its upstream nodes are done, see :meth:`DaskRunner._submit_and_wait`), plus what a sweep
+of hundreds of trainings needs:
 
 - the cluster comes from ``conf/<env>/dask.yml`` (:mod:`brstnet.runners.config`): a
   ``LocalCluster``, dask-cuda's ``LocalCUDACluster``, dask-jobqueue's ``SLURMCluster``,
@@ -26,13 +27,14 @@ import logging
 import sys
 import uuid
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kedro.runner import AbstractRunner
 
-from .clusters import Cluster, open_cluster, training_resources
+from .clusters import Cluster, dashboard_link, open_cluster, training_resources
 from .config import DaskSettings, load_settings
 from .hooks import DaskConfigHook
 from .worker import FORWARDED_LOGGER, NodeRun, WorkerContext, run_node
@@ -131,7 +133,7 @@ class DaskRunner(AbstractRunner):
             self._logger.info("Nothing to run on Dask: the pipeline has no node")
             return
         check_outputs_are_files(pipeline, catalog)
-        check_picklable(pipeline.nodes, catalog)
+        payloads, catalog_bytes = pickled(pipeline.nodes, catalog)
         tracking_uri, parent_run = _session_tracking(Path.cwd())
         hooks = worker_hooks(hook_manager)
         with open_cluster(settings, project_path=project, where=where) as cluster:
@@ -146,8 +148,9 @@ class DaskRunner(AbstractRunner):
                 hooks=hooks,
             )
             self.client = cluster.client
+            sent = Payloads(payloads, catalog_bytes, _dumps(context))
             try:
-                self._submit_and_wait(pipeline, catalog, cluster, context, settings, where)
+                self._submit_and_wait(pipeline, catalog, cluster, sent, settings, where)
             finally:
                 self.client = None
 
@@ -156,85 +159,122 @@ class DaskRunner(AbstractRunner):
         pipeline: Pipeline,
         catalog: Any,
         cluster: Cluster,
-        context: WorkerContext,
+        sent: Payloads,
         settings: DaskSettings,
         where: str,
     ) -> None:
+        """Submit each node once its upstream nodes are done; log as they finish.
+
+        Upstream futures are deliberately not task arguments (as in Kedro's Dask guide):
+        a finished task's result lives on its worker, and when that worker dies Dask
+        recomputes it for any task still waiting on it, which would re-run a finished
+        training. Nodes exchange data through catalog files only, so a node is simply
+        submitted when its inputs are written, as Kedro's own runners do; Dask places it
+        (resources, free workers) and re-runs it if its worker dies.
+        """
         from distributed import as_completed
         from tqdm.auto import tqdm
 
         client = cluster.client
         self._logger.info("Dask: %s", cluster.description)
-        self._logger.info("Dask dashboard: %s", client.dashboard_link)
-        client.forward_logging(FORWARDED_LOGGER, level=context.log_level)
-
-        nodes = pipeline.nodes  # topologically sorted: upstream futures exist first
-        needs = training_resources(settings)
-        gpu_tags = set(settings.gpu_node_tags)
-        token = uuid.uuid4().hex[:8]
-        futures: dict[Node, Any] = {}
-        dependencies = pipeline.node_dependencies
-        for node in nodes:
-            gpu = bool(gpu_tags & set(node.tags))
-            futures[node] = client.submit(
-                run_node,
-                node,
-                catalog,
-                context,
-                *(futures[d] for d in dependencies[node]),
-                key=f"{node.name}-{token}",
-                resources=needs if gpu else None,
-                priority=1 if gpu else 0,  # start the long GPU trainings first
-                pure=False,
-            )
-        gpu_count = sum(bool(gpu_tags & set(n.tags)) for n in nodes)
-        self._logger.info(
-            "Submitted %d nodes (%d asking for %s)",
-            len(nodes),
-            gpu_count,
-            needs or "no GPU: CPU workers",
+        self._logger.info("Dask dashboard: %s", dashboard_link(client, settings))
+        client.forward_logging(
+            FORWARDED_LOGGER, level=logging.getLogger(FORWARDED_LOGGER).getEffectiveLevel()
         )
 
-        node_of = {future: node for node, future in futures.items()}
+        nodes = pipeline.nodes
+        needs = training_resources(settings)
+        gpu_tags = set(settings.gpu_node_tags)
+        is_gpu = {n: bool(gpu_tags & set(n.tags)) for n in nodes}
+        order = {n: i for i, n in enumerate(nodes)}  # topological
+        self._logger.info(
+            "Running %d nodes on Dask (%d asking for %s)",
+            len(nodes),
+            sum(is_gpu.values()),
+            needs or "no GPU: CPU workers",
+        )
+        token = uuid.uuid4().hex[:8]
+        upstream = pipeline.node_dependencies
+        downstream: dict[Node, set[Node]] = defaultdict(set)
+        for node, parents in upstream.items():
+            for parent in parents:
+                downstream[parent].add(node)
+        futures: dict[Any, Node] = {}
+        pending = as_completed()
+
+        def submit(ready: list[Node]) -> None:
+            # the long GPU trainings first, then pipeline order
+            for node in sorted(ready, key=lambda n: (not is_gpu[n], order[n])):
+                future = client.submit(
+                    run_node,
+                    sent.nodes[node],
+                    sent.catalog,
+                    sent.context,
+                    key=f"{node.name}-{token}",
+                    resources=needs if is_gpu[node] else None,
+                    priority=1 if is_gpu[node] else 0,
+                    pure=False,
+                )
+                futures[future] = node
+                pending.add(future)
+
+        done_nodes: set[Node] = set()
         load_counts = Counter(chain.from_iterable(n.inputs for n in nodes))
         left = Counter(_namespace(n) for n in nodes)
-        spans: dict[str, list[NodeRun]] = defaultdict(list)
-        done = as_completed(list(futures.values()))
+        spans: dict[str | None, list[NodeRun]] = defaultdict(list)
+        submit([n for n in nodes if not upstream[n]])
         with tqdm(total=len(nodes), desc="Dask nodes", unit="node", disable=None) as bar:
-            for future in done:
-                node = node_of[future]
+            for future in pending:
+                node = futures[future]
                 if future.status != "finished":
                     self._fail(client, futures, future, node, settings, where)
                 record: NodeRun = future.result()
+                future.release()
+                done_nodes.add(node)
                 self.node_runs.append(record)
                 bar.update()
-                self._logger.info(
-                    "Completed node %s in %.1f s on %s (%d of %d)",
-                    node.name,
-                    record.seconds,
-                    record.worker,
-                    len(self.node_runs),
-                    len(nodes),
-                )
-                namespace = _namespace(node)
-                spans[namespace].append(record)
-                left[namespace] -= 1
-                if namespace and not left[namespace]:
-                    runs = spans[namespace]
-                    wall = max(r.finished for r in runs) - min(r.started for r in runs)
-                    self._logger.info(
-                        "Finished namespace %s in %.1f s (%d node(s) on %s)",
-                        namespace,
-                        wall,
-                        len(runs),
-                        ", ".join(sorted({r.worker for r in runs})),
-                    )
+                self._log_finished(node, record, spans, left, len(nodes))
                 self._release_datasets(node, catalog, load_counts, pipeline)
+                submit([c for c in downstream[node] if upstream[c] <= done_nodes])
+        if len(done_nodes) != len(nodes):  # cannot happen for a valid Kedro pipeline
+            missing = sorted(n.name for n in set(nodes) - done_nodes)
+            raise DaskRunnerError(f"nodes never became ready: {missing[:5]}")
+
+    def _log_finished(
+        self,
+        node: Node,
+        record: NodeRun,
+        spans: dict[str | None, list[NodeRun]],
+        left: Counter,
+        total: int,
+    ) -> None:
+        """One line per node; one line per namespace once its last node is done."""
+        self._logger.info(
+            "Completed node %s in %.1f s on %s (%d of %d)",
+            node.name,
+            record.seconds,
+            record.worker,
+            len(self.node_runs),
+            total,
+        )
+        namespace = _namespace(node)
+        spans[namespace].append(record)
+        left[namespace] -= 1
+        if namespace and not left[namespace]:
+            runs = spans[namespace]
+            wall = max(r.finished for r in runs) - min(r.started for r in runs)
+            self._logger.info(
+                "Finished namespace %s in %.1f s (%d node(s) on %s)",
+                namespace,
+                wall,
+                len(runs),
+                ", ".join(sorted({r.worker for r in runs})),
+            )
 
     def _fail(
         self,
         client: Any,
-        futures: dict[Node, Any],
+        futures: dict[Any, Node],
         future: Any,
         node: Node,
         settings: DaskSettings,
@@ -249,9 +289,8 @@ class DaskRunner(AbstractRunner):
             traceback = future.traceback()
         except CancelledError:
             error = None
-        client.cancel(
-            list(futures.values())
-        )  # after reading the error: a cancelled future has none
+        # only now: a cancelled future has no error to read
+        client.cancel([f for f in futures if f.status == "pending"])
         if error is None:
             raise DaskRunnerError(f"node {node.name!r} was cancelled on the Dask cluster")
         self._logger.warning(
@@ -259,16 +298,28 @@ class DaskRunner(AbstractRunner):
             "--only-missing-outputs to resume"
         )
         if isinstance(error, KilledWorker):
-            key = str(getattr(error, "task", ""))
-            lost = next((n.name for n, f in futures.items() if f.key == key), node.name)
             raise DaskRunnerError(
-                f"node {lost!r} was lost with its Dask worker {settings.retries + 1} times "
+                f"node {node.name!r} was lost with its Dask worker {settings.retries + 1} times "
                 f"(retries: {settings.retries} in {where}); the worker died (killed, out of "
                 f"memory?). Last worker: {getattr(error, 'last_worker', '?')}"
             ) from error
-        name = getattr(error, "brstnet_node", node.name)
-        self._logger.error("Node %s failed: %s: %s", name, type(error).__name__, error)
+        self._logger.error("Node %s failed: %s: %s", node.name, type(error).__name__, error)
         raise error.with_traceback(traceback)
+
+
+@dataclass(frozen=True)
+class Payloads:
+    """What every task carries, pickled once on the driver."""
+
+    nodes: dict[Node, bytes]
+    catalog: bytes
+    context: bytes
+
+
+def _dumps(obj: Any) -> bytes:
+    import cloudpickle
+
+    return cloudpickle.dumps(obj)
 
 
 def _namespace(node: Node) -> str | None:
@@ -277,8 +328,11 @@ def _namespace(node: Node) -> str | None:
 
 def _session_config(hook_manager: Any) -> Any:
     """The :class:`DaskConfigHook` state of this session, if the hook is registered."""
-    plugins = getattr(hook_manager, "get_plugins", lambda: set())()
-    for plugin in plugins:
+    from pluggy import PluginManager
+
+    if not isinstance(hook_manager, PluginManager):  # None, or Kedro's _NullPluginManager
+        return None
+    for plugin in hook_manager.get_plugins():
         if isinstance(plugin, DaskConfigHook) and plugin.session is not None:
             return plugin.session
     return None
@@ -287,10 +341,12 @@ def _session_config(hook_manager: Any) -> Any:
 def worker_hooks(hook_manager: Any) -> tuple[tuple[str, Any], ...]:
     """The session's hook implementations that fire where nodes run and can be pickled."""
     import cloudpickle
+    from pluggy import PluginManager
 
-    listed = getattr(hook_manager, "list_name_plugin", lambda: [])()
+    if not isinstance(hook_manager, PluginManager):
+        return ()
     shipped = []
-    for name, plugin in listed:
+    for name, plugin in hook_manager.list_name_plugin():
         callers = {c.name for c in hook_manager.get_hookcallers(plugin) or []}
         if not callers & NODE_HOOKS:
             continue
@@ -332,23 +388,30 @@ def check_outputs_are_files(pipeline: Pipeline, catalog: Any) -> None:
         )
 
 
-def check_picklable(nodes: list[Node], catalog: Any) -> None:
-    """Nodes and catalog travel to the workers by pickle; say which cannot, before starting."""
+def pickled(nodes: list[Node], catalog: Any) -> tuple[dict[Node, bytes], bytes]:
+    """Nodes and catalog as the bytes the workers get; say which cannot be sent, before
+    any cluster starts.
+
+    Tasks carry bytes, unpickled when the task runs: unpickling imports the node's modules
+    (torch, MLflow, ...), which would otherwise happen in the worker's event loop and, on
+    a busy machine, stall it past Dask's connection timeouts.
+    """
     import cloudpickle
 
-    bad = []
+    bad, payloads = [], {}
     for node in nodes:
         try:
-            cloudpickle.dumps(node)
-        except Exception as exc:  # noqa: BLE001
+            payloads[node] = cloudpickle.dumps(node)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure means "cannot send"
             bad.append(f"{node.name} ({exc})")
     if bad:
         raise DaskRunnerError(f"node(s) cannot be sent to Dask workers: {'; '.join(bad[:5])}")
     try:
-        size = len(cloudpickle.dumps(catalog))
+        data = cloudpickle.dumps(catalog)
     except Exception as exc:  # noqa: BLE001
         raise DaskRunnerError(f"the catalog cannot be sent to Dask workers: {exc}") from exc
-    logger.debug("catalog: %.0f kB per task", size / 1e3)
+    logger.debug("catalog: %.0f kB per task", len(data) / 1e3)
+    return payloads, data
 
 
 def absolute_tracking_uri(uri: str, cwd: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -61,22 +62,24 @@ class NodeRun:
         return self.finished - self.started
 
 
-def run_node(node: Any, catalog: Any, context: WorkerContext, *dependencies: Any) -> NodeRun:
+def run_node(node_bytes: bytes, catalog_bytes: bytes, context_bytes: bytes) -> NodeRun:
     """Run one Kedro node on this worker.
 
     Args:
-        node: The ``kedro.pipeline.Node``.
-        catalog: The run's catalog.
-        context: See :class:`WorkerContext`.
-        dependencies: The upstream nodes' :class:`NodeRun` records; Dask passes them once
-            those nodes have finished, which is how it orders the tasks.
+        node_bytes: The pickled ``kedro.pipeline.Node``.
+        catalog_bytes: The pickled catalog of the run.
+        context_bytes: The pickled :class:`WorkerContext`.
 
     Raises:
         Exception: the node's own error, with a note naming the node and the worker.
     """
+    started = time.time()
+    # unpickled here, in the task's thread: it imports the node's modules, which must
+    # not stall the worker's event loop (see brstnet.runners.dask_runner.pickled)
+    node, catalog = pickle.loads(node_bytes), pickle.loads(catalog_bytes)
+    context: WorkerContext = pickle.loads(context_bytes)
     from kedro.runner.task import Task
 
-    started = time.time()
     worker = _worker_address()
     _prepare_process(context)
     hook_manager = _hook_manager(context.hooks)
@@ -91,7 +94,6 @@ def run_node(node: Any, catalog: Any, context: WorkerContext, *dependencies: Any
         ).execute()
     except Exception as exc:
         exc.add_note(f"in Kedro node {node.name!r} (Dask worker {worker}, pid {os.getpid()})")
-        exc.brstnet_node = node.name  # type: ignore[attr-defined]
         raise
     return NodeRun(node.name, node.namespace, worker, os.getpid(), started, time.time())
 
