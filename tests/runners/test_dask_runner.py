@@ -425,6 +425,18 @@ def test_slurm_without_sbatch(prepared: Path) -> None:
         _direct_run(prepared, {"cluster": "slurm"})
 
 
+def test_local_workers_keep_glibcs_adaptive_malloc(tmp_path) -> None:
+    """Dask's MALLOC_TRIM_THRESHOLD_ slows torch on CPU ~1.5x; the runner's workers lack it."""
+    from brstnet.runners.clusters import open_cluster
+
+    settings = load_settings({"local": {"n_workers": 1}, "dashboard_address": "127.0.0.1:0"})
+    with open_cluster(settings, project_path=tmp_path, where="test") as cluster:
+        env = cluster.client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+        threads = cluster.torch_threads
+    assert list(env.values()) == [None]
+    assert threads == max(1, len(os.sched_getaffinity(0)))  # cores / 1 worker
+
+
 def test_settings_errors_name_the_key_and_its_source(tmp_path) -> None:
     conf = tmp_path / "dask.yml"
     conf.write_text("local:\n  n_worker: 4\n")
@@ -441,6 +453,9 @@ def test_settings_errors_name_the_key_and_its_source(tmp_path) -> None:
     with pytest.raises(ParameterError, match="use cluster: address"):
         load_settings({"address": "tcp://host:8786"})
     assert load_settings({"gpu_per_training": 0.25}).trainings_per_gpu == 4
+    # --runner-params "slurm.jobs=8" overrides one key of the slurm block, not the block
+    merged = load_settings({"slurm": {"queue": "gpu", "jobs": 1}}, overrides={"slurm": {"jobs": 8}})
+    assert (merged.slurm.queue, merged.slurm.jobs) == ("gpu", 8)
 
 
 def test_slurm_job_scripts(tmp_path) -> None:
@@ -474,6 +489,7 @@ def test_slurm_job_scripts(tmp_path) -> None:
     ):
         assert line in script, line
     assert "-m dask cuda worker" in script and "--resources GPU=1" in script  # one per GPU
+    assert "PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_=None" in script
     shared = load_settings({"cluster": "slurm", "gpu_per_training": 0.25, "slurm": {"gpus": 1}})
     cluster = make_slurm_cluster(shared, tmp_path)
     try:

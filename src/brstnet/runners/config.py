@@ -118,7 +118,7 @@ def load_settings(
     """
     from brstnet.parameter_check import validate_settings
 
-    merged = {**(tree or {}), **(overrides or {})}
+    merged = _merged(dict(tree or {}), overrides or {})
     return validate_settings(
         DaskSettings,
         merged,
@@ -127,3 +127,15 @@ def load_settings(
         runtime_flag="--runner-params",
         what="Dask setting",
     )
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on ``base``, nested blocks merged key by key (``slurm.jobs=8`` keeps the
+    other ``slurm`` keys)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out

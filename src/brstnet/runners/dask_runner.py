@@ -17,8 +17,8 @@ of hundreds of trainings needs:
   session's MLflow run active there, so the MLflow runs look as in a sequential run;
 - the dashboard link is logged, then one line per finished namespace with its wall time.
 
-Use: ``kedro run --runner=brstnet.runners.DaskRunner`` (``--runner-params
-cluster=local_cuda`` overrides the configured kind).
+Use: ``kedro run --runner=brstnet.runners.DaskRunner``; ``--runner-params
+"cluster=local_cuda,gpu_per_training=0.25"`` overrides keys of ``dask.yml``.
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ class DaskRunner(AbstractRunner):
         is_async: Load and save each node's datasets in threads (as Kedro's runners).
         settings: Explicit settings (a :class:`DaskSettings` or its dict); by default
             those of the session's ``dask.yml``.
-        cluster: Override the configured cluster kind (``--runner-params cluster=...``).
-        address: Override the scheduler address (with ``cluster=address``).
+        overrides: Settings over those (``--runner-params "cluster=slurm,slurm.jobs=8"``
+            on the command line), checked like the file.
 
     Attributes:
         client: The ``distributed.Client`` while a run is in progress, else None.
@@ -85,14 +85,11 @@ class DaskRunner(AbstractRunner):
         is_async: bool = False,
         *,
         settings: DaskSettings | dict[str, Any] | None = None,
-        cluster: str | None = None,
-        address: str | None = None,
+        **overrides: Any,
     ) -> None:
         super().__init__(is_async=is_async)
         self._settings = settings
-        self._overrides = {
-            k: v for k, v in {"cluster": cluster, "address": address}.items() if v is not None
-        }
+        self._overrides = overrides
         self.client: Any = None
         self.node_runs: list[NodeRun] = []
 
