@@ -5,16 +5,17 @@ copy, runs data_processing + feature_selection once, then times ``kedro run
 --pipelines=model_training`` (the default 4 namespaces: resnet18 with / without the
 auxiliary head x 2 folds) in real Kedro sessions:
 
-1. SequentialRunner, torch using ``--seq-threads`` threads (default: every core);
+1. SequentialRunner, torch using ``--seq-threads`` threads (default: every core; several
+   values: one sequential run each);
 2. DaskRunner on a LocalCluster of ``--workers`` processes, ``--threads`` torch threads
-   each (the models are deleted before, so it trains them all again).
+   each (the models are deleted before each run, so every run trains them all).
 
 Prints the wall times (Dask's includes starting the cluster and the workers' imports),
-the per-namespace training times, the ratio, and whether both runs trained the same
-weights.
+the per-namespace training times, the ratios, and whether the Dask run trained the same
+weights as each sequential run (it should where the torch threads per process match).
 
-    python benchmarks/dask_sweep.py --epochs 3
-    python benchmarks/dask_sweep.py --epochs 10 --workers 2 --threads 1 --seq-threads 2
+    python benchmarks/dask_sweep.py --epochs 2
+    python benchmarks/dask_sweep.py --epochs 2 --workers 2 --threads 1 --seq-threads 2 1
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per Dask worker")
-    parser.add_argument("--seq-threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--seq-threads", type=int, nargs="+", default=[os.cpu_count() or 1])
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
     args = parser.parse_args()
 
@@ -102,20 +103,25 @@ def main() -> int:
     prep = run(project, SequentialRunner(), ["data_processing", "feature_selection"])
     print(f"data_processing + feature_selection: {prep:.0f} s", flush=True)
 
-    torch.set_num_threads(args.seq_threads)
-    sequential = run(project, SequentialRunner(), ["model_training"])
-    first = weights(project)
-    shutil.rmtree(project / TRAINING)
-    shutil.rmtree(project / "data/08_reporting/training")
+    sequential = {}
+    for threads in args.seq_threads:
+        torch.set_num_threads(threads)
+        sequential[threads] = (
+            run(project, SequentialRunner(), ["model_training"]),
+            weights(project),
+        )
+        shutil.rmtree(project / TRAINING)
+        shutil.rmtree(project / "data/08_reporting/training")
 
     runner = DaskRunner()
     on_dask = run(project, runner, ["model_training"])
-    second = weights(project)
+    trained_weights = weights(project)
 
     trained = [r for r in runner.node_runs if r.name.endswith(".train_model")]
     print()
     print(f"model_training, {len(trained)} namespaces, {args.epochs} epochs, cpus={os.cpu_count()}")
-    print(f"sequential: {sequential:7.1f} s  (1 process, {args.seq_threads} torch threads)")
+    for threads, (seconds, _) in sequential.items():
+        print(f"sequential: {seconds:7.1f} s  (1 process, {threads} torch thread(s))")
     print(
         f"dask:       {on_dask:7.1f} s  ({args.workers} worker processes x {args.threads} torch "
         "thread(s); includes cluster start and the workers' imports)"
@@ -125,16 +131,21 @@ def main() -> int:
     if trained:
         span = max(r.finished for r in trained) - min(r.started for r in trained)
         print(f"  trainings from first start to last end: {span:.1f} s")
-    print(f"ratio sequential / dask: {sequential / on_dask:.2f}x")
-    same = first.keys() == second.keys() and all(
-        torch.equal(first[k][t], second[k][t]) for k in first for t in first[k]
-    )
-    diff = max(
-        float((first[k][t].float() - second[k][t].float()).abs().max())
-        for k in first
-        for t in first[k]
-    )
-    print(f"same weights: {same} (max abs difference {diff:.2e})")
+    for threads, (seconds, reference) in sequential.items():
+        same = reference.keys() == trained_weights.keys() and all(
+            torch.equal(reference[k][t], trained_weights[k][t])
+            for k in reference
+            for t in reference[k]
+        )
+        diff = max(
+            float((reference[k][t].float() - trained_weights[k][t].float()).abs().max())
+            for k in reference
+            for t in reference[k]
+        )
+        print(
+            f"sequential ({threads} thread(s)) / dask: {seconds / on_dask:.2f}x; same weights: "
+            f"{same} (max abs difference {diff:.1e})"
+        )
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -27,6 +27,7 @@ import logging
 import sys
 import uuid
 from collections import Counter, defaultdict
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -150,6 +151,8 @@ class DaskRunner(AbstractRunner):
                 self._submit_and_wait(pipeline, catalog, cluster, sent, settings, where)
             finally:
                 self.client = None
+                with suppress(Exception):  # a shared scheduler's workers keep no plugin of ours
+                    cluster.client.unforward_logging(FORWARDED_LOGGER)
 
     def _submit_and_wait(
         self,
@@ -301,6 +304,8 @@ class DaskRunner(AbstractRunner):
                 f"memory?). Last worker: {getattr(error, 'last_worker', '?')}"
             ) from error
         self._logger.error("Node %s failed: %s: %s", node.name, type(error).__name__, error)
+        if not any(node.name in note for note in getattr(error, "__notes__", [])):
+            error.add_note(f"in Kedro node {node.name!r} (on Dask)")  # failed before it ran
         raise error.with_traceback(traceback)
 
 
