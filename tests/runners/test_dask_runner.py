@@ -425,15 +425,18 @@ def test_slurm_without_sbatch(prepared: Path) -> None:
         _direct_run(prepared, {"cluster": "slurm"})
 
 
-def test_local_workers_keep_glibcs_adaptive_malloc(tmp_path) -> None:
-    """Dask's MALLOC_TRIM_THRESHOLD_ slows torch on CPU ~1.5x; the runner's workers lack it."""
+def test_local_workers_keep_glibcs_adaptive_malloc(tmp_path, monkeypatch) -> None:
+    """Dask's MALLOC_TRIM_THRESHOLD_ slows torch on CPU ~1.5x; the runner's workers lack it,
+    even when an earlier Dask nanny in this process left it in os.environ."""
     from brstnet.runners.clusters import open_cluster
 
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what Dask's nannies leave
     settings = load_settings({"local": {"n_workers": 1}, "dashboard_address": "127.0.0.1:0"})
     with open_cluster(settings, project_path=tmp_path, where="test") as cluster:
         env = cluster.client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
         threads = cluster.torch_threads
     assert list(env.values()) == [None]
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's left as it was
     assert threads == max(1, len(os.sched_getaffinity(0)))  # cores / 1 worker
 
 

@@ -87,6 +87,12 @@ def open_cluster(settings: DaskSettings, *, project_path: Path, where: str) -> I
     chatter = logging.getLogger("distributed")  # its INFO lines would drown the run's
     level = chatter.level
     chatter.setLevel(max(logging.WARNING, level))
+    # a nanny started earlier in this process with Dask's defaults has put the variable in
+    # os.environ, whence every later process (our workers, sbatch jobs) would inherit it
+    leaked = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    inherited = leaked is not None and leaked == str(dask.config.get(TRIM, None))
+    if inherited:
+        del os.environ["MALLOC_TRIM_THRESHOLD_"]
     try:
         with dask.config.set({TRIM: None}):  # read by each Nanny when it is created
             cluster, made = builders[settings.cluster](settings, project_path, where)
@@ -100,6 +106,8 @@ def open_cluster(settings: DaskSettings, *, project_path: Path, where: str) -> I
                 made.close()
     finally:
         chatter.setLevel(level)
+        if inherited:
+            os.environ["MALLOC_TRIM_THRESHOLD_"] = leaked
 
 
 def _cpu_count() -> int:
