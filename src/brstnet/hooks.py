@@ -24,8 +24,9 @@ from kedro.framework.hooks import hook_impl
 logger = logging.getLogger(__name__)
 
 
-def parameter_files(config_loader: Any, env: str | None) -> list[Path]:
-    """The parameter files Kedro merges for ``env``, base first (for error messages)."""
+def parameter_files(config_loader: Any, env: str | None, kind: str = "parameters") -> list[Path]:
+    """The ``kind`` files (``parameters``, ``dask``) Kedro merges for ``env``, base first
+    (for error messages)."""
     root = Path(config_loader.conf_source)
     envs = [config_loader.base_env, env or config_loader.default_run_env]
     files: list[Path] = []
@@ -35,7 +36,7 @@ def parameter_files(config_loader: Any, env: str | None) -> list[Path]:
             files += sorted(
                 p
                 for p in folder.rglob("*")
-                if p.suffix in (".yml", ".yaml") and "parameters" in str(p.relative_to(folder))
+                if p.suffix in (".yml", ".yaml") and kind in str(p.relative_to(folder))
             )
     return files
 

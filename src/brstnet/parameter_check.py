@@ -4,16 +4,20 @@
 :class:`brstnet.config.ProjectParams` (unknown keys are errors, so a typo such as
 ``model_training.epoch`` stops the run at once) and says which parameter file, or
 ``--params``, set the offending key, with the closest valid key names.
+:func:`validate_settings` does the same for any other typed settings file (the Dask
+runner's ``dask.yml``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from .config import ProjectParams
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ParameterError(ValueError):
@@ -64,12 +68,30 @@ def validate_parameters(
         ParameterError: every invalid or unknown key, with its file and, for a typo, the
         valid keys closest to it.
     """
+    return validate_settings(ProjectParams, params, files, runtime=runtime)
+
+
+def validate_settings(
+    model: type[M],
+    tree: dict[str, Any],
+    files: list[Path] | None = None,
+    *,
+    runtime: dict | None = None,
+    runtime_flag: str = "--params",
+    what: str = "parameter",
+) -> M:
+    """Validate ``tree`` against the pydantic ``model``; each problem names its key, the
+    file(s) that set it (or ``runtime_flag``) and, for a typo, the closest valid keys.
+
+    Raises:
+        ParameterError: every invalid or unknown key.
+    """
     import difflib
 
     from pydantic import ValidationError
 
     try:
-        return ProjectParams.model_validate(params)
+        return model.model_validate(tree)
     except ValidationError as err:
         lines = []
         for problem in err.errors():
@@ -77,19 +99,20 @@ def validate_parameters(
             key = ".".join(str(p) for p in loc)
             where = _defined_in(loc, list(files or []))
             if runtime and _has_key(runtime, loc):
-                where.append("--params")
+                where.append(runtime_flag)
             place = f" (set in {', '.join(where)})" if where else ""
             if problem["type"] == "extra_forbidden":
                 hint = ""
-                model = _model_at(loc[:-1])
-                if model is not None:
-                    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=2)
+                holder = _model_at(loc[:-1], model)
+                if holder is not None:
+                    close = difflib.get_close_matches(str(loc[-1]), list(holder.model_fields), n=2)
                     hint = f"; did you mean {' or '.join(close)}?" if close else ""
-                    hint += f" (valid keys: {', '.join(model.model_fields)})"
-                lines.append(f"unknown parameter {key}{place}{hint}")
+                    hint += f" (valid keys: {', '.join(holder.model_fields)})"
+                lines.append(f"unknown {what} {key}{place}{hint}")
             else:
-                lines.append(f"parameter {key}{place}: {problem['msg']}")
-        raise ParameterError("invalid parameters:\n  " + "\n  ".join(lines)) from None
+                label = f"{what} {key}" if key else f"{what}s"  # a whole-model check
+                lines.append(f"{label}{place}: {problem['msg']}")
+        raise ParameterError(f"invalid {what}s:\n  " + "\n  ".join(lines)) from None
 
 
 def _has_key(tree: dict, loc: tuple) -> bool:
@@ -105,11 +128,11 @@ def _has_key(tree: dict, loc: tuple) -> bool:
     return any(flat == k or flat.startswith(f"{k}.") for k in map(str, tree))
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
+def _model_at(loc: tuple, root: type[BaseModel] = ProjectParams) -> type[BaseModel] | None:
     """The pydantic model that holds the keys at ``loc`` (None past a list or a dict)."""
     import typing
 
-    model: Any = ProjectParams
+    model: Any = root
     for part in loc:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return None

@@ -4,10 +4,12 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 
 # Instantiated project hooks (executed in a Last-In-First-Out order): parameter
 # validation and the registry's view of the run's configuration; MLflow runs left
-# RUNNING by killed runs marked KILLED (brstnet/hooks.py).
+# RUNNING by killed runs marked KILLED (brstnet/hooks.py); the session's dask.yml for
+# the Dask runner (brstnet/runners/hooks.py).
 from brstnet.hooks import ProjectHooks, TrackingHooks
+from brstnet.runners.hooks import DaskConfigHook
 
-HOOKS = (ProjectHooks(), TrackingHooks())
+HOOKS = (ProjectHooks(), TrackingHooks(), DaskConfigHook())
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)
@@ -37,11 +39,9 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # an environment (e.g. conf/brstnet) overrides single keys, not whole blocks
-    "merge_strategy": {"parameters": "soft"},
-    # "config_patterns": {
-    #     "spark" : ["spark*/"],
-    #     "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
-    # }
+    "merge_strategy": {"parameters": "soft", "dask": "soft"},
+    # the Dask runner's settings: conf/<env>/dask.yml (brstnet.runners)
+    "config_patterns": {"dask": ["dask*", "dask*/**"]},
 }
 
 # Class that manages Kedro's library components.
