@@ -143,40 +143,36 @@ def test_patient_and_sections() -> None:
     assert her2st.patient_of("E2") == "E"
 
 
-def test_a_duplicated_spot_row_names_the_file_and_the_spot(tiny_her2st: Path) -> None:
-    """Failed before: the second row of spot 2x1 was read as another spot."""
-    _rewrite_counts(tiny_her2st, "A1", lambda f: pd.concat([f, f.loc[["2x1"]]]))
-    with pytest.raises(
-        DataError, match=r"section A1: count matrix .*A1.tsv.gz lists spot 2x1 twice; "
-    ):
-        read_section(locate_section(tiny_her2st, "A1"))
+def _nan_at_3x2_actb(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.astype(float)
+    frame.loc["3x2", "ACTB"] = np.nan
+    return frame
 
 
-def test_nan_counts_are_named_nan(tiny_her2st: Path) -> None:
-    """Failed before: an empty cell was reported as a 'non-integer value'."""
-
-    def edit(frame: pd.DataFrame) -> pd.DataFrame:
-        frame = frame.astype(float)
-        frame.loc["3x2", "ACTB"] = np.nan
-        return frame
-
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (  # failed before: the second row of spot 2x1 was read as another spot
+            lambda f: pd.concat([f, f.loc[["2x1"]]]),
+            r"lists spot 2x1 twice; a count matrix holds one row per spot: replace the file",
+        ),
+        (  # failed before: reported as a 'non-integer value'
+            _nan_at_3x2_actb,
+            r"holds NaN \(an empty or NA cell\) at spot 3x2, gene ACTB; .*fill missing counts "
+            r"with 0",
+        ),
+        (  # failed before: reported as 'non-numeric columns', which it does not have
+            lambda f: f.iloc[:0],
+            r"has no spots \(a header only\): the file is empty or truncated; replace it",
+        ),
+    ],
+    ids=["duplicated-spot", "nan", "header-only"],
+)
+def test_a_broken_count_table_names_file_spot_and_fix(
+    tiny_her2st: Path, edit, message: str
+) -> None:
     _rewrite_counts(tiny_her2st, "A1", edit)
-    with pytest.raises(
-        DataError,
-        match=r"section A1: count matrix .*A1.tsv.gz holds NaN \(an empty or NA cell\) at spot "
-        r"3x2, gene ACTB; .*fill missing counts with 0",
-    ):
-        read_section(locate_section(tiny_her2st, "A1"))
-
-
-def test_a_count_table_with_only_a_header(tiny_her2st: Path) -> None:
-    """Failed before: reported as 'non-numeric columns', which it does not have."""
-    _rewrite_counts(tiny_her2st, "A1", lambda f: f.iloc[:0])
-    with pytest.raises(
-        DataError,
-        match=r"section A1: count matrix .*A1.tsv.gz has no spots \(a header only\): the file "
-        r"is empty or truncated; replace it",
-    ):
+    with pytest.raises(DataError, match=r"section A1: count matrix .*A1.tsv.gz " + message):
         read_section(locate_section(tiny_her2st, "A1"))
 
 
