@@ -56,6 +56,7 @@ def test_written_store_equals_the_in_memory_store(
         build_patch_store(three_sections, geometry, dataset="her2st"), tmp_path / "old"
     )
     with caplog.at_level(logging.INFO, logger="brstnet.st.patches"):
+        caplog.clear()  # what earlier builds logged (when a Kedro session set INFO)
         write_patch_store(
             three_sections, geometry, tmp_path / "new", dataset="her2st", workers=workers
         )
@@ -103,6 +104,7 @@ def test_a_killed_build_resumes_after_the_finished_sections(
     ]
 
     with caplog.at_level(logging.INFO, logger="brstnet.st"):
+        caplog.clear()  # what earlier builds logged (when a Kedro session set INFO)
         write_patch_store(three_sections, geometry, store, dataset="her2st")
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("brstnet.st")]
     assert messages == [
@@ -125,6 +127,7 @@ def test_a_changed_plan_starts_afresh(
     child.join(60)
     smaller = PatchGeometry(150, 16, stain_reference=geometry.stain_reference)
     with caplog.at_level(logging.INFO, logger="brstnet.st"):
+        caplog.clear()  # what earlier builds logged (when a Kedro session set INFO)
         write_patch_store(three_sections, smaller, store, dataset="her2st")
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("brstnet.st")]
     assert messages[0].startswith("discarding the unfinished patch store")
