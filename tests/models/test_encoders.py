@@ -106,6 +106,7 @@ def test_encoder_geometry_is_checked_in_micrometres(caplog) -> None:
         ("uni2_h", 1536),
         ("virchow2", 2560),
         ("h_optimus_0", 1536),
+        ("h_optimus_1", 1536),
         ("prov_gigapath", 1536),
     ],
 )
