@@ -21,6 +21,7 @@ def test_runs_uri_is_read_from_the_given_store_only(tmp_path: Path) -> None:
         "model": spec.to_dict(),
         "geometry": PatchGeometry(window_um=100.0, size_px=16).to_dict(),
         "genes": ["ERBB2", "GRB7"],
+        "target": {"transform": "log1p", "zscore": True, "mean": [1.0, 2.0], "std": [0.5, 0.5]},
     }
     save_bundle(ModelBundle(config, spec.build(seed=0).state_dict()), tmp_path / "bundle")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
