@@ -85,3 +85,21 @@ def test_a_tracking_store_that_fails_does_not_stop_the_run(store, monkeypatch, c
         TrackingHooks().before_pipeline_run({}, None, None)  # no exception
     assert "could not look for MLflow runs left RUNNING by killed runs" in caplog.text
     assert "the tracking server is unavailable" in caplog.text
+
+
+def test_a_new_session_forgets_the_previous_sessions_mlflow_run(tmp_path, monkeypatch) -> None:
+    """kedro-mlflow's hook is one object per process: a session whose pipeline has tracking
+    off must not reopen the last session's run (in another project's store) at its nodes."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+    from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
+
+    from tests.synthetic import project_copy
+
+    project = project_copy(tmp_path / "project")
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    mlflow_hook.run_id = "0123456789abcdef0123456789abcdef"  # the last session's run
+    with KedroSession.create(project_path=project) as session:
+        session.load_context()
+    assert mlflow_hook.run_id is None

@@ -59,6 +59,8 @@ class ProjectHooks:
         from brstnet.parameter_check import validate_parameters
         from brstnet.pipelines import variants
 
+        _forget_previous_mlflow_run()
+
         loader = context.config_loader
         params = loader["parameters"]
         validate_parameters(
@@ -96,6 +98,18 @@ class ProjectHooks:
         self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
     ) -> None:
         self.after_pipeline_run(run_params, pipeline, catalog)
+
+
+def _forget_previous_mlflow_run() -> None:
+    """kedro-mlflow's hook is one object per process and keeps the last run's id; a later
+    session whose pipeline has tracking off (data_processing, feature_selection) would
+    then reopen that run, in another project's store, at every node. A new session starts
+    with none."""
+    try:
+        from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
+    except ImportError:  # kedro-mlflow not installed
+        return
+    mlflow_hook.run_id = None
 
 
 class TrackingHooks:
