@@ -180,7 +180,7 @@ def _assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 def test_dask_gives_the_sequential_metrics(sequential: Path, on_dask: dict) -> None:
-    for variant in (*VARIANTS, "baseline_mean", "baseline_ridge"):
+    for variant in (*VARIANTS, "baseline_mean", "baseline_ridge", "reference_read_depth"):
         _assert_same_table(_per_gene(on_dask["project"], variant), _per_gene(sequential, variant))
     summary = "data/08_reporting/evaluation_summary.csv"
     _assert_same_table(pd.read_csv(on_dask["project"] / summary), pd.read_csv(sequential / summary))
@@ -207,7 +207,11 @@ def test_dask_mlflow_runs_as_sequential(sequential: Path, on_dask: dict) -> None
     # kedro-mlflow logged the nodes' parameters on the parent run from the workers
     assert dask_parent.data.params == seq_parent.data.params
     assert dask_parent.data.params["model_training.epochs"] == "2"
-    assert set(dask_children) == set(seq_children) == {*VARIANTS, "baseline_mean", "baseline_ridge"}
+    assert (
+        set(dask_children)
+        == set(seq_children)
+        == {*VARIANTS, "baseline_mean", "baseline_ridge", "reference_read_depth"}
+    )
     for name, child in dask_children.items():
         expected = seq_children[name]
         assert child.data.tags["mlflow.parentRunId"] == dask_parent.info.run_id
@@ -222,7 +226,7 @@ def test_dask_logs_dashboard_and_one_line_per_namespace(on_dask: dict) -> None:
     messages = on_dask["messages"]
     assert any(m.startswith("Dask dashboard: http://127.0.0.1:") for m in messages)
     finished = [m.split()[2] for m in messages if m.startswith("Finished namespace ")]
-    evaluated = {*VARIANTS, "baseline_mean", "baseline_ridge"}
+    evaluated = {*VARIANTS, "baseline_mean", "baseline_ridge", "reference_read_depth"}
     assert sorted(finished) == sorted(NAMESPACES | evaluated)  # each exactly once
     line = next(m for m in messages if m.startswith("Finished namespace test_resnet_aux_fold0"))
     assert float(line.split(" in ")[1].split(" s")[0]) > 0
