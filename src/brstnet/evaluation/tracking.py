@@ -19,7 +19,15 @@ BASELINE_BACKBONES = {
     "reference_read_depth": "read depth only (test spots' log total count; not a model)",
 }
 #: The training-history columns logged as epoch curves, when present and not all NaN.
-HISTORY_COLUMNS = ("loss", "loss_main", "loss_aux", "val_mean_r", "val_loss")
+HISTORY_COLUMNS = (
+    "loss",
+    "loss_main",
+    "loss_aux",
+    "val_mean_r",
+    "val_median_r",
+    "val_median_partial_r",
+    "val_loss",
+)
 
 
 @dataclass
@@ -139,6 +147,10 @@ def build_tracked_run(
         params.update(_model_params(model.config))
         params[f"fold{fold}_test_patients"] = ",".join(model.config["test_patients"])
         run.metrics[f"fold{fold}_best_epoch"] = model.config["training"]["best_epoch"]
+        for name in ("inner_val_median_r", "inner_val_median_partial_r"):
+            # what settings are chosen by (the inner validation split, never the test spots)
+            if model.config["training"].get(name) is not None:
+                run.metrics[f"fold{fold}_{name}"] = float(model.config["training"][name])
         run.histories.update(_curves(history, fold))
         run.models[f"fold{fold}"] = model
     if robustness is not None and len(robustness):

@@ -20,6 +20,8 @@ class PatchBatches(Dataset):
         rows: [n] rows of ``patches`` to use.
         targets: [n, n_main] float32 or None.
         aux: [n, n_aux] float32 or None.
+        log_depth: [n] each spot's log total count, or None: validation then also
+            reports the partial r given read depth.
     """
 
     def __init__(
@@ -28,6 +30,7 @@ class PatchBatches(Dataset):
         rows: np.ndarray,
         targets: np.ndarray | None = None,
         aux: np.ndarray | None = None,
+        log_depth: np.ndarray | None = None,
     ) -> None:
         self.patches = patches
         self.rows = np.asarray(rows, dtype=np.int64)
@@ -37,7 +40,12 @@ class PatchBatches(Dataset):
             if aux is None or aux.shape[1] == 0
             else np.ascontiguousarray(aux, dtype=np.float32)
         )
-        for name, array in (("targets", self.targets), ("aux", self.aux)):
+        self.log_depth = None if log_depth is None else np.asarray(log_depth, dtype=np.float64)
+        for name, array in (
+            ("targets", self.targets),
+            ("aux", self.aux),
+            ("log_depth", self.log_depth),
+        ):
             if array is not None and len(array) != len(self.rows):
                 raise ValueError(f"{name} has {len(array)} rows for {len(self.rows)} patches")
 

@@ -69,15 +69,26 @@ def loop_config(cfg: TrainingParams, epochs: int, *, um_per_px: float | None = N
 
 
 def fold_batches(
-    fold_input: ad.AnnData, patches: np.ndarray, positions: np.ndarray, *, with_aux: bool
+    fold_input: ad.AnnData,
+    patches: np.ndarray,
+    positions: np.ndarray,
+    *,
+    with_aux: bool,
+    with_depth: bool = False,
 ) -> PatchBatches:
-    """The spots at ``positions`` of a fold's model input, with their targets."""
+    """The spots at ``positions`` of a fold's model input, with their targets (and, with
+    ``with_depth``, their log total counts, for the validation's partial r)."""
     aux = np.asarray(fold_input.obsm["aux"])[positions] if with_aux else None
+    depth = None
+    if with_depth and "total_counts" in fold_input.obs:
+        total = fold_input.obs["total_counts"].to_numpy(dtype=np.float64)[positions]
+        depth = np.log(np.maximum(total, 1.0))
     return PatchBatches(
         patches,
         fold_input.obs["patch_row"].to_numpy()[positions],
         np.asarray(fold_input.X)[positions],
         aux,
+        depth,
     )
 
 
@@ -143,6 +154,40 @@ def select_epoch(curves: list[list[float]], default: int) -> tuple[int, float]:
     return best + 1, float(mean_curve[best])
 
 
+#: The inner-validation figures of the chosen epoch (see :func:`inner_validation`).
+INNER_METRICS = {
+    "val_mean_r": "inner_val_mean_r",
+    "val_median_r": "inner_val_median_r",
+    "val_median_partial_r": "inner_val_median_partial_r",
+}
+
+
+def inner_validation(history: pd.DataFrame | list[dict], epoch: int) -> dict[str, float]:
+    """The inner validation's figures at ``epoch``, averaged over the inner folds.
+
+    These are what settings are chosen by (never the held-out patients): the mean and
+    median per-gene r and the median partial r given read depth of the validation spots.
+
+    Args:
+        history: Training history rows (``stage`` inner<k>, ``epoch``, ``val_*``).
+        epoch: The chosen epoch (1-based).
+
+    Returns:
+        ``inner_val_mean_r``, ``inner_val_median_r``, ``inner_val_median_partial_r``;
+        NaN where the history has no such validation (no inner split, e.g. one training
+        section, or a history written before the figure existed).
+    """
+    table = pd.DataFrame(history)
+    out = dict.fromkeys(INNER_METRICS.values(), float("nan"))
+    if table.empty or "stage" not in table:
+        return out
+    rows = table[table["stage"].astype(str).str.startswith("inner") & (table["epoch"] == epoch)]
+    for column, name in INNER_METRICS.items():
+        if column in rows and rows[column].notna().any():
+            out[name] = float(rows[column].mean())
+    return out
+
+
 @dataclass
 class FoldTraining:
     """One variant on one fold: its data, model shape, settings and where it checkpoints."""
@@ -185,7 +230,7 @@ class FoldTraining:
             fold_batches(self.fold_input, self.patches, positions, with_aux=self.spec.uses_aux),
             None
             if val is None
-            else fold_batches(self.fold_input, self.patches, val, with_aux=False),
+            else fold_batches(self.fold_input, self.patches, val, with_aux=False, with_depth=True),
             loop_config(self.cfg, epochs, um_per_px=self.um_per_px),
             self.setup,
             checkpoint=self.checkpoints / f"{stage}.pt",
@@ -270,6 +315,49 @@ def check_encoder_geometry(backbone: str, geometry: PatchGeometry) -> None:
         )
 
 
+def fold_job(
+    fold_input: ad.AnnData,
+    patches: np.ndarray,
+    geometry: PatchGeometry,
+    cfg: TrainingParams,
+    *,
+    variant: str,
+    backbone: str,
+    aux_weight: float,
+    fold: int,
+) -> tuple[FoldTraining, list[str]]:
+    """One variant's training on one fold, set up (model shape, device, checkpoints).
+
+    Returns:
+        The job and the fold's auxiliary genes (the model predicts them when
+        ``aux_weight > 0``).
+    """
+    from .devices import resolve_device
+
+    check_encoder_geometry(backbone, geometry)
+    aux_genes = [str(g) for g in fold_input.uns["aux_genes"]]
+    use_aux = aux_weight > 0 and len(aux_genes) > 0
+    spec = ModelSpec.for_backbone(
+        backbone,
+        n_main=fold_input.n_vars,
+        img_size=geometry.size_px,
+        n_aux=len(aux_genes) if use_aux else 0,
+        aux_weight=aux_weight if use_aux else 0.0,
+    )
+    job = FoldTraining(
+        fold_input,
+        patches,
+        spec,
+        cfg,
+        resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers, compile=cfg.compile),
+        Path(cfg.checkpoint_dir) / f"{variant}_fold{fold}",
+        f"{variant} fold {fold}",
+        geometry.window_um / geometry.size_px,
+        fold_fingerprint(fold_input, patches, spec, geometry, cfg),
+    )
+    return job, aux_genes
+
+
 def train_fold(
     fold_input: ad.AnnData,
     splits: pd.DataFrame,
@@ -296,35 +384,33 @@ def train_fold(
         and the training history (one row per stage and epoch).
     """
     from .bundle import bundle_config
-    from .devices import resolve_device
 
-    check_encoder_geometry(backbone, geometry)
-    aux_genes = [str(g) for g in fold_input.uns["aux_genes"]]
-    use_aux = aux_weight > 0 and len(aux_genes) > 0
-    spec = ModelSpec.for_backbone(
-        backbone,
-        n_main=fold_input.n_vars,
-        img_size=geometry.size_px,
-        n_aux=len(aux_genes) if use_aux else 0,
-        aux_weight=aux_weight if use_aux else 0.0,
-    )
-    job = FoldTraining(
+    job, aux_genes = fold_job(
         fold_input,
         patches,
-        spec,
+        geometry,
         cfg,
-        resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers, compile=cfg.compile),
-        Path(cfg.checkpoint_dir) / f"{variant}_fold{fold}",
-        f"{variant} fold {fold}",
-        geometry.window_um / geometry.size_px,
-        fold_fingerprint(fold_input, patches, spec, geometry, cfg),
+        variant=variant,
+        backbone=backbone,
+        aux_weight=aux_weight,
+        fold=fold,
     )
+    spec, use_aux = job.spec, job.spec.uses_aux
     fold_splits = splits[splits["fold"] == fold]
     inner, history = train_inner_folds(job, fold_splits[fold_splits["inner_fold"] != OUTER])
     curves = [[h["val_mean_r"] for h in r.history] for r in inner]
     best_epoch, best_r = select_epoch(curves, cfg.epochs)
+    inner_figures = inner_validation(history, best_epoch)
     if inner:
-        logger.info("%s: best epoch %d (mean validation r %.3f)", job.label, best_epoch, best_r)
+        logger.info(
+            "%s: best epoch %d (inner validation: mean r %.3f, median r %.3f, median partial r "
+            "given read depth %.3f)",
+            job.label,
+            best_epoch,
+            best_r,
+            inner_figures["inner_val_median_r"],
+            inner_figures["inner_val_median_partial_r"],
+        )
     if inner and cfg.final == "best_checkpoint":
         if len(inner) != 1:
             raise ValueError(
@@ -347,6 +433,8 @@ def train_fold(
         training={
             **cfg.model_dump(exclude={"backbones", "aux_weights", "probes"}),
             "best_epoch": best_epoch,
+            # JSON null where there is no inner validation (strict JSON has no NaN)
+            **{k: v if np.isfinite(v) else None for k, v in inner_figures.items()},
             "training_spots": int(len(training_rows(fold_input))),
             "device": str(job.setup.device),
         },

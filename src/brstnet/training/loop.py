@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_file
-from ..metrics import pearson_per_gene
+from ..metrics import partial_pearson_per_gene, pearson_per_gene
 from ..seeding import local_seed
 from .augment import ScannerAugmentation
 from .data import InputNormaliser, PatchBatches, color_jitter, dihedral, make_loader
@@ -200,7 +200,9 @@ def _fit(
     # float16 needs loss scaling; bfloat16 and full precision do not
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.amp_dtype == torch.float16)
     signature = {
-        "format": 3,  # 2: separate shuffling and augmentation streams; 3: data and inputs
+        # 2: separate shuffling and augmentation streams; 3: data and inputs; 4: validation
+        # median r and partial r in the history
+        "format": 4,
         "config": asdict(cfg),
         "n_train": len(train),
         "n_val": len(val) if val is not None else 0,
@@ -348,11 +350,20 @@ def _validate(
     result: FitResult,
     epoch: int,
 ) -> None:
-    """Validation r and loss into ``record``; keep the weights of the best epoch so far."""
+    """Validation r and loss into ``record``; keep the weights of the best epoch so far.
+
+    ``val_mean_r`` (mean over genes) picks the epoch; ``val_median_r`` and, when ``val``
+    has each spot's read depth, ``val_median_partial_r`` (given the log total count) are
+    the figures settings are compared by (:mod:`brstnet.training.selection`).
+    """
     pred = predict_loader(task, loader, setup)
     r = pearson_per_gene(val.targets, pred)
     record["val_loss"] = float(np.mean((pred - val.targets) ** 2))
-    record["val_mean_r"] = float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+    record["val_mean_r"] = _finite_stat(np.nanmean, r)
+    record["val_median_r"] = _finite_stat(np.nanmedian, r)
+    if val.log_depth is not None:
+        partial = partial_pearson_per_gene(val.targets, pred, val.log_depth)
+        record["val_median_partial_r"] = _finite_stat(np.nanmedian, partial)
     best = max(
         (h["val_mean_r"] for h in result.history if np.isfinite(h["val_mean_r"])),
         default=-np.inf,
@@ -360,3 +371,8 @@ def _validate(
     if np.isfinite(record["val_mean_r"]) and record["val_mean_r"] > best:
         result.best_epoch = epoch + 1
         result.best_state = {k: v.detach().cpu().clone() for k, v in task.state_dict().items()}
+
+
+def _finite_stat(stat, values: np.ndarray) -> float:
+    """``stat`` over the finite values; NaN when there are none."""
+    return float(stat(values)) if np.isfinite(values).any() else float("nan")

@@ -1,0 +1,200 @@
+"""Choosing settings on the inner validation split, never on the held-out patients.
+
+Each candidate (a backbone, an auxiliary weight and ``model_training`` overrides) is
+trained exactly as :func:`brstnet.training.folds.train_fold` trains its inner folds,
+and is scored at the epoch that fold's selection picks: the median per-gene r and the
+median partial r given read depth (the spot's log total count) of the validation
+spots. The ridge baseline is fitted and scored on the same inner split, so a candidate
+is read against it before any held-out spot is looked at.
+
+Folds without an inner split (a single training section) cannot score settings and are
+left out; the table says which folds were used.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ..features.rows import training_rows, validation_rows
+from ..features.splits import OUTER
+from ..metrics import partial_pearson_per_gene, pearson_per_gene
+from .folds import fold_job, inner_validation, select_epoch, train_inner_folds
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+    from ..st.geometry import PatchGeometry
+
+logger = logging.getLogger(__name__)
+
+#: The figures a candidate is compared by, in the selection table.
+SCORES = ["inner_val_median_r", "inner_val_median_partial_r", "inner_val_mean_r"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One setting to score: a backbone, its auxiliary weight and parameter overrides."""
+
+    name: str
+    backbone: str = "resnet18"
+    aux_weight: float = 1.0
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Candidate:
+        """From ``{name, backbone?, aux_weight?, overrides?}`` (a YAML list entry)."""
+        unknown = set(raw) - {"name", "backbone", "aux_weight", "overrides"}
+        if unknown or "name" not in raw:
+            raise ValueError(
+                f"a candidate has keys name, backbone, aux_weight, overrides; got {sorted(raw)}"
+            )
+        return cls(
+            str(raw["name"]),
+            str(raw.get("backbone", "resnet18")),
+            float(raw.get("aux_weight", 1.0)),
+            dict(raw.get("overrides") or {}),
+        )
+
+
+def inner_folds(splits: pd.DataFrame) -> list[int]:
+    """The outer folds that have an inner validation split."""
+    inner = splits[(splits["inner_fold"] != OUTER) & (splits["role"] == "val")]
+    return sorted(int(f) for f in inner["fold"].unique())
+
+
+def _inner_sections(splits: pd.DataFrame, fold: int) -> list[tuple[list[str], list[str]]]:
+    part = splits[(splits["fold"] == fold) & (splits["inner_fold"] != OUTER)]
+    return [
+        (
+            list(rows.loc[rows["role"] == "train", "section"]),
+            list(rows.loc[rows["role"] == "val", "section"]),
+        )
+        for _, rows in part.groupby("inner_fold")
+    ]
+
+
+def _log_depth(fold_input: ad.AnnData, positions: np.ndarray) -> np.ndarray:
+    total = fold_input.obs["total_counts"].to_numpy(dtype=np.float64)[positions]
+    return np.log(np.maximum(total, 1.0))
+
+
+def score_candidate(
+    candidate: Candidate,
+    fold_inputs: dict[int, ad.AnnData],
+    splits: pd.DataFrame,
+    patches: np.ndarray,
+    geometry: PatchGeometry,
+    training: dict[str, Any],
+    *,
+    checkpoint_dir: Path,
+) -> list[dict[str, Any]]:
+    """Train ``candidate`` on the inner folds of every fold that has them; one row per fold.
+
+    Args:
+        fold_inputs: Outer fold -> its model input.
+        training: The run's ``model_training`` parameters; the candidate's overrides
+            are applied on top.
+        checkpoint_dir: Where the candidate's checkpoints go (a rerun resumes them).
+
+    Returns:
+        Rows with ``candidate``, ``fold``, ``best_epoch`` and :data:`SCORES`.
+    """
+    from ..config import TrainingParams
+
+    params = {
+        **training,
+        **candidate.overrides,
+        "checkpoint_dir": str(checkpoint_dir / candidate.name),
+    }
+    cfg = TrainingParams.model_validate(params)
+    rows = []
+    for fold in inner_folds(splits):
+        job, _ = fold_job(
+            fold_inputs[fold],
+            patches,
+            geometry,
+            cfg,
+            variant=candidate.name,
+            backbone=candidate.backbone,
+            aux_weight=candidate.aux_weight,
+            fold=fold,
+        )
+        fold_splits = splits[splits["fold"] == fold]
+        results, history = train_inner_folds(job, fold_splits[fold_splits["inner_fold"] != OUTER])
+        epoch, _ = select_epoch([[h["val_mean_r"] for h in r.history] for r in results], cfg.epochs)
+        rows.append(
+            {
+                "candidate": candidate.name,
+                "fold": fold,
+                "best_epoch": epoch,
+                **inner_validation(history, epoch),
+            }
+        )
+    return rows
+
+
+def score_ridge(
+    fold_inputs: dict[int, ad.AnnData], splits: pd.DataFrame, patches: np.ndarray
+) -> list[dict[str, Any]]:
+    """The ridge baseline (:mod:`brstnet.evaluation.baselines`) on the same inner splits."""
+    from ..evaluation.baselines import image_features, ridge
+
+    rows = []
+    for fold in inner_folds(splits):
+        fold_input = fold_inputs[fold]
+        store_rows = fold_input.obs["patch_row"].to_numpy()
+        targets = np.asarray(fold_input.X)
+        scores = []
+        for train_sections, val_sections in _inner_sections(splits, fold):
+            train = training_rows(fold_input, train_sections)
+            val = validation_rows(fold_input, val_sections)
+            predicted = ridge(
+                image_features(np.asarray(patches[store_rows[train]])),
+                targets[train],
+                image_features(np.asarray(patches[store_rows[val]])),
+            )
+            r = pearson_per_gene(targets[val], predicted)
+            partial = partial_pearson_per_gene(targets[val], predicted, _log_depth(fold_input, val))
+            scores.append((np.nanmean(r), np.nanmedian(r), np.nanmedian(partial)))
+        mean_r, median_r, median_partial = np.mean(scores, axis=0)
+        rows.append(
+            {
+                "candidate": "baseline_ridge",
+                "fold": fold,
+                "best_epoch": np.nan,
+                "inner_val_median_r": float(median_r),
+                "inner_val_median_partial_r": float(median_partial),
+                "inner_val_mean_r": float(mean_r),
+            }
+        )
+    return rows
+
+
+def selection_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per candidate: its scores averaged over folds, the margin over the ridge
+    baseline, sorted best first (by median r, then median partial r)."""
+    per_fold = pd.DataFrame(rows)
+    table = (
+        per_fold.groupby("candidate", sort=False)
+        .agg(
+            folds=("fold", lambda f: ",".join(str(int(x)) for x in sorted(f))),
+            best_epoch=("best_epoch", "mean"),
+            **{s: (s, "mean") for s in SCORES},
+        )
+        .reset_index()
+    )
+    if "baseline_ridge" in set(table["candidate"]):
+        ridge = table.set_index("candidate").loc["baseline_ridge"]
+        table["median_r_over_ridge"] = table["inner_val_median_r"] - ridge["inner_val_median_r"]
+        table["partial_r_over_ridge"] = (
+            table["inner_val_median_partial_r"] - ridge["inner_val_median_partial_r"]
+        )
+    return table.sort_values(
+        ["inner_val_median_r", "inner_val_median_partial_r"], ascending=False
+    ).reset_index(drop=True)
