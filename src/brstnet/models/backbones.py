@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import timm
@@ -41,6 +42,8 @@ class BackboneSpec:
         um_per_px: Foundation encoders: the micrometres per pixel they were trained at.
         pooling: ``default`` (timm's pooled features) or ``class_mean`` (class token and
             mean patch token, concatenated: Virchow2).
+        weights_format: ``timm`` or ``transformers`` (a transformers ViT / DINOv2
+            checkpoint renamed into the timm model: Phikon, Phikon-v2).
     """
 
     timm_name: str
@@ -52,6 +55,7 @@ class BackboneSpec:
     hub: str | None = None
     um_per_px: float | None = None
     pooling: str = "default"
+    weights_format: str = "timm"
 
     @property
     def is_encoder(self) -> bool:
@@ -143,6 +147,24 @@ BACKBONES: dict[str, BackboneSpec] = {
         hub="prov-gigapath/prov-gigapath",
         um_per_px=0.5,
     ),
+    # Owkin's Phikon (iBOT ViT-B/16) and Phikon-v2 (DINOv2 ViT-L/16), 224 px tiles at
+    # 0.5 um/px, ImageNet statistics, the class token as the embedding (their model cards)
+    "phikon": BackboneSpec(
+        "vit_base_patch16_224",
+        kwargs={"norm_layer": partial(nn.LayerNorm, eps=1e-12), "dynamic_img_size": True},
+        group="foundation",
+        hub="owkin/phikon",
+        um_per_px=0.5,
+        weights_format="transformers",
+    ),
+    "phikon_v2": BackboneSpec(
+        "vit_large_patch16_224",
+        kwargs={"init_values": 1.0, "dynamic_img_size": True},
+        group="foundation",
+        hub="owkin/phikon-v2",
+        um_per_px=0.5,
+        weights_format="transformers",
+    ),
     # tiny models for tests
     "test_resnet": BackboneSpec("test_resnet", group="test"),
     "test_efficientnet": BackboneSpec("test_efficientnet", group="test"),
@@ -157,6 +179,28 @@ BACKBONES: dict[str, BackboneSpec] = {
         hub="brstnet-tests/test-encoder",
         um_per_px=0.5,
     ),
+    # a tiny transformers ViT / DINOv2 (saved by the tests) read as Phikon / Phikon-v2 are
+    **{
+        f"test_transformers_{kind}": BackboneSpec(
+            "vit_tiny_patch16_224",
+            kwargs={
+                "img_size": 32,
+                "embed_dim": 32,
+                "depth": 2,
+                "num_heads": 2,
+                "dynamic_img_size": True,
+                **extra,
+            },
+            group="test",
+            hub=f"brstnet-tests/test-{kind}",
+            um_per_px=0.5,
+            weights_format="transformers",
+        )
+        for kind, extra in (
+            ("vit", {"norm_layer": partial(nn.LayerNorm, eps=1e-12)}),
+            ("dinov2", {"init_values": 1.0}),
+        )
+    },
 }
 
 

@@ -13,13 +13,18 @@ weights come from, in order:
 Nothing is downloaded at run time. Gated models (UNI, Virchow2, ...) need their licence
 accepted on the Hub by whoever downloads them.
 
-Not here: CONCH (an open_clip model), Phikon / Phikon-v2 (Hugging Face transformers
-models) and CTransPath (a modified Swin with its own stem): none loads through timm alone.
+Phikon and Phikon-v2 are published as Hugging Face transformers models (``ViTModel``,
+``Dinov2Model``); their weights are renamed into timm's ViT (:func:`transformers_vit_to_timm`),
+so they run as timm models too, without transformers.
+
+Not here: CONCH (an open_clip CoCa model) and CTransPath (a modified Swin with its own
+convolutional stem): neither loads through timm alone.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import timm
@@ -54,6 +59,96 @@ def hub_snapshot(repo_id: str, *, cache_dir: str | Path | None = None) -> Path:
         ) from None
 
 
+#: Hugging Face transformers ViT / DINOv2 names -> timm ViT names (first match wins).
+_TRANSFORMERS_TO_TIMM = [
+    (r"^embeddings\.cls_token$", "cls_token"),
+    (r"^embeddings\.position_embeddings$", "pos_embed"),
+    (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    (r"^encoder\.layer\.(\d+)\.(?:layernorm_before|norm1)\.", r"blocks.\1.norm1."),
+    (r"^encoder\.layer\.(\d+)\.(?:layernorm_after|norm2)\.", r"blocks.\1.norm2."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
+    (r"^encoder\.layer\.(\d+)\.(?:intermediate\.dense|mlp\.fc1)\.", r"blocks.\1.mlp.fc1."),
+    (r"^encoder\.layer\.(\d+)\.(?:output\.dense|mlp\.fc2)\.", r"blocks.\1.mlp.fc2."),
+    (r"^encoder\.layer\.(\d+)\.layer_scale1\.lambda1$", r"blocks.\1.ls1.gamma"),
+    (r"^encoder\.layer\.(\d+)\.layer_scale2\.lambda1$", r"blocks.\1.ls2.gamma"),
+    (r"^layernorm\.", "norm."),
+]
+_QKV = re.compile(
+    r"^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$"
+)
+#: Not part of the embedding: DINOv2's mask token, ViT's pooler (a tanh head).
+_SKIPPED = re.compile(r"^(embeddings\.mask_token|pooler\.)")
+
+
+def transformers_vit_to_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights of a transformers ``ViTModel`` / ``Dinov2Model`` under timm ViT names.
+
+    Query, key and value projections are stacked into timm's ``qkv``; layer scales
+    become ``ls1`` / ``ls2``; a model prefix (``vit.``, ``dinov2.``) is dropped.
+
+    Raises:
+        ValueError: a weight that is not a ViT / DINOv2 encoder's (named).
+    """
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        key = re.sub(r"^(vit|dinov2|model)\.", "", key)
+        if _SKIPPED.match(key):
+            continue
+        if match := _QKV.match(key):
+            block, part, kind = match.groups()
+            qkv.setdefault((block, kind), {})[part] = value
+            continue
+        for pattern, replacement in _TRANSFORMERS_TO_TIMM:
+            if re.match(pattern, key):
+                out[re.sub(pattern, replacement, key)] = value
+                break
+        else:
+            raise ValueError(f"{key!r} is not a weight of a transformers ViT / DINOv2 encoder")
+    for (block, kind), parts in qkv.items():
+        out[f"blocks.{block}.attn.qkv.{kind}"] = torch.cat(
+            [parts["query"], parts["key"], parts["value"]]
+        )
+    return out
+
+
+def _weights_file(path: Path) -> Path:
+    """The weights file of a file or a model folder (``model.safetensors`` first)."""
+    if path.is_file():
+        return path
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return path / name
+    raise EncoderNotFoundError(f"{path} holds no model.safetensors or pytorch_model.bin")
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def transformers_trunk(timm_name: str, args: dict, weights: Path) -> nn.Module:
+    """A timm ViT holding a transformers ViT / DINOv2 checkpoint's weights.
+
+    The position embeddings are resampled when the checkpoint's patch grid differs from
+    the model's (timm's ``resample_abs_pos_embed``, as timm does for its own weights).
+    """
+    from timm.layers import resample_abs_pos_embed
+
+    model = timm.create_model(timm_name, pretrained=False, **args)
+    state = transformers_vit_to_timm(_read_weights(_weights_file(weights)))
+    if "pos_embed" in state and state["pos_embed"].shape != model.pos_embed.shape:
+        prefix = 0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens
+        state["pos_embed"] = resample_abs_pos_embed(
+            state["pos_embed"], list(model.patch_embed.grid_size), num_prefix_tokens=prefix
+        )
+    model.load_state_dict(state, strict=True)
+    return model
+
+
 def pretrained_trunk(
     timm_name: str,
     kwargs: dict,
@@ -61,6 +156,7 @@ def pretrained_trunk(
     hub: str | None,
     source: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    weights_format: str = "timm",
 ) -> nn.Module:
     """The encoder with its pretrained weights, built by timm from local files.
 
@@ -70,8 +166,22 @@ def pretrained_trunk(
         hub: The Hugging Face repository of the weights (e.g. ``MahmoodLab/UNI``).
         source: A local weights file or folder (overrides the cache).
         cache_dir: The Hugging Face cache (default: ``HF_HUB_CACHE``).
+        weights_format: ``timm`` (timm / Hugging Face timm layout) or ``transformers``
+            (a transformers ``ViTModel`` / ``Dinov2Model`` checkpoint, renamed for timm).
     """
     args = {**kwargs, "num_classes": 0}
+    if weights_format == "transformers":
+        if source is not None:
+            path = Path(source)
+            if not path.exists():
+                raise EncoderNotFoundError(
+                    f"encoder weights {path} not found; give a local file or folder"
+                )
+        elif hub is None:
+            raise EncoderNotFoundError(f"{timm_name} has no Hub repository; give its weights")
+        else:
+            path = hub_snapshot(hub, cache_dir=cache_dir)
+        return transformers_trunk(timm_name, args, path)
     if source is not None:
         path = Path(source)
         if path.is_dir():
@@ -116,7 +226,12 @@ def load_encoder_weights(
     target = trunk.vit if isinstance(trunk, ClassAndMeanTokens) else trunk
     try:  # timm loads the file into the registered architecture, then we copy it
         pretrained = pretrained_trunk(
-            spec.timm_name, spec.kwargs, hub=spec.hub, source=source, cache_dir=cache_dir
+            spec.timm_name,
+            spec.kwargs,
+            hub=spec.hub,
+            source=source,
+            cache_dir=cache_dir,
+            weights_format=spec.weights_format,
         )
         state = pretrained.state_dict()
         result = target.load_state_dict(state, strict=False)
