@@ -9,7 +9,8 @@ is read: this is how the default configuration is chosen (README, "Choosing sett
 
 Candidates come from a YAML list (``--candidates``), each ``{name, backbone, aux_weight,
 overrides: {model_training key: value}}``, or the built-in list below. Results go to
-``data/08_reporting/inner_selection.csv`` (and per fold to ``inner_selection_folds.csv``);
+``data/08_reporting/inner_selection.csv`` (and per fold to ``inner_selection_folds.csv``),
+keeping earlier candidates' results unless ``--fresh`` (a search can run in parts);
 checkpoints to ``data/06_models/selection/<candidate>``, so an interrupted search resumes.
 
     python benchmarks/inner_selection.py                      # the built-in candidates
@@ -49,6 +50,9 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", help="score only these candidate names")
     parser.add_argument("--epochs", type=int, help="override every candidate's epochs")
     parser.add_argument("--env", default=None, help="Kedro configuration environment")
+    parser.add_argument(
+        "--fresh", action="store_true", help="forget the results of earlier searches"
+    )
     args = parser.parse_args()
 
     from kedro.framework.session import KedroSession
@@ -85,8 +89,14 @@ def main() -> int:
     if args.epochs:
         training["epochs"] = args.epochs
 
-    rows = score_ridge(fold_inputs, splits, store.patches)
     out = REPO / "data/08_reporting"
+    # earlier candidates' rows are kept (a search can run in parts); rescored ones replaced
+    rows = []
+    if (out / "inner_selection_folds.csv").is_file() and not args.fresh:
+        rescored = {c.name for c in candidates} | {"baseline_ridge"}
+        earlier = pd.read_csv(out / "inner_selection_folds.csv")
+        rows = earlier[~earlier["candidate"].isin(rescored)].to_dict("records")
+    rows += score_ridge(fold_inputs, splits, store.patches)
     for candidate in candidates:
         tic = time.perf_counter()
         rows += score_candidate(

@@ -27,6 +27,9 @@ def _model(fold: int, patients: list[str]) -> SimpleNamespace:
         "batch_size": 8,
         "seed": 0,
         "best_epoch": fold + 2,
+        # fold 1 had no inner split (one training section): null in config.json
+        "inner_val_median_r": 0.4 if fold == 0 else None,
+        "inner_val_median_partial_r": 0.05 if fold == 0 else None,
     }
     config = {
         "model": {"backbone": "test_resnet", "aux_weight": 1.0, "img_size": 32, "n_aux": 2},
@@ -95,6 +98,9 @@ def test_model_run_has_each_folds_settings_curves_and_model() -> None:
     assert run.params["patch_size_px"] == 32 and run.params["epochs"] == 3
     assert run.params["fold0_test_patients"] == "A" and run.params["fold1_test_patients"] == "B,C"
     assert run.metrics["fold0_best_epoch"] == 2 and run.metrics["fold1_best_epoch"] == 3
+    assert run.metrics["fold0_inner_val_median_r"] == 0.4
+    assert run.metrics["fold0_inner_val_median_partial_r"] == 0.05
+    assert "fold1_inner_val_median_r" not in run.metrics
     # curves in epoch order; all-NaN columns (loss_aux, final val_mean_r) left out
     assert run.histories["fold1_inner0_loss"] == [0.9, 0.5]
     assert run.histories["fold0_inner0_val_mean_r"] == [0.1, 0.3]
