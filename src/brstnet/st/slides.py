@@ -90,14 +90,33 @@ def reduce_image(image: np.ndarray, factor: int) -> np.ndarray:
         return image
     height, width, channels = image.shape
     out_h, out_w = -(-height // factor), -(-width // factor)
-    rows = np.zeros((out_h, width, channels), np.uint16 if factor <= 257 else np.uint32)
-    for k in range(factor):  # row k of every block, added in place: one pass over the image
-        part = image[k::factor]
-        rows[: len(part)] += part
-    sums = np.zeros((out_h, out_w, channels), np.uint32)
-    for k in range(factor):
-        part = rows[:, k::factor]
-        sums[:, : part.shape[1]] += part
+    full_w = width // factor
+    wide = np.uint16 if factor <= 257 else np.uint32  # a column of a block: factor * 255
+    sums = np.empty((out_h, out_w, channels), np.uint32)
+    band = max(1, 2**21 // (width * channels))  # output rows at a time: ~4 MB of row sums
+    rows = np.empty((band, width * channels), wide)  # reused: no fresh pages per band
+    flat = image.reshape(height, width * channels)
+    for top in range(0, out_h, band):
+        n = min(band, out_h - top)
+        lines = flat[top * factor : (top + n) * factor]
+        whole = len(lines) // factor  # the last band may end in a partial block
+        np.sum(
+            lines[: whole * factor].reshape(whole, factor, width * channels),
+            axis=1,
+            out=rows[:whole],
+        )
+        if whole < n:
+            np.sum(lines[whole * factor :], axis=0, out=rows[whole])
+        blocks = rows[:n, : full_w * factor * channels].reshape(n, full_w, factor * channels)
+        out = sums[top : top + n]
+        out[:, :full_w] = blocks[:, :, :channels]
+        for k in range(1, factor):  # pixel k of every block: contiguous channel triplets
+            out[:, :full_w] += blocks[:, :, k * channels : (k + 1) * channels]
+        if full_w < out_w:
+            rest = rows[:n, full_w * factor * channels :].reshape(
+                n, width - full_w * factor, channels
+            )
+            np.sum(rest, axis=1, out=out[:, full_w])
     block_h = np.full(out_h, factor, dtype=np.uint32)
     block_h[-1] = height - (out_h - 1) * factor
     block_w = np.full(out_w, factor, dtype=np.uint32)
