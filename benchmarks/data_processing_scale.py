@@ -145,8 +145,37 @@ def _collection(image: Path, n_sections: int, spots: int) -> dict[str, ad.AnnDat
     return sections
 
 
+def _tree_memory() -> tuple[int, int]:
+    """Resident bytes of this process and all its descendants: the sum of their RSS
+    (pages a forked worker shares with its parent counted in each) and of their PSS
+    (shared pages split between the processes sharing them: the machine's memory in use)."""
+    rss, pss, todo = 0, 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            rss += int(status.split("VmRSS:")[1].split()[0]) * 1024
+            pss += int(rollup.split("\nPss:")[1].split()[0]) * 1024
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+    return rss, pss
+
+
 def _build(image: Path, n_sections: int, spots: int, size: int, workers: int, out: Path, queue):
+    import threading
+
     from brstnet.st.stain import fit_stain_reference
+
+    peak, done = [0, 0], threading.Event()
+
+    def sample() -> None:  # the whole tree's resident memory, every 0.2 s
+        while not done.wait(0.2):
+            peak[:] = map(max, peak, _tree_memory())
+
+    threading.Thread(target=sample, daemon=True).start()
 
     sections = _collection(image, n_sections, spots)
     reference = fit_stain_reference(next(iter(sections.values())), window_um=1500)
@@ -156,7 +185,9 @@ def _build(image: Path, n_sections: int, spots: int, size: int, workers: int, ou
     wall = time.perf_counter() - start
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (ru_maxrss: KiB)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    queue.put((wall, own, children, (out / "patches.npy").stat().st_size / 2**30))
+    done.set()
+    tree = (peak[0] / 2**30, peak[1] / 2**30)
+    queue.put((wall, own, children, tree, (out / "patches.npy").stat().st_size / 2**30))
 
 
 def collection(
@@ -172,14 +203,19 @@ def collection(
             target=_build, args=(image, n_sections, spots, size, workers, out, queue)
         )
         child.start()
-        wall, own, children, gib = queue.get()
+        load = os.getloadavg()[0]
+        wall, own, children, tree, gib = queue.get()
         child.join()
         shutil.rmtree(out, ignore_errors=True)
         rows.append((n_sections * spots, wall, own, children))
         print(
             f"collection {n_sections} sections x {spots} spots at {size} px ({gib:.1f} GiB of "
             f"patches), workers={workers}: {wall:.1f} s, {1e3 * wall / (n_sections * spots):.2f} "
-            f"ms/spot; peak RSS {own:.2f} GiB (main), {children:.2f} GiB (largest worker)"
+            f"ms/spot; peak RSS {own:.2f} GiB (main), {children:.2f} GiB (largest worker), "
+            f"main + workers at once (sampled): {tree[0]:.2f} GiB RSS, {tree[1]:.2f} GiB PSS; "
+            f"load average "
+            f"{load:.2f} -> {os.getloadavg()[0]:.2f}",
+            flush=True,
         )
     if len(rows) > 1:
         (n0, t0, r0, c0), (n1, t1, r1, c1) = rows[0], rows[-1]
