@@ -2,9 +2,11 @@
 memory stay flat as the collection grows?
 
 1. The default her2st sections: the time to decode their JPEGs (one after the other),
-   the wall time of data_processing from the raw files to the patch store on disk
-   (read_sections, filter_spots, fit_stain_reference, extract_patches written by
-   ``PatchStoreDataset``, the nodes Kedro runs), and their ratio.
+   the wall time of data_processing from the raw files to the patch store on disk, and
+   their ratio. data_processing runs twice: its nodes called one after the other (each
+   stage timed; the store written by ``PatchStoreDataset``), then the pipeline from
+   read_sections on through Kedro's SequentialRunner and the project's catalog (the
+   AnnData partitions written and read back), the headline figure.
 2. A synthetic collection: ``--spots`` spots a section on one her2st image, cut at
    ``--size`` px, for each number of sections in ``--collections``; each build runs in a
    fresh process, which reports its wall time and peak resident memory (its own and its
@@ -46,13 +48,31 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SECTIONS = ["B4", "C2", "C3", "C4", "C5", "C6"]
 
 
+def _catalog(root: Path):
+    """The project's catalog (conf/base/catalog.yml) with data/ moved under ``root``."""
+    import yaml
+    from kedro.io import DataCatalog
+
+    config = yaml.safe_load((REPO / "conf/base/catalog.yml").read_text())
+    for entry in config.values():
+        for key in ("filepath", "path"):
+            if key in entry and str(entry[key]).startswith("data/"):
+                entry[key] = str(root / entry[key])
+    return DataCatalog.from_config(config)
+
+
 def default_sections(her2st: Path, workers: int, out: Path) -> None:
+    from kedro.runner import SequentialRunner
+
+    from brstnet.pipelines.data_processing import create_pipeline
+
     params = {
         "sections": DEFAULT_SECTIONS,
         "source": {"local_dir": str(her2st)},
         "stain": {"reference_section": "C2"},
         "workers": workers,
     }
+    load = os.getloadavg()
     images = sorted((her2st / "data/ST-imgs").glob("*/*/*.jpg"))
     images = [p for p in images if p.parent.name in DEFAULT_SECTIONS]
     start = time.perf_counter()
@@ -65,6 +85,7 @@ def default_sections(her2st: Path, workers: int, out: Path) -> None:
         read_image(path, path.parent.name)  # decode + RGB array, as data_processing reads it
     decode_array = time.perf_counter() - start
 
+    # 1. the nodes one after the other (each stage timed), the store written by the dataset
     stages = {}
     start = time.perf_counter()
     raw = nodes.read_sections({"root": str(her2st)}, params)
@@ -72,17 +93,34 @@ def default_sections(her2st: Path, workers: int, out: Path) -> None:
     stages["read_sections + filter_spots"] = time.perf_counter() - start
     reference = nodes.fit_stain_reference(sections, params)
     stages["fit_stain_reference"] = time.perf_counter() - start - sum(stages.values())
-    PatchStoreDataset(str(out)).save(nodes.extract_patches(sections, reference, params))
+    PatchStoreDataset(str(out / "nodes_store")).save(
+        nodes.extract_patches(sections, reference, params)
+    )
     stages["extract_patches (to disk)"] = time.perf_counter() - start - sum(stages.values())
-    wall = time.perf_counter() - start
+    nodes_wall = time.perf_counter() - start
     spots = sum(a.n_obs for a in sections.values())
+
+    # 2. the pipeline as `kedro run --pipelines=data_processing` runs it after acquisition:
+    # SequentialRunner, the project's catalog (AnnData partitions written and read back)
+    catalog = _catalog(out / "project")
+    catalog["params:data_processing"] = params
+    catalog["raw_manifest"] = {"root": str(her2st)}
+    pipeline = create_pipeline().from_nodes("read_sections")
+    start = time.perf_counter()
+    SequentialRunner().run(pipeline, catalog)
+    wall = time.perf_counter() - start
+    after = os.getloadavg()
+
     print(f"default sections: {len(images)} JPEGs, {spots} spots, workers={workers}")
+    print(f"  load average before / after:       {load[0]:.2f} / {after[0]:.2f}")
     print(f"  decode the JPEGs (PIL load):       {decode:6.1f} s")
     print(f"  decode into RGB arrays:            {decode_array:6.1f} s")
     for stage, seconds in stages.items():
         print(f"  {stage + ':':34s} {seconds:6.1f} s")
-    print(f"  data_processing (to disk):         {wall:6.1f} s")
-    print(f"  ratio to the decode:               {wall / decode:6.2f}x")
+    print(f"  the nodes, one after the other:    {nodes_wall:6.1f} s")
+    print(f"  data_processing (runner+catalog):  {wall:6.1f} s")
+    print(f"  ratio to the decode (PIL load):    {wall / decode:6.2f}x")
+    print(f"  ratio to the decode into arrays:   {wall / decode_array:6.2f}x")
 
 
 def _collection(image: Path, n_sections: int, spots: int) -> dict[str, ad.AnnData]:
@@ -107,8 +145,37 @@ def _collection(image: Path, n_sections: int, spots: int) -> dict[str, ad.AnnDat
     return sections
 
 
+def _tree_memory() -> tuple[int, int]:
+    """Resident bytes of this process and all its descendants: the sum of their RSS
+    (pages a forked worker shares with its parent counted in each) and of their PSS
+    (shared pages split between the processes sharing them: the machine's memory in use)."""
+    rss, pss, todo = 0, 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            rss += int(status.split("VmRSS:")[1].split()[0]) * 1024
+            pss += int(rollup.split("\nPss:")[1].split()[0]) * 1024
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+    return rss, pss
+
+
 def _build(image: Path, n_sections: int, spots: int, size: int, workers: int, out: Path, queue):
+    import threading
+
     from brstnet.st.stain import fit_stain_reference
+
+    peak, done = [0, 0], threading.Event()
+
+    def sample() -> None:  # the whole tree's resident memory, every 0.2 s
+        while not done.wait(0.2):
+            peak[:] = map(max, peak, _tree_memory())
+
+    threading.Thread(target=sample, daemon=True).start()
 
     sections = _collection(image, n_sections, spots)
     reference = fit_stain_reference(next(iter(sections.values())), window_um=1500)
@@ -118,7 +185,9 @@ def _build(image: Path, n_sections: int, spots: int, size: int, workers: int, ou
     wall = time.perf_counter() - start
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (ru_maxrss: KiB)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    queue.put((wall, own, children, (out / "patches.npy").stat().st_size / 2**30))
+    done.set()
+    tree = (peak[0] / 2**30, peak[1] / 2**30)
+    queue.put((wall, own, children, tree, (out / "patches.npy").stat().st_size / 2**30))
 
 
 def collection(
@@ -134,14 +203,19 @@ def collection(
             target=_build, args=(image, n_sections, spots, size, workers, out, queue)
         )
         child.start()
-        wall, own, children, gib = queue.get()
+        load = os.getloadavg()[0]
+        wall, own, children, tree, gib = queue.get()
         child.join()
         shutil.rmtree(out, ignore_errors=True)
         rows.append((n_sections * spots, wall, own, children))
         print(
             f"collection {n_sections} sections x {spots} spots at {size} px ({gib:.1f} GiB of "
             f"patches), workers={workers}: {wall:.1f} s, {1e3 * wall / (n_sections * spots):.2f} "
-            f"ms/spot; peak RSS {own:.2f} GiB (main), {children:.2f} GiB (largest worker)"
+            f"ms/spot; peak RSS {own:.2f} GiB (main), {children:.2f} GiB (largest worker), "
+            f"main + workers at once (sampled): {tree[0]:.2f} GiB RSS, {tree[1]:.2f} GiB PSS; "
+            f"load average "
+            f"{load:.2f} -> {os.getloadavg()[0]:.2f}",
+            flush=True,
         )
     if len(rows) > 1:
         (n0, t0, r0, c0), (n1, t1, r1, c1) = rows[0], rows[-1]

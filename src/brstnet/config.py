@@ -78,7 +78,23 @@ class DataProcessingParams(_Strict):
     qc: QCParams = QCParams()
     stain: StainParams = StainParams()
     patches: PatchParams = PatchParams()
-    workers: int = Field(1, ge=1)  # processes cutting sections into the patch store at once
+    # processes reading sections and cutting them into the patch store at once ("auto": one
+    # per core); on Dask (executor dask, or auto under the Dask runner) the cluster decides
+    workers: int | Literal["auto"] = "auto"
+    executor: Literal["auto", "processes", "dask"] = "auto"
+
+    @field_validator("workers")
+    @classmethod
+    def _at_least_one(cls, workers: int | str) -> int | str:
+        if workers != "auto" and workers < 1:
+            raise ValueError(f"workers must be 1 or more, or auto, got {workers}")
+        return workers
+
+    def worker_count(self) -> int:
+        """``workers``, with ``auto`` resolved to the cores this process may use."""
+        from brstnet.st.executors import cpu_count
+
+        return cpu_count() if self.workers == "auto" else int(self.workers)
 
     @field_validator("dataset")
     @classmethod

@@ -38,7 +38,7 @@ from .acquisition import Source, acquire_archive
 from .errors import DataError
 from .genes import read_gene_map, to_symbols
 from .layouts import Layout, ReadRequest, read_in_place
-from .sections import assemble_section, check_counts
+from .sections import assemble_section, check_counts, read_count_table
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def read_section(
     spots_file = _resolve(root, str(row["spot_coordinates"]), section, "spot file")
     image = _resolve(root, str(row["histology_image"]), section, "H&E image")
     try:
-        frame = pd.read_csv(counts_file, sep="\t", index_col=0)
+        frame = read_count_table(counts_file)
         spots = pd.read_csv(spots_file, index_col=0)
     except Exception as err:
         raise DataError(

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from .errors import DataError
 from .layouts import Layout, ReaderOptions, ReadRequest
-from .sections import assemble_section, check_counts
+from .sections import assemble_section, check_counts, read_count_table
 
 if TYPE_CHECKING:
     from .acquisition import Source
@@ -124,7 +124,7 @@ def read_counts(path: Path, section: str) -> tuple[pd.Index, pd.Index, sp.csr_ma
         DataError: unreadable file, bad spot ids, non-numeric, non-integer or negative counts.
     """
     try:
-        frame = pd.read_csv(path, sep="\t", index_col=0)
+        frame = read_count_table(path)
     except Exception as err:  # pandas raises many types for a corrupt file
         raise DataError(f"section {section}: cannot read count matrix {path}: {err}") from err
     frame.index = frame.index.astype(str)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .errors import DataError
+from .executors import each_section
 from .geometry import PatchGeometry
 from .patch_store import PartialStore, PatchStore, load_patch_store, save_patch_store
 from .slides import Slide, open_slide
@@ -280,6 +280,7 @@ def write_patch_store(
     *,
     dataset: str,
     workers: int = 1,
+    executor: str = "processes",
 ) -> None:
     """Write the store :func:`build_patch_store` builds straight to disk, section by section.
 
@@ -299,6 +300,7 @@ def write_patch_store(
         path: The store folder.
         dataset: Name of the dataset layout, recorded in the meta.
         workers: Processes cutting sections at the same time (1: in this process).
+        executor: ``processes``, ``dask`` or ``auto`` (see :mod:`brstnet.st.executors`).
 
     Raises:
         ValueError: ``sections`` is empty or ``workers`` < 1.
@@ -331,27 +333,12 @@ def write_patch_store(
         bar.update(len(index))
         bar.set_postfix_str(f"{len(partial.done)}/{len(names)} sections")
 
+    jobs = [(sections[names[k]], geometry, partial.patches_file, partial.rows(k)) for k in todo]
     with bar:
-        if workers == 1 or len(todo) <= 1:
-            for k in todo:
-                finished(
-                    k,
-                    *_cut_into(sections[names[k]], geometry, partial.patches_file, partial.rows(k)),
-                )
-        else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-                futures = {
-                    pool.submit(
-                        _cut_into,
-                        sections[names[k]],
-                        geometry,
-                        partial.patches_file,
-                        partial.rows(k),
-                    ): k
-                    for k in todo
-                }
-                for future in as_completed(futures):
-                    finished(futures[future], *future.result())
+        for j, (index, unnormalised) in each_section(
+            _cut_into, jobs, executor=executor, workers=workers
+        ):
+            finished(todo[j], index, unnormalised)
     partial.finish({**meta, "stain_unnormalised_patches": partial.unnormalised()})
 
 
@@ -367,9 +354,15 @@ class PatchStoreBuild:
     geometry: PatchGeometry
     dataset: str
     workers: int = 1
+    executor: str = "processes"
 
     def write(self, path: str | Path) -> None:
         """Write the store at ``path`` (see :func:`write_patch_store`)."""
         write_patch_store(
-            self.sections, self.geometry, path, dataset=self.dataset, workers=self.workers
+            self.sections,
+            self.geometry,
+            path,
+            dataset=self.dataset,
+            workers=self.workers,
+            executor=self.executor,
         )

@@ -12,9 +12,11 @@ import logging
 from pathlib import Path
 
 import anndata as ad
+from tqdm.auto import tqdm
 
 from . import he2020, her2st, hest, visium
 from .errors import DataError
+from .executors import each_section
 from .layouts import Layout, ReaderOptions, ReadRequest
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,7 @@ __all__ = [
     "patient_from_name",
     "patient_of",
     "read",
+    "read_all",
     "sections",
 ]
 
@@ -138,4 +141,55 @@ def read(
             max_unmatched_fraction=max_unmatched_fraction,
             options=options or ReaderOptions(),
         )
+    )
+
+
+def read_all(
+    dataset: str,
+    root: str | Path,
+    sections: list[str],
+    *,
+    pixel_size_um: float | None = None,
+    spot_pitch_um: float | None = None,
+    max_unmatched_fraction: float = 0.02,
+    options: ReaderOptions | None = None,
+    workers: int = 1,
+    executor: str = "processes",
+) -> dict[str, ad.AnnData]:
+    """:func:`read` for every section, ``workers`` at once (see
+    :func:`brstnet.st.executors.each_section`), in the order of ``sections``.
+
+    Raises:
+        DataError: the first section that cannot be read (the others not started yet are
+            not read).
+    """
+    jobs = [
+        (dataset, root, section, pixel_size_um, spot_pitch_um, max_unmatched_fraction, options)
+        for section in sections
+    ]
+    out: dict[str, ad.AnnData] = {}
+    with tqdm(total=len(sections), desc="read sections", unit="section") as bar:
+        for k, adata in each_section(_read_one, jobs, executor=executor, workers=workers):
+            out[sections[k]] = adata
+            bar.update()
+    return {section: out[section] for section in sections}
+
+
+def _read_one(
+    dataset: str,
+    root: str | Path,
+    section: str,
+    pixel_size_um: float | None,
+    spot_pitch_um: float | None,
+    max_unmatched_fraction: float,
+    options: ReaderOptions | None,
+) -> ad.AnnData:
+    return read(
+        dataset,
+        root,
+        section,
+        pixel_size_um=pixel_size_um,
+        spot_pitch_um=spot_pitch_um,
+        max_unmatched_fraction=max_unmatched_fraction,
+        options=options,
     )

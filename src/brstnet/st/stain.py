@@ -31,12 +31,14 @@ ALPHA = 1
 BATCH_PIXELS = 262_144
 #: Optical density of each uint8 value (a lookup instead of a logarithm per pixel).
 _OD = -np.log((np.arange(256, dtype=float) + 1) / IO)
+#: The largest uint8 value whose optical density reaches OD_BETA (OD falls as values rise).
+_STAINED_MAX = np.uint8(np.flatnonzero(_OD >= OD_BETA).max())
 
 
 def stained_pixels(image: np.ndarray, *, io: int = 240) -> int:
     """Number of pixels whose optical density exceeds ``OD_BETA`` in every channel."""
-    od = -np.log((image.reshape(-1, 3).astype(float) + 1) / io)
-    return int((~np.any(od < OD_BETA, axis=1)).sum())
+    od = _OD[image.reshape(-1, 3)] if io == IO else -np.log((image.reshape(-1, 3) + 1.0) / io)
+    return int((od >= OD_BETA).all(axis=1).sum())
 
 
 def fit_macenko(reference: np.ndarray) -> dict:
@@ -158,20 +160,31 @@ class StainNormalizer:
 
     def _macenko_stack(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Macenko on [m, P, 3] uint8 pixel stacks: [k, P, 3] uint8 for the k patches
-        with enough stain, and the [m] bool mask of those patches."""
-        od = _OD[pixels]  # [m, P, 3]
-        stained = (od >= OD_BETA).all(axis=2)  # [m, P]
-        counts = stained.sum(axis=1)
+        with enough stain, and the [m] bool mask of those patches.
+
+        The stained-pixel test runs on the uint8 values, the angles only on stained pixels
+        and the last steps in place; every number is the one the plain expression gives.
+        """
+        # OD >= OD_BETA in every channel: the brightest channel at most _STAINED_MAX
+        stained = np.maximum(np.maximum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])
+        stained = stained <= _STAINED_MAX  # [m, P]
+        counts = np.count_nonzero(stained, axis=1)
         ok = counts >= MIN_STAINED_PIXELS
-        od, stained, counts = od[ok], stained[ok], counts[ok]
+        if not ok.all():
+            pixels, stained, counts = pixels[ok], stained[ok], counts[ok]
+        od = _OD[pixels]  # [k, P, 3]
         weight = stained.astype(float)[..., None]  # [k, P, 1]
         mean = (od * weight).sum(axis=1) / counts[:, None]  # [k, 3]
-        centred = (od - mean[:, None, :]) * weight
+        centred = od - mean[:, None, :]
+        centred *= weight
         cov = (centred.transpose(0, 2, 1) @ centred) / (counts - 1)[:, None, None]
+        del centred
         _, eigvecs = np.linalg.eigh(cov)
         plane = eigvecs[:, :, 1:3]  # [k, 3, 2]: the two largest eigenvalues
         projected = od @ plane  # [k, P, 2]
-        phi = np.where(stained, np.arctan2(projected[..., 1], projected[..., 0]), np.inf)
+        phi = np.full(stained.shape, np.inf)  # unstained pixels sort last
+        np.arctan2(projected[..., 1], projected[..., 0], out=phi, where=stained)
+        del projected
         phi.sort(axis=1)  # the stained pixels' angles first
         angles = np.stack(
             [_sorted_percentile(phi, counts, q) for q in (ALPHA, 100 - ALPHA)], axis=1
@@ -182,8 +195,11 @@ class StainNormalizer:
         he = np.stack([np.where(first, v_min, v_max), np.where(first, v_max, v_min)], axis=2)
         conc = np.linalg.pinv(he) @ od.transpose(0, 2, 1)  # [k, 2, P]
         max_c = np.percentile(conc, 99, axis=2) / self._normalizer.maxCRef  # [k, 2]
-        image = IO * np.exp(-self._normalizer.HERef @ (conc / max_c[:, :, None]))  # [k, 3, P]
-        image[image > 255] = 255
+        conc /= max_c[:, :, None]
+        image = -self._normalizer.HERef @ conc  # [k, 3, P]
+        np.exp(image, out=image)
+        image *= IO
+        np.minimum(image, 255, out=image)
         return image.transpose(0, 2, 1).astype(np.uint8), ok
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import anndata as ad
 import pandas as pd
-from tqdm.auto import tqdm
 
 from brstnet.config import DataProcessingParams
 from brstnet.st import readers, stain
@@ -50,7 +49,8 @@ def acquire_raw_data(params: dict[str, Any]) -> dict:
 
 
 def read_sections(raw_manifest: dict, params: dict[str, Any]) -> dict[str, ad.AnnData]:
-    """Read every section into AnnData (raw counts, coordinates, image path, pixel size).
+    """Read every section into AnnData (raw counts, coordinates, image path, pixel size),
+    ``workers`` at once (:func:`brstnet.st.readers.read_all`).
 
     Args:
         raw_manifest: Output of :func:`acquire_raw_data`.
@@ -67,17 +67,17 @@ def read_sections(raw_manifest: dict, params: dict[str, Any]) -> dict[str, ad.An
     root = Path(raw_manifest["root"])
     pixel_size = None if cfg.pixel_size_um == "auto" else float(cfg.pixel_size_um)
     options = readers.ReaderOptions(**cfg.reader.model_dump())
-    out = {}
-    for section in tqdm(cfg.sections, desc="read sections", unit="section"):
-        out[section] = readers.read(
-            cfg.dataset,
-            root,
-            section,
-            pixel_size_um=pixel_size,
-            spot_pitch_um=cfg.spot_pitch_um,
-            max_unmatched_fraction=cfg.qc.max_unmatched_spot_fraction,
-            options=options,
-        )
+    out = readers.read_all(
+        cfg.dataset,
+        root,
+        cfg.sections,
+        pixel_size_um=pixel_size,
+        spot_pitch_um=cfg.spot_pitch_um,
+        max_unmatched_fraction=cfg.qc.max_unmatched_spot_fraction,
+        options=options,
+        workers=cfg.worker_count(),
+        executor=cfg.executor,
+    )
     check_gene_names({name: adata.uns["gene_names"] for name, adata in out.items()})
     return out
 
@@ -130,8 +130,8 @@ def extract_patches(
     sections: dict, stain_reference: dict, params: dict[str, Any]
 ) -> PatchStoreBuild:
     """Cut, resize and stain-normalise one patch per spot; check tissue cover
-    (:func:`brstnet.st.patches.write_patch_store`, sections in name order, in
-    ``workers`` processes).
+    (:func:`brstnet.st.patches.write_patch_store`, sections in name order, ``workers`` at
+    once in processes, or as tasks on the Dask runner's cluster).
 
     Args:
         sections: Section name -> AnnData (or its loader), from :func:`filter_spots`.
@@ -147,5 +147,6 @@ def extract_patches(
         dict(sorted(sections.items())),  # loaders stay lazy: one section in memory at a time
         cfg.geometry(stain_reference),
         dataset=cfg.dataset,
-        workers=cfg.workers,
+        workers=cfg.worker_count(),
+        executor=cfg.executor,
     )

@@ -1,0 +1,107 @@
+"""The faster readers give the numbers of the code they replace: pandas' count table,
+Pillow's thumbnail."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from brstnet.st.sections import _read_integer_table, read_count_table
+from brstnet.st.slides import ArraySlide, reduce_image
+
+
+def _pandas(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, sep="\t", index_col=0)
+    frame.index = frame.index.astype(str)
+    return frame
+
+
+def _write(path: Path, text: str) -> Path:
+    data = text.encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+@pytest.mark.parametrize("name", ["counts.tsv.gz", "counts.tsv"])
+def test_an_integer_table_reads_as_pandas_reads_it(tmp_path: Path, name: str) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        rng.poisson(3, (7, 40)) - (np.arange(40) == 5),  # a negative count too
+        index=[f"{x}x{x + 1}" for x in range(7)],
+        columns=[f"G{k}" for k in range(40)],
+    )
+    path = tmp_path / name
+    frame.to_csv(path, sep="\t")
+    assert _read_integer_table(path, "\t") is not None  # numpy's path
+    read = read_count_table(path)
+    pd.testing.assert_frame_equal(read, _pandas(path))
+    np.testing.assert_array_equal(read.to_numpy(), frame.to_numpy())
+    assert list(read.index) == list(frame.index) and read.index.name is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "\tA\tB\ns1\t1\t2.5\ns2\t3\t4\n",  # a float
+        "\tA\tB\ns1\t1\t\ns2\t3\t4\n",  # an empty cell
+        "\tA\tB\ns1\t1\tn/a\ns2\t3\t4\n",  # a word
+        '\tA\tB\n"s1"\t1\t2\ns2\t3\t4\n',  # quoting
+        "\tA\tA\ns1\t1\t2\ns2\t3\t4\n",  # a repeated gene: pandas renames it A.1
+        "\tA\tB\r\ns1\t1\t2\r\ns2\t3\t4\r\n",  # CR LF line ends
+        "\tA\tB\n",  # a header only
+        "\tA\tB\ns1\t1\t2\ns2\t3\n",  # a short row
+    ],
+    ids=["float", "empty", "word", "quotes", "repeated-gene", "crlf", "header", "ragged"],
+)
+def test_anything_else_is_read_by_pandas(tmp_path: Path, body: str) -> None:
+    path = _write(tmp_path / "counts.tsv.gz", body)
+    assert _read_integer_table(path, "\t") is None
+    try:
+        expected = _pandas(path)
+    except pd.errors.ParserError as err:  # the error the readers report
+        with pytest.raises(pd.errors.ParserError, match=str(err)[:20]):
+            read_count_table(path)
+    else:
+        pd.testing.assert_frame_equal(read_count_table(path), expected)
+
+
+def test_a_named_index_and_a_repeated_spot_read_as_pandas_reads_them(tmp_path: Path) -> None:
+    path = _write(tmp_path / "counts.tsv", "spot\tA\tB\ns1\t1\t2\ns1\t3\t4\n")
+    assert _read_integer_table(path, "\t") is not None
+    read = read_count_table(path)
+    pd.testing.assert_frame_equal(read, _pandas(path))
+    assert read.index.name == "spot" and list(read.index) == ["s1", "s1"]
+
+
+@pytest.mark.real_data
+def test_the_real_count_tables_read_as_pandas_reads_them(her2st_dir: Path) -> None:
+    for section in ("B4", "C2"):
+        path = her2st_dir / f"data/ST-cnts/{section}.tsv.gz"
+        read = read_count_table(path)
+        assert read.shape[1] > 15_000
+        pd.testing.assert_frame_equal(read, _pandas(path))
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "factor"),
+    [(64, 64, 8), (65, 71, 8), (9, 200, 7), (50, 33, 3), (5, 5, 6), (30, 40, 1)],
+)
+def test_reduce_image_equals_pillows_reduce(height: int, width: int, factor: int) -> None:
+    rng = np.random.default_rng(height * width + factor)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    image[: height // 2, : width // 3] = 255  # saturated blocks round as well
+    expected = np.asarray(Image.fromarray(image).reduce(factor))
+    np.testing.assert_array_equal(reduce_image(image, factor), expected)
+
+
+def test_an_in_memory_slides_thumbnail_is_pillows() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (2500, 1900, 3), dtype=np.uint8)
+    thumb, scale = ArraySlide(image).thumbnail()
+    assert scale == 1 / 2 and thumb.shape == (1250, 950, 3)
+    np.testing.assert_array_equal(thumb, np.asarray(Image.fromarray(image).reduce(2)))
