@@ -22,7 +22,8 @@ def predict_command(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model",
         required=True,
-        help="a model folder (data/06_models/<variant>_fold<k>) or runs:/<run id>/model/fold<k>",
+        help="a model folder (data/06_models/<variant>_fold<k>), runs:/<run id>/model/fold<k>, "
+        "or a logged / registered MLflow model: models:/<model id>, models:/<name>/<version>",
     )
     parser.add_argument(
         "--out", required=True, type=Path, help="output folder: <slide>.h5ad and <slide>_maps.png"
@@ -50,7 +51,7 @@ def predict_command(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tracking-uri",
         default=None,
-        help="MLflow tracking store for runs:/ models (default: MLFLOW_TRACKING_URI)",
+        help="MLflow tracking store for runs:/ and models:/ URIs (default: MLFLOW_TRACKING_URI)",
     )
     args = parser.parse_args(argv)
     fixes = {

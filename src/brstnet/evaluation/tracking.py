@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -189,4 +190,58 @@ def build_tracked_run(
         params["backbone"] = BASELINE_BACKBONES.get(variant, variant)
         params["aux_weight"] = 0.0
     run.params = params
+    return run
+
+
+#: The summary columns the ``kedro run``'s own run carries for its best variant.
+HEADLINE_METRICS = (
+    "median_r",
+    "median_partial_r",
+    "median_r_libnorm",
+    "genes_positive",
+    "genes_r_gt_0_5",
+    "significant_genes",
+    "aCC",
+    "n_genes",
+)
+
+
+def build_headline(
+    summary: pd.DataFrame,
+    variants: dict[str, tuple[str, float]],
+    *,
+    patch_size_px: int,
+    window_um: float,
+    name: str = "training",
+) -> TrackedRun:
+    """The best trained variant's headline, for the ``kedro run``'s own MLflow run.
+
+    Args:
+        summary: ``evaluation_summary`` (one row per variant, baselines included).
+        variants: Trained variant -> (backbone, auxiliary weight).
+        patch_size_px, window_um: The run's patch geometry.
+        name: The run's name where there is no ``kedro run`` run to log into.
+
+    Returns:
+        A run holding the best variant's (highest median r; baselines and the read-depth
+        reference never) summary metrics under their own names, so its row compares with
+        the variants' in the runs table, and params ``best_variant``, ``backbone``,
+        ``aux_weight``, ``patch_size_px``, ``window_um``; no metrics when no trained
+        variant has a finite median r.
+    """
+    models = summary[summary["variant"].isin(list(variants))]
+    models = models[np.isfinite(models["median_r"].astype(float))]
+    run = TrackedRun(name=name, tags={"brstnet.kind": "sweep"})
+    run.params = {"patch_size_px": patch_size_px, "window_um": window_um}
+    if not len(models):
+        run.tags["brstnet.best_variant"] = "none (no trained variant with a finite median r)"
+        return run
+    best = models.sort_values("median_r", ascending=False).iloc[0]
+    backbone, aux_weight = variants[best["variant"]]
+    run.params.update(best_variant=best["variant"], backbone=backbone, aux_weight=aux_weight)
+    run.tags["brstnet.best_variant"] = str(best["variant"])
+    run.metrics = numeric_metrics(
+        {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in HEADLINE_METRICS}
+    )
+    run.metrics["variants_compared"] = len(summary)
     return run

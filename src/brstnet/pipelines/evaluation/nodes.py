@@ -206,3 +206,31 @@ def summarise_variants(*metrics: dict) -> tuple[pd.DataFrame, Figure]:
 
     summary = summary_table(metrics)
     return summary, summary_plot(summary)
+
+
+def headline_run(
+    summary: pd.DataFrame,
+    data_processing: dict[str, Any],
+    feature_selection: dict[str, Any],
+    model_training: dict[str, Any],
+) -> TrackedRun:
+    """The best trained variant's headline for the ``kedro run``'s own MLflow run
+    (``best_variant_run``), from ``evaluation_summary`` and the run's variant grid."""
+    from brstnet.config import DataProcessingParams
+    from brstnet.evaluation.tracking import build_headline
+    from brstnet.pipelines.variants import variant_grid
+
+    variants, _ = variant_grid(
+        {
+            "data_processing": data_processing,
+            "feature_selection": feature_selection,
+            "model_training": model_training,
+        }
+    )
+    patches = parse(DataProcessingParams, data_processing).patches
+    return build_headline(
+        summary,
+        {v.name: (v.backbone, v.aux_weight) for v in variants},
+        patch_size_px=patches.size_px,
+        window_um=patches.window_um,
+    )
