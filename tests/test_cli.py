@@ -46,3 +46,33 @@ def test_each_command_has_its_help_and_a_typo_is_an_error(tmp_path: Path) -> Non
     assert link.returncode == 1 and "run the pipelines first" in link.stderr
     typo = _brstnet("predcit", cwd=project)
     assert typo.returncode == 2 and "unknown command 'predcit'" in typo.stderr
+
+
+def test_kedro_commands_leave_pyproject_unchanged_without_do_not_track(tmp_path: Path) -> None:
+    """The committed .telemetry (consent: false) stops kedro-telemetry, which otherwise
+    writes a [tool.kedro_telemetry] project_id into pyproject.toml at every command."""
+    import yaml
+
+    from tests.synthetic import REPO
+
+    assert yaml.safe_load((REPO / ".telemetry").read_text()) == {"consent": False}
+    project = project_copy(tmp_path / "project")
+    before = (project / "pyproject.toml").read_bytes()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DO_NOT_TRACK", "KEDRO_DISABLE_TELEMETRY", "MLFLOW_DISABLE_TELEMETRY")
+    }
+    kedro = Path(sys.executable).parent / "kedro"
+    listed = subprocess.run(
+        [str(kedro), "registry", "list"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "training" in listed.stdout
+    assert (project / "pyproject.toml").read_bytes() == before
+    assert "[tool.kedro_telemetry]" not in (project / "pyproject.toml").read_text()
