@@ -28,13 +28,6 @@ if TYPE_CHECKING:
 BUNDLE_ARTIFACT = "bundle"
 
 
-import warnings  # noqa: E402
-
-warnings.filterwarnings(  # MLflow asks every PythonModel subclass for type hints on predict
-    "ignore", message=".*Add type hints to the `predict` method", category=UserWarning
-)
-
-
 class BundleModel(PythonModel):
     """Predict expression from a batch of patches cut as the bundle's geometry says.
 
