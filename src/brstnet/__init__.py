@@ -7,5 +7,5 @@ import warnings as _warnings
 # MLflow asks every PythonModel subclass (kedro-mlflow's, brstnet.inference.pyfunc's) for
 # type hints on predict, once per process at import; both log a signature instead.
 _warnings.filterwarnings(
-    "ignore", message=".*Add type hints to the `predict` method", category=UserWarning
+    "ignore", category=UserWarning, module="mlflow.pyfunc.utils.data_validation"
 )

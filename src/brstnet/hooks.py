@@ -124,12 +124,27 @@ def system_metrics_enabled() -> bool:
     return setting not in ("false", "0", "no") and importlib.util.find_spec("psutil") is not None
 
 
+#: The OmegaConf resolver giving the project's root folder (``mlflow.yml``:
+#: ``sqlite:///${brstnet.project_root:}/mlflow.db``).
+PROJECT_ROOT_RESOLVER = "brstnet.project_root"
+
+
 class TrackingHooks:
     """MLflow runs of killed ``kedro run``s marked KILLED on the next tracked run; the
     experiment's comparison view; system metrics (see the module docstring)."""
 
     def __init__(self) -> None:
         self._monitor = None
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow reads mlflow.yml
+    def after_context_created(self, context: Any) -> None:
+        """The tracking store is the project's own ``mlflow.db`` whatever the working
+        directory: a notebook in notebooks/ would otherwise create notebooks/mlflow.db
+        (a relative sqlite path), and two projects in one process share one store."""
+        from omegaconf import OmegaConf
+
+        root = Path(context.project_path).resolve().as_posix()
+        OmegaConf.register_new_resolver(PROJECT_ROOT_RESOLVER, lambda: root, replace=True)
 
     @hook_impl(trylast=True)  # after kedro-mlflow's hook has started this run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:

@@ -77,6 +77,9 @@ class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
         tags = {"mlflow.runName": data.name, **data.tags, **owner_tags()}
         if parent is not None:
             tags["mlflow.parentRunId"] = parent.info.run_id
+            # a variant's run is its evaluation; MLflow's runs table opens the parents of
+            # evaluation runs expanded, so the variants show without a click
+            tags["mlflow.runType"] = "evaluation"
         experiment_id = self._experiment_id(client, parent)
         set_experiment_views(client, experiment_id, replace=False)
         run = client.create_run(
