@@ -17,10 +17,13 @@ from tests.synthetic import gone_process_owner
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(tmp_path: Path, monkeypatch):
     """A temporary tracking store for the test; afterwards the tracking URI (and the
-    MLFLOW_TRACKING_URI variable MLflow sets with it) are as before, unset included."""
+    MLFLOW_TRACKING_URI variable MLflow sets with it) are as before, unset included.
+    No system-metrics thread outlives the test (the hooks' pipeline never ends here)."""
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 
     with _use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}"):
         try:
