@@ -110,7 +110,10 @@ def test_summary_plot_reads_median_r_first_with_a_legend_and_nan_marked() -> Non
     assert legend == ["models", "baselines", "reference (not a model)", "NaN: r undefined"]
     heights = [p.get_height() for p in first.patches[:3]]
     assert heights == [0.3, 0.0, 0.5]  # NaN drawn as no bar ...
-    assert [(t.get_text(), t.get_position()[0]) for t in first.texts] == [("NaN", 1)]  # ... marked
+    # ... marked, inside the axes (x in data, y in axes units) whatever the data's sign
+    assert [(t.get_text(), t.get_position()) for t in first.texts] == [("NaN", (1, 0.03))]
+    second = fig.axes[1]  # median partial r: NaN for the baseline and the reference
+    assert [t.get_position()[0] for t in second.texts] == [1, 2]
     colours = {p.get_facecolor()[:3] for p in first.patches[:3]}
     assert len(colours) == 3
     plt.close(fig)

@@ -256,7 +256,7 @@ def summary_plot(summary: pd.DataFrame) -> Figure:
         ("median_r", "median per-gene r", "median r over genes (held-out patients)"),
         ("median_partial_r", "median partial r | read depth", "median partial r"),
         ("genes_r_gt_0_5", "genes with median r > 0.5", "genes"),
-        ("aCC", "aCC (secondary: pooled r, mean over genes)", "aCC"),
+        ("aCC", "aCC (secondary)", "aCC: pooled r, mean over genes"),
     )
     fig, axes = plt.subplots(
         1,
@@ -274,9 +274,17 @@ def summary_plot(summary: pd.DataFrame) -> Figure:
         )
         ax.bar(labels, values.fillna(0), color=colours)
         for x, value in enumerate(values):
-            if not np.isfinite(value):
+            if not np.isfinite(value):  # inside the axes whatever the data's sign
                 ax.text(
-                    x, 0, "NaN", ha="center", va="bottom", fontsize=8, color="#c44e52", rotation=90
+                    x,
+                    0.03,
+                    "NaN",
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    color="#c44e52",
+                    rotation=90,
+                    transform=ax.get_xaxis_transform(),
                 )
         ax.set_title(name, fontsize=10 if column != "aCC" else 9)
         ax.set_ylabel(ylabel, fontsize=9)
