@@ -1,12 +1,13 @@
 # One-command setup: every target creates .venv and installs the project if needed.
 VENV ?= .venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON ?= python3
 BIN := $(VENV)/bin
 export DO_NOT_TRACK := true
 export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install run test lint viz mlflow-ui clean-data
+.PHONY: install browser run test lint viz mlflow-ui screenshots clean-data
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +15,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-install: $(BIN)/.installed
+install: $(BIN)/.installed browser
+
+# the system Chromium for the browser tests and `make screenshots` (Debian's package;
+# playwright drives it, nothing is downloaded); skipped when one is installed
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		echo "installing Chromium (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 run: install  ## the main job on the default real data
 	$(BIN)/kedro run --pipelines=training
@@ -29,9 +37,13 @@ lint: install
 viz: install  ## interactive pipeline graph on http://127.0.0.1:4141
 	$(BIN)/kedro viz run --host 127.0.0.1 --no-browser
 
-mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000
+mlflow-ui: install  ## MLflow UI on http://127.0.0.1:5000 (prints the runs-table link)
+	@$(BIN)/brstnet mlflow-link || true
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
 		--backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
+screenshots: install  ## the MLflow runs table and the kedro-viz flowchart, data/08_reporting/*.png
+	$(BIN)/python -m tests.browser --out data/08_reporting
 
 clean-data:  ## remove every generated file under data/ (keeps .gitkeep)
 	find data -type f ! -name .gitkeep -delete

@@ -122,8 +122,9 @@ def project_catalog(root: Path):
 
 
 def project_copy(root: Path, local: dict | None = None) -> Path:
-    """A copy of the project's conf/ and pyproject.toml under ``root`` (the package itself
-    is installed), with ``local`` as its conf/local/parameters.yml, as a user would set it."""
+    """A copy of the project's conf/, pyproject.toml and .telemetry under ``root`` (the
+    package itself is installed), with ``local`` as its conf/local/parameters.yml, as a
+    user would set it."""
     import shutil
 
     import yaml
@@ -135,6 +136,7 @@ def project_copy(root: Path, local: dict | None = None) -> Path:
         (root / "conf/local/parameters.yml").write_text(yaml.safe_dump(local))
     (root / "src").mkdir()
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    shutil.copy(REPO / ".telemetry", root / ".telemetry")  # as a clone has it
     return root
 
 

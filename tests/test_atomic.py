@@ -108,6 +108,7 @@ ATOMIC_TYPES = {
     "brstnet.datasets.ModelBundleDataset",
     "brstnet.datasets.PatchStoreDataset",
     "brstnet.datasets.MlflowChildRunDataset",  # MLflow's store, no file of ours
+    "brstnet.datasets.MlflowParentRunDataset",  # the same
 }
 WRAPPERS = {"partitions.PartitionedDataset", "kedro_mlflow.io.artifacts.MlflowArtifactDataset"}
 

@@ -11,6 +11,7 @@ the thread count).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,16 +26,27 @@ from tests.layouts import tiny_he2020_section, write_he2020_metadata
 from tests.synthetic import project_copy
 
 SECTIONS = {"BC1_C1": ("BC1", "C1"), "BC1_C2": ("BC1", "C2"), "BC2_C1": ("BC2", "C1")}
-#: Outputs compared byte for byte (the training histories without their images_per_s).
+#: Outputs compared byte for byte (the training histories without their images_per_s,
+#: the bundles' config.json without when they trained: see SAME_CONFIG).
 SAME_BYTES = (
     "data/08_reporting/evaluation_summary.csv",
     "data/08_reporting/evaluation/test_resnet_aux_metrics.json",
     "data/08_reporting/evaluation/test_resnet_aux_per_gene.csv",
     "data/06_models/test_resnet_aux_fold0/model.safetensors",
-    "data/06_models/test_resnet_aux_fold0/config.json",
     "data/06_models/test_resnet_aux_fold1/model.safetensors",
+)
+SAME_CONFIG = (
+    "data/06_models/test_resnet_aux_fold0/config.json",
     "data/06_models/test_resnet_aux_fold1/config.json",
 )
+#: When a fold trained (config.json's training block): the only part that may differ.
+TRAINING_SPAN = ("started_at", "ended_at", "train_seconds")
+
+
+def _settings(path: Path) -> dict:
+    config = json.loads(path.read_text())
+    config["training"] = {k: v for k, v in config["training"].items() if k not in TRAINING_SPAN}
+    return config
 
 
 def _tiny_project(root: Path, data: Path) -> Path:
@@ -120,6 +132,8 @@ def test_kill_9_during_training_then_a_rerun_gives_the_uninterrupted_numbers(
 
     for relpath in SAME_BYTES:
         assert (killed / relpath).read_bytes() == (reference / relpath).read_bytes(), relpath
+    for relpath in SAME_CONFIG:
+        assert _settings(killed / relpath) == _settings(reference / relpath), relpath
     for fold in (0, 1):
         relpath = f"data/08_reporting/training/test_resnet_aux_fold{fold}_history.csv"
         pd.testing.assert_frame_equal(

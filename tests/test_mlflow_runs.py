@@ -17,10 +17,13 @@ from tests.synthetic import gone_process_owner
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(tmp_path: Path, monkeypatch):
     """A temporary tracking store for the test; afterwards the tracking URI (and the
-    MLFLOW_TRACKING_URI variable MLflow sets with it) are as before, unset included."""
+    MLFLOW_TRACKING_URI variable MLflow sets with it) are as before, unset included.
+    No system-metrics thread outlives the test (the hooks' pipeline never ends here)."""
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 
     with _use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}"):
         try:
@@ -103,3 +106,43 @@ def test_a_new_session_forgets_the_previous_sessions_mlflow_run(tmp_path, monkey
     with KedroSession.create(project_path=project) as session:
         session.load_context()
     assert mlflow_hook.run_id is None
+
+
+def _started(run) -> int:
+    return run.info.start_time
+
+
+@pytest.mark.real_data
+def test_a_tracked_kedro_run_carries_its_best_variant_system_metrics_and_view(real_run) -> None:
+    """The `kedro run` of the real-data fixture, as kedro-mlflow records it: the
+    experiment opens in the model-training view on the comparison columns with this run
+    expanded; the run holds the best variant's headline and MLflow's system metrics."""
+    import json
+
+    import pandas as pd
+
+    from brstnet.mlflow_views import COMPARISON_VIEW, SHARED_VIEW_PREFIX
+
+    client = MlflowClient(f"sqlite:///{real_run / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("brstnet")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.info.run_name == "training"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert {r.info.run_name for r in children} >= {"test_resnet_aux", "baseline_ridge"}
+    view = json.loads(experiment.tags[SHARED_VIEW_PREFIX + COMPARISON_VIEW])
+    # the latest tracked `kedro run` opens expanded (the inference test may run one later)
+    latest = max((r for r in runs if "mlflow.parentRunId" not in r.data.tags), key=_started)
+    assert view["runsExpanded"] == {latest.info.run_id: True}
+    summary = pd.read_csv(real_run / "data/08_reporting/evaluation_summary.csv")
+    row = summary.set_index("variant").loc["test_resnet_aux"]  # the one trained variant
+    assert parent.data.params["best_variant"] == "test_resnet_aux"
+    assert parent.data.params["backbone"] == "test_resnet"
+    assert parent.data.metrics["median_r"] == pytest.approx(row["median_r"])
+    assert parent.data.metrics["genes_r_gt_0_5"] == row["genes_r_gt_0_5"]
+    # MLflow's own system metrics, sampled while the run lasted
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
+        parent.data.metrics
+    )
+    memory = client.get_metric_history(parent.info.run_id, "system/system_memory_usage_megabytes")
+    assert memory and all(m.value > 0 for m in memory)

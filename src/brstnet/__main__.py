@@ -1,28 +1,64 @@
-"""``brstnet``: ``brstnet predict SLIDE ...`` for one slide; anything else runs the Kedro
-project as ``kedro run`` would (``python -m brstnet`` inside the project)."""
+"""``brstnet``: the project's commands. A bare ``brstnet`` prints this help; nothing runs
+unless asked.
+
+    brstnet predict SLIDE --model M --out DIR   expression maps for one H&E slide
+    brstnet run [kedro run options]             the Kedro pipelines (as `kedro run`)
+    brstnet mlflow-link [--url URL]             the MLflow runs table that compares variants
+"""
+
+from __future__ import annotations
 
 import sys
 from pathlib import Path
 from typing import Any
 
-from kedro.framework.cli.utils import find_run_command
-from kedro.framework.project import configure_project
+USAGE = """usage: brstnet <command> [options]
+
+Predict spatial gene expression from H&E images (BrST-Net reproduction).
+
+commands:
+  predict       expression maps for one H&E slide from a trained model
+                (a folder under data/06_models, runs:/..., or models:/...)
+  run           run the Kedro pipelines, as `kedro run` (e.g. brstnet run --pipelines=training)
+  mlflow-link   print the MLflow UI link to the runs table that compares the variants
+
+`brstnet <command> --help` describes a command's options.
+"""
 
 
-def main(*args, **kwargs) -> Any:
-    if len(sys.argv) > 1 and sys.argv[1] == "predict" and not args:
+def main(*args: Any, **kwargs: Any) -> Any:
+    argv = sys.argv[1:]
+    if args or kwargs:  # Kedro's programmatic use: main(["--pipelines", ...]) runs the project
+        return _kedro_run(*args, **kwargs)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "predict":
         from brstnet.command import predict_command
 
-        return predict_command(sys.argv[2:])
+        return predict_command(rest)
+    if command == "run":
+        return _kedro_run(rest)
+    if command == "mlflow-link":
+        from brstnet.command import mlflow_link_command
+
+        return mlflow_link_command(rest)
+    sys.stderr.write(f"brstnet: unknown command {command!r}\n\n{USAGE}")
+    return 2
+
+
+def _kedro_run(*args: Any, **kwargs: Any) -> Any:
+    """``kedro run`` of the project in the working directory."""
+    from kedro.framework.cli.utils import find_run_command
+    from kedro.framework.project import configure_project
+
     package_name = Path(__file__).parent.name
     configure_project(package_name)
-
-    interactive = hasattr(sys, "ps1")
-    kwargs["standalone_mode"] = not interactive
-
-    run = find_run_command(package_name)
-    return run(*args, **kwargs)
+    kwargs["standalone_mode"] = not hasattr(sys, "ps1")
+    kwargs.setdefault("prog_name", "brstnet run")
+    return find_run_command(package_name)(*args, **kwargs)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

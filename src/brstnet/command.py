@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from .atomic import atomic_file
@@ -22,7 +23,8 @@ def predict_command(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model",
         required=True,
-        help="a model folder (data/06_models/<variant>_fold<k>) or runs:/<run id>/model/fold<k>",
+        help="a model folder (data/06_models/<variant>_fold<k>), runs:/<run id>/model/fold<k>, "
+        "or a logged / registered MLflow model: models:/<model id>, models:/<name>/<version>",
     )
     parser.add_argument(
         "--out", required=True, type=Path, help="output folder: <slide>.h5ad and <slide>_maps.png"
@@ -50,7 +52,7 @@ def predict_command(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tracking-uri",
         default=None,
-        help="MLflow tracking store for runs:/ models (default: MLFLOW_TRACKING_URI)",
+        help="MLflow tracking store for runs:/ and models:/ URIs (default: MLFLOW_TRACKING_URI)",
     )
     args = parser.parse_args(argv)
     fixes = {
@@ -101,3 +103,36 @@ def default_genes(panel: list[str], n: int = 4) -> list[str]:
     """ERBB2 when predicted, then the panel's leading (most expressed) genes."""
     first = [g for g in ("ERBB2",) if g in panel]
     return first + [g for g in panel if g not in first][: n - len(first)]
+
+
+def mlflow_link_command(argv: list[str] | None = None) -> int:
+    """``brstnet mlflow-link``: print the MLflow UI link to the runs table that compares
+    the variants (model-training view, comparison columns; see brstnet.mlflow_views)."""
+    parser = argparse.ArgumentParser(
+        prog="brstnet mlflow-link",
+        description="Print the MLflow UI link to the runs table that compares the variants.",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default="sqlite:///mlflow.db",
+        help="the project's tracking store (default: sqlite:///mlflow.db, conf/base/mlflow.yml)",
+    )
+    parser.add_argument(
+        "--url", default="http://127.0.0.1:5000", help="where the MLflow UI runs (make mlflow-ui)"
+    )
+    parser.add_argument("--experiment", default="brstnet")
+    args = parser.parse_args(argv)
+    from .mlflow_views import experiment_url
+
+    if args.tracking_uri.startswith("sqlite:///") and not Path(args.tracking_uri[10:]).exists():
+        link = None
+    else:
+        link = experiment_url(args.tracking_uri, args.url, args.experiment)
+    if link is None:
+        parser.exit(
+            1,
+            f"no experiment {args.experiment!r} in {args.tracking_uri} yet: run the pipelines "
+            "first (make run)\n",
+        )
+    sys.stdout.write(link + "\n")
+    return 0

@@ -10,7 +10,9 @@
 
 :class:`TrackingHooks` records which process owns the run kedro-mlflow starts, and marks
 the project's runs that killed ``kedro run``s left RUNNING as KILLED
-(:mod:`brstnet.mlflow_runs`).
+(:mod:`brstnet.mlflow_runs`); it opens the experiment in MLflow's model-training view on
+the comparison columns, this run expanded (:mod:`brstnet.mlflow_views`), and logs system
+metrics (CPU, memory, GPU with nvidia-ml-py) into the run while it lasts.
 """
 
 from __future__ import annotations
@@ -112,8 +114,37 @@ def _forget_previous_mlflow_run() -> None:
     mlflow_hook.run_id = None
 
 
+def system_metrics_enabled() -> bool:
+    """MLflow's system metrics for tracked runs: on unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+    says false, and only where psutil is installed (MLflow samples with it)."""
+    import importlib.util
+    import os
+
+    setting = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true").strip().lower()
+    return setting not in ("false", "0", "no") and importlib.util.find_spec("psutil") is not None
+
+
+#: The OmegaConf resolver giving the project's root folder (``mlflow.yml``:
+#: ``sqlite:///${brstnet.project_root:}/mlflow.db``).
+PROJECT_ROOT_RESOLVER = "brstnet.project_root"
+
+
 class TrackingHooks:
-    """MLflow runs of killed ``kedro run``s: found and marked KILLED on the next tracked run."""
+    """MLflow runs of killed ``kedro run``s marked KILLED on the next tracked run; the
+    experiment's comparison view; system metrics (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._monitor = None
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow reads mlflow.yml
+    def after_context_created(self, context: Any) -> None:
+        """The tracking store is the project's own ``mlflow.db`` whatever the working
+        directory: a notebook in notebooks/ would otherwise create notebooks/mlflow.db
+        (a relative sqlite path), and two projects in one process share one store."""
+        from omegaconf import OmegaConf
+
+        root = Path(context.project_path).resolve().as_posix()
+        OmegaConf.register_new_resolver(PROJECT_ROOT_RESOLVER, lambda: root, replace=True)
 
     @hook_impl(trylast=True)  # after kedro-mlflow's hook has started this run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -125,11 +156,49 @@ class TrackingHooks:
         from mlflow.tracking import MlflowClient
 
         from brstnet.mlflow_runs import end_orphaned_runs, owner_tags
+        from brstnet.mlflow_views import set_experiment_views
 
         client = MlflowClient()
+        run_id, experiment_id = active.info.run_id, active.info.experiment_id
         try:
             for key, value in owner_tags().items():
-                client.set_tag(active.info.run_id, key, value)
-            end_orphaned_runs(client, [active.info.experiment_id], current=active.info.run_id)
+                client.set_tag(run_id, key, value)
+            end_orphaned_runs(client, [experiment_id], current=run_id)
         except Exception as err:  # MLflow raises many types; bookkeeping never stops a run
             logger.warning("could not look for MLflow runs left RUNNING by killed runs: %s", err)
+        try:
+            set_experiment_views(client, experiment_id, expand=run_id)
+        except Exception as err:
+            logger.warning("could not store the MLflow comparison view: %s", err)
+        self._start_system_metrics(run_id)
+
+    def _start_system_metrics(self, run_id: str) -> None:
+        self._stop_system_metrics()
+        if not system_metrics_enabled():
+            return
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            self._monitor = SystemMetricsMonitor(run_id)
+            self._monitor.start()
+        except Exception as err:  # e.g. a monitor that cannot read the GPU
+            logger.warning("MLflow system metrics are not logged: %s", err)
+            self._monitor = None
+
+    def _stop_system_metrics(self) -> None:
+        if self._monitor is not None:
+            try:
+                self._monitor.finish()
+            except Exception as err:
+                logger.warning("could not stop MLflow's system metrics monitor: %s", err)
+            self._monitor = None
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's hook ends the run
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        self._stop_system_metrics()
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
+        self._stop_system_metrics()

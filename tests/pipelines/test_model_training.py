@@ -3,10 +3,13 @@ MLflow runs checked through MLflow's own client."""
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import scanpy as sc
 import torch
 import yaml
 from kedro.runner import SequentialRunner
@@ -79,10 +82,17 @@ def tiny_run(tmp_path_factory) -> dict:
         + model_training.create_pipeline(variants=variants, n_folds=folds)
         + evaluation.create_pipeline(variants=variants, n_folds=folds)
     )
+    repo_mlruns = sorted((REPO / "mlruns").rglob("*"))  # (a leftover of older runs, if any)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
     try:
-        SequentialRunner().run(pipeline, catalog)
+        # the store holds database and artifacts (nothing lands in the repository's mlruns/)
+        experiment = MlflowClient().create_experiment(
+            "brstnet", artifact_location=str(tmp / "artifacts")
+        )
+        # the run kedro-mlflow opens for a `kedro run`: the variants' runs are its children
+        with mlflow.start_run(experiment_id=experiment, run_name="training"):
+            SequentialRunner().run(pipeline, catalog)
     finally:
         mlflow.set_tracking_uri(previous)
     return {
@@ -91,6 +101,7 @@ def tiny_run(tmp_path_factory) -> dict:
         "variants": variants,
         "folds": folds,
         "tracking": f"sqlite:///{tmp / 'mlflow.db'}",
+        "repo_mlruns": repo_mlruns,
     }
 
 
@@ -182,7 +193,9 @@ def test_mlflow_runs_through_mlflows_client(tiny_run: dict) -> None:
     client = MlflowClient(tiny_run["tracking"])
     experiment = client.get_experiment_by_name("brstnet")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    assert set(runs) == {*MODELS, *REFERENCES}
+    assert set(runs) == {"training", *MODELS, *REFERENCES}
+    parent = runs.pop("training")
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs.values()} == {parent.info.run_id}
     run = runs["test_resnet_aux"]
     assert run.info.status == "FINISHED"
     params = run.data.params
@@ -215,11 +228,135 @@ def test_mlflow_runs_through_mlflows_client(tiny_run: dict) -> None:
     assert metrics["aCC"] == pytest.approx(summary.loc["test_resnet_aux", "aCC"])
     curve = client.get_metric_history(run.info.run_id, "fold1_inner0_val_mean_r")
     assert [m.step for m in curve] == [1, 2]
+    # the main loss apart from the auxiliary loss, never their sum: with and without the
+    # auxiliary head, the variants compare on fold<k>_<stage>_loss_main
+    for name, aux in (("test_resnet_aux", True), ("test_resnet_noaux", False)):
+        keys = set(runs[name].data.metrics)
+        assert {"fold0_final_loss_main", "fold1_inner0_loss_main"} <= keys
+        assert ("fold1_inner0_loss_aux" in keys) is aux
+        assert not {"fold0_final_loss", "fold1_inner0_loss"} & keys
+    aux_history = tiny_run["catalog"].load("test_resnet_aux_fold1.training_history")
+    assert [
+        m.value for m in client.get_metric_history(run.info.run_id, "fold1_inner0_loss_main")
+    ] == pytest.approx(aux_history["loss_main"].tolist())
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"per_gene.csv", "r_histogram.png", "gene_maps.png", "model"} <= artifacts
     model_files = {a.path for a in client.list_artifacts(run.info.run_id, "model/fold0")}
     assert model_files == {"model/fold0/config.json", "model/fold0/model.safetensors"}
     assert runs["baseline_ridge"].data.params["backbone"] == "ridge on image features"
+
+
+def _runs(tiny_run: dict) -> tuple[MlflowClient, str, dict]:
+    client = MlflowClient(tiny_run["tracking"])
+    experiment = client.get_experiment_by_name("brstnet").experiment_id
+    return client, experiment, {r.info.run_name: r for r in client.search_runs([experiment])}
+
+
+def test_child_runs_span_their_folds_training_and_name_the_node(tiny_run: dict) -> None:
+    client, _, runs = _runs(tiny_run)
+    models = tiny_run["tmp"] / "project/data/06_models"
+    for name, node in (("test_resnet_noaux", "train_model"), ("test_encoder_probe", "fit_probe")):
+        training = [load_bundle(models / f"{name}_fold{k}").config["training"] for k in (0, 1)]
+        run = runs[name]
+        assert run.info.start_time == int(min(t["started_at"] for t in training) * 1000)
+        assert run.info.end_time == int(max(t["ended_at"] for t in training) * 1000)
+        assert run.data.metrics["train_seconds"] == pytest.approx(
+            sum(t["train_seconds"] for t in training)
+        )
+        assert run.data.metrics["fold1_train_seconds"] == pytest.approx(
+            training[1]["train_seconds"]
+        )
+        assert run.data.tags["brstnet.fold1_node"] == f"{name}_fold1.{node}"
+    # a baseline trains nothing: its run is the time it took to log
+    assert "train_seconds" not in runs["baseline_ridge"].data.metrics
+
+
+def test_the_parent_run_carries_the_best_variants_headline(tiny_run: dict) -> None:
+    _, _, runs = _runs(tiny_run)
+    summary = pd.read_csv(
+        tiny_run["tmp"] / "project/data/08_reporting/evaluation_summary.csv"
+    ).set_index("variant")
+    best = summary.loc[list(MODELS), "median_r"].idxmax()
+    parent = runs["training"]
+    assert parent.data.params["best_variant"] == best == parent.data.tags["brstnet.best_variant"]
+    assert parent.data.params["backbone"] == runs[best].data.params["backbone"]
+    assert parent.data.params["aux_weight"] == runs[best].data.params["aux_weight"]
+    assert parent.data.params["patch_size_px"] == "32"
+    for key in ("median_r", "median_partial_r", "genes_r_gt_0_5", "significant_genes", "aCC"):
+        assert parent.data.metrics[key] == pytest.approx(summary.loc[best, key]), key
+    assert parent.data.metrics["median_r"] >= summary.loc[list(MODELS), "median_r"].max()
+
+
+def test_the_experiment_opens_on_the_comparison_columns(tiny_run: dict) -> None:
+    from brstnet.mlflow_views import COMPARISON_VIEW, EXPERIMENT_KIND_TAG, SHARED_VIEW_PREFIX
+
+    client, experiment, runs = _runs(tiny_run)
+    tags = client.get_experiment(experiment).tags
+    assert tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    view = json.loads(tags[SHARED_VIEW_PREFIX + COMPARISON_VIEW])
+    assert view["selectedColumns"][:2] == ["metrics.`median_r`", "metrics.`median_partial_r`"]
+    assert "params.`backbone`" in view["selectedColumns"]
+    # every column the view selects exists on the variants' runs
+    for column in view["selectedColumns"]:
+        kind, name = column.split(".", 1)
+        if kind in ("metrics", "params"):
+            assert name.strip("`") in getattr(runs["test_resnet_aux"].data, kind), column
+
+
+def test_each_fold_is_an_mlflow_model_that_predicts_from_patches(tiny_run: dict, tmp_path) -> None:
+    """Logged models ("Models", the registry) whose pyfunc predicts the held-out spots as
+    the evaluation did; `brstnet predict` takes a registered model's models:/ URI."""
+    from brstnet.command import predict_command
+    from tests.synthetic import PITCH_PX
+
+    client, experiment, runs = _runs(tiny_run)
+    tmp, catalog = tiny_run["tmp"], tiny_run["catalog"]
+    logged = {m.name: m for m in client.search_logged_models([experiment])}
+    assert set(logged) == {f"{v}_fold{k}" for v in MODELS for k in (0, 1)}
+    model = logged["test_resnet_aux_fold1"]
+    assert model.source_run_id == runs["test_resnet_aux"].info.run_id
+    # database and artifacts in the temporary store: nothing written to the repository
+    assert model.artifact_location.startswith(str(tmp / "artifacts"))
+    assert runs["test_resnet_aux"].info.artifact_uri.startswith(str(tmp / "artifacts"))
+    assert sorted((REPO / "mlruns").rglob("*")) == tiny_run["repo_mlruns"]
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tiny_run["tracking"])
+    try:
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{model.model_id}")
+        info = pyfunc.metadata
+        assert info.metadata["model"]["backbone"] == "test_resnet"
+        assert info.metadata["geometry"]["size_px"] == 32
+        assert info.saved_input_example_info is not None and info.signature is not None
+        predictions = catalog.load("test_resnet_aux_fold1.predictions")
+        rows = predictions.obs["patch_row"].to_numpy()
+        store = catalog.load("patch_store")
+        expression = pyfunc.predict(store.patches[rows])
+        assert list(expression.columns) == list(predictions.var_names)
+        np.testing.assert_allclose(
+            expression.to_numpy(), predictions.layers["predicted_target_scale"], atol=1e-4
+        )
+        version = mlflow.register_model(f"models:/{model.model_id}", "brstnet-test-resnet-aux")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    slide = next((tmp / "her2st/data/ST-imgs/B/B1").glob("*.jpg"))
+    code = predict_command(
+        [
+            str(slide),
+            "--model",
+            f"models:/brstnet-test-resnet-aux/{version.version}",
+            "--out",
+            str(tmp_path / "out"),
+            "--pixel-size",
+            f"{200 / PITCH_PX}",
+            "--tracking-uri",
+            tiny_run["tracking"],
+        ]
+    )
+    assert code == 0
+    result = sc.read_h5ad(tmp_path / "out" / f"{slide.stem}.h5ad")
+    assert list(result.var_names) == list(predictions.var_names)
+    assert result.uns["model"]["variant"] == "test_resnet_aux" and result.uns["model"]["fold"] == 1
 
 
 def test_the_frozen_encoder_probe_predicts_through_the_encoder(tiny_run: dict) -> None:

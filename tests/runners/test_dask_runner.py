@@ -219,6 +219,8 @@ def test_dask_mlflow_runs_as_sequential(sequential: Path, on_dask: dict) -> None
         assert child.data.params == expected.data.params
         assert set(child.data.metrics) == set(expected.data.metrics)
         for key, value in expected.data.metrics.items():
+            if key.endswith("train_seconds"):  # wall time: present in both, not equal
+                continue
             assert child.data.metrics[key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
 
 

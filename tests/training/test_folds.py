@@ -140,4 +140,15 @@ def test_checkpoints_outlive_the_fold_until_its_bundle_is_saved(tmp_path, caplog
         assert torch.equal(again.state_dict[key], value), key
     save_bundle(again, tmp_path / "models" / "test_resnet_aux_fold0")
     assert not checkpoints.exists()  # removed once the bundle is safely written
-    assert load_bundle(tmp_path / "models" / "test_resnet_aux_fold0").config == bundle.config
+    saved = load_bundle(tmp_path / "models" / "test_resnet_aux_fold0").config
+    assert saved == again.config
+
+    def settings(config: dict) -> dict:  # when it trained differs; what it trained does not
+        span = ("started_at", "ended_at", "train_seconds")
+        return {
+            **config,
+            "training": {k: v for k, v in config["training"].items() if k not in span},
+        }
+
+    assert settings(saved) == settings(bundle.config)
+    assert bundle.config["training"]["started_at"] < again.config["training"]["started_at"]

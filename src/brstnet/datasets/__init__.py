@@ -3,7 +3,7 @@ an atomic wrapper for kedro-datasets' file datasets (which write in place)."""
 
 from .anndata_dataset import AnnDataDataset
 from .atomic_dataset import AtomicDataset
-from .mlflow_run_dataset import MlflowChildRunDataset
+from .mlflow_run_dataset import MlflowChildRunDataset, MlflowParentRunDataset
 from .model_bundle_dataset import ModelBundleDataset
 from .patch_store_dataset import PatchStoreDataset
 
@@ -11,6 +11,7 @@ __all__ = [
     "AnnDataDataset",
     "AtomicDataset",
     "MlflowChildRunDataset",
+    "MlflowParentRunDataset",
     "ModelBundleDataset",
     "PatchStoreDataset",
 ]

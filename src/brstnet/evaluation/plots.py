@@ -29,15 +29,28 @@ def to_image(fig: Figure, *, dpi: int = 110) -> Image.Image:
 
 
 def r_histogram(table: pd.DataFrame, *, title: str) -> Figure:
-    """Histogram of per-gene median r over held-out patients, with the NaN count."""
+    """Histogram of per-gene median r over held-out patients, with the NaN count; the
+    r = 0.5 line is labelled, and a table without a finite r says so."""
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     r = table["median_r"].to_numpy(dtype=float)
     finite = r[np.isfinite(r)]
     ax.hist(finite, bins=np.linspace(-1, 1, 41), color="#4c72b0", edgecolor="white")
     ax.axvline(0, color="k", lw=0.8)
-    ax.axvline(0.5, color="#c44e52", lw=0.8, ls="--")
+    ax.axvline(0.5, color="#c44e52", lw=0.8, ls="--", label="r = 0.5")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    if not finite.size:
+        ax.text(
+            0.5,
+            0.5,
+            f"no finite r\n({len(r)} genes, all NaN)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=11,
+        )
     med = f"{np.median(finite):.3f}" if finite.size else "n/a"
     ax.set(
+        xlim=(-1, 1),
         xlabel="median Pearson r over held-out patients",
         ylabel="genes",
         title=f"{title}\n{(finite > 0).sum()} of {len(r)} genes r > 0, {(finite > 0.5).sum()} > 0.5, "
@@ -54,8 +67,17 @@ def _extent(
     return x0, x1, y0, y1
 
 
+def colour_limits(*values: np.ndarray) -> tuple[float, float]:
+    """One colour scale for all ``values``: their pooled 2nd and 98th percentiles."""
+    pooled = np.concatenate([np.asarray(v, dtype=float).ravel() for v in values])
+    pooled = pooled[np.isfinite(pooled)]
+    if not pooled.size:
+        return 0.0, 1.0
+    lo, hi = np.percentile(pooled, [2, 98])
+    return float(lo), float(hi if hi > lo else lo + 1e-6)
+
+
 def _draw_spots(
-    fig: Figure,
     ax,
     thumbnail: np.ndarray,
     xy: np.ndarray,
@@ -63,8 +85,9 @@ def _draw_spots(
     diameter: float,
     extent,
     title: str,
-) -> None:
-    """Spots at their physical diameter over the H&E, on their own colour scale."""
+    clim: tuple[float, float],
+):
+    """Spots at their physical diameter over the H&E, on the colour scale ``clim``."""
     from matplotlib.collections import EllipseCollection
 
     ax.imshow(thumbnail)
@@ -78,14 +101,33 @@ def _draw_spots(
         cmap="viridis",
         alpha=0.9,
     )
-    lo, hi = np.nanpercentile(values, [2, 98])
     spots.set_array(np.asarray(values, dtype=float))
-    spots.set_clim(lo, hi if hi > lo else lo + 1e-6)
+    spots.set_clim(*clim)
     ax.add_collection(spots)
     x0, x1, y0, y1 = extent
     ax.set(xlim=(x0, x1), ylim=(y1, y0), xticks=[], yticks=[])
     ax.set_title(title, fontsize=9)
-    fig.colorbar(spots, ax=ax, shrink=0.7)
+    return spots
+
+
+def scale_bar(ax, px_per_mm: float) -> None:
+    """A 1 mm bar in the lower right corner of an image axis (``px_per_mm`` in its
+    data units)."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    ax.add_artist(
+        AnchoredSizeBar(
+            ax.transData,
+            px_per_mm,
+            "1 mm",
+            "lower right",
+            pad=0.4,
+            color="black",
+            frameon=True,
+            size_vertical=max(px_per_mm / 40, 1.0),
+            fontproperties={"size": 8},
+        )
+    )
 
 
 def gene_maps(
@@ -95,40 +137,61 @@ def gene_maps(
     observed: np.ndarray,
     predicted: np.ndarray,
     genes: list[str],
-    r: list[float],
     *,
     title: str,
     spot_diameter_px: float,
+    pixel_size_um: float | None = None,
 ) -> Figure:
     """Observed vs predicted expression drawn on the H&E, one row per gene.
+
+    Observed and predicted share one colour scale per gene (one labelled colour bar);
+    the predicted panel's title holds r over the spots drawn (this section); a 1 mm scale
+    bar is drawn when the pixel size is known.
 
     Args:
         thumbnail: [h, w, 3] H&E thumbnail; ``scale`` thumbnail px per image px.
         spots_xy: [n, 2] spot centres in image pixels.
         observed, predicted: [n, len(genes)] in the model scale.
+        pixel_size_um: Micrometres per image pixel.
     """
+    from brstnet.metrics import pearson_per_gene
+
     fig, axes = plt.subplots(
-        len(genes), 2, figsize=(8, 3.6 * len(genes)), layout="constrained", squeeze=False
+        len(genes), 2, figsize=(8.6, 3.6 * len(genes)), layout="constrained", squeeze=False
     )
     xy = np.asarray(spots_xy) * scale
     diameter = spot_diameter_px * scale
     extent = _extent(xy, diameter * 2, thumbnail.shape)
+    r = pearson_per_gene(observed, predicted)
     for row, gene in enumerate(genes):
-        suffix = f" (r = {r[row]:.2f})" if np.isfinite(r[row]) else ""
+        clim = colour_limits(observed[:, row], predicted[:, row])
+        suffix = f"r = {r[row]:.2f} on this section" if np.isfinite(r[row]) else "r undefined"
         _draw_spots(
-            fig, axes[row, 0], thumbnail, xy, observed[:, row], diameter, extent, f"{gene} observed"
+            axes[row, 0],
+            thumbnail,
+            xy,
+            observed[:, row],
+            diameter,
+            extent,
+            f"{gene} observed",
+            clim,
         )
-        _draw_spots(
-            fig,
+        spots = _draw_spots(
             axes[row, 1],
             thumbnail,
             xy,
             predicted[:, row],
             diameter,
             extent,
-            f"{gene} predicted{suffix}",
+            f"{gene} predicted ({suffix})",
+            clim,
         )
-    fig.suptitle(f"{title}\nz-scored log(1 + count), each map on its own colour scale", fontsize=10)
+        bar = fig.colorbar(spots, ax=list(axes[row]), shrink=0.7)
+        bar.set_label(f"{gene}, z-scored log(1 + count)", fontsize=8)
+        if pixel_size_um:
+            for ax in axes[row]:
+                scale_bar(ax, 1000.0 / pixel_size_um * scale)
+    fig.suptitle(f"{title}\nobserved and predicted on one colour scale per gene", fontsize=10)
     return fig
 
 
@@ -156,48 +219,118 @@ def prediction_maps(
     flat[0].set(xlim=extent[:2], ylim=(extent[3], extent[2]), xticks=[], yticks=[])
     flat[0].set_title("H&E", fontsize=9)
     for ax, (i, gene) in zip(flat[1:], enumerate(genes), strict=False):
-        _draw_spots(
-            fig, ax, thumbnail, xy, predicted[:, i], spot_px * scale, extent, f"{gene} predicted"
+        spots = _draw_spots(
+            ax,
+            thumbnail,
+            xy,
+            predicted[:, i],
+            spot_px * scale,
+            extent,
+            f"{gene} predicted",
+            colour_limits(predicted[:, i]),
         )
+        fig.colorbar(spots, ax=ax, shrink=0.7)
     for ax in flat[n:]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     return fig
 
 
+#: Bar colours of the summary plot, by kind of variant.
+KIND_COLOURS = {"model": "#4c72b0", "baseline": "#8c8c8c", "reference": "#d9a441"}
+
+
+def variant_kind(variant: str) -> str:
+    """``baseline``, ``reference`` or ``model``, from the variant's name."""
+    if variant.startswith("baseline"):
+        return "baseline"
+    return "reference" if variant.startswith("reference") else "model"
+
+
 def summary_plot(summary: pd.DataFrame) -> Figure:
-    """Bars per variant: median per-gene r, median partial r given read depth, genes with
-    r > 0.5 and aCC; models blue, baselines grey, the read-depth reference ochre; an
-    undefined value is written as NaN, not drawn as 0."""
+    """Bars per variant: median per-gene r (the figure to read first, widest panel),
+    median partial r given read depth, genes with r > 0.5, and aCC (secondary, last).
+    Models blue, baselines grey, the read-depth reference ochre (legend); an undefined
+    value is marked NaN on the axis, never drawn as 0."""
     panels = (
-        ("median_r", "median per-gene r"),
-        ("median_partial_r", "median partial r | read depth"),
-        ("genes_r_gt_0_5", "genes with median r > 0.5"),
-        ("aCC", "aCC (pooled r, mean over genes)"),
+        ("median_r", "median per-gene r", "median r over genes (held-out patients)"),
+        ("median_partial_r", "median partial r | read depth", "median partial r"),
+        ("genes_r_gt_0_5", "genes with median r > 0.5", "genes"),
+        ("aCC", "aCC (secondary)", "aCC: pooled r, mean over genes"),
     )
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(5 + 1.6 * len(summary), 4), layout="constrained"
+        1,
+        len(panels),
+        figsize=(6 + 2.0 * len(summary), 4.4),
+        layout="constrained",
+        gridspec_kw={"width_ratios": [1.6, 1, 1, 1]},
     )
     labels = summary["variant"].tolist()
-    colours = [
-        "#8c8c8c"
-        if v.startswith("baseline")
-        else "#d9a441"
-        if v.startswith("reference")
-        else "#4c72b0"
-        for v in labels
-    ]
-    for ax, (column, name) in zip(axes, panels, strict=True):
+    kinds = [variant_kind(v) for v in labels]
+    colours = [KIND_COLOURS[k] for k in kinds]
+    for ax, (column, name, ylabel) in zip(axes, panels, strict=True):
         values = (
             summary[column].astype(float) if column in summary else pd.Series(np.nan, summary.index)
         )
         ax.bar(labels, values.fillna(0), color=colours)
         for x, value in enumerate(values):
-            if not np.isfinite(value):
-                ax.text(x, 0, "NaN", ha="center", va="bottom", fontsize=8)
-        ax.set_title(name, fontsize=10)
+            if not np.isfinite(value):  # inside the axes whatever the data's sign
+                ax.text(
+                    x,
+                    0.03,
+                    "NaN",
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    color="#c44e52",
+                    rotation=90,
+                    transform=ax.get_xaxis_transform(),
+                )
+        ax.set_title(name, fontsize=10 if column != "aCC" else 9)
+        ax.set_ylabel(ylabel, fontsize=9)
         ax.axhline(0, color="black", linewidth=0.5)
         ax.tick_params(axis="x", rotation=60, labelsize=8)
+    from matplotlib.patches import Patch
+
+    names = {"model": "models", "baseline": "baselines", "reference": "reference (not a model)"}
+    axes[0].legend(
+        handles=[Patch(color=KIND_COLOURS[k], label=names[k]) for k in dict.fromkeys(kinds)]
+        + [Patch(color="white", label="NaN: r undefined")],
+        fontsize=8,
+        loc="best",
+    )
+    return fig
+
+
+def epoch_curves(histories: Sequence[pd.DataFrame], *, title: str) -> Figure:
+    """A trained variant's epoch curves per fold and stage: the main-gene loss, the
+    auxiliary loss (apart, so variants with and without the auxiliary head compare on the
+    main loss) and the validation mean r."""
+    panels = (
+        ("loss_main", "main-gene loss (MSE)"),
+        ("loss_aux", "auxiliary loss (MSE)"),
+        ("val_mean_r", "validation mean r"),
+    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8), layout="constrained")
+    for ax, (column, name) in zip(axes, panels, strict=True):
+        drawn = False
+        for fold, history in enumerate(histories):
+            if "stage" not in history or column not in history:
+                continue
+            for stage, part in history.groupby("stage", sort=False):
+                part = part.sort_values("epoch")
+                if part[column].notna().any() and not (
+                    column == "loss_aux" and (part[column].fillna(0) == 0).all()
+                ):
+                    ax.plot(part["epoch"], part[column], marker="o", label=f"fold {fold} {stage}")
+                    drawn = True
+        ax.set(title=name, xlabel="epoch")
+        if drawn:
+            ax.legend(fontsize=7)
+        else:
+            what = "no auxiliary head" if column == "loss_aux" else "no epochs"
+            ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -256,7 +389,7 @@ def variant_figures(
     adata = entry() if callable(entry) else entry
     thumb, scale = open_slide(adata.uns["image_path"], section).thumbnail()
     patient = pred.obs["patient"].iloc[0]
-    r = per_gene.set_index("gene")[f"r_{patient}"]
+    pixel_size_um = float(adata.uns["pixel_size_um"])
     maps = gene_maps(
         thumb,
         scale,
@@ -264,9 +397,8 @@ def variant_figures(
         np.asarray(pred[:, genes].layers["observed"]),
         np.asarray(pred[:, genes].X),
         genes,
-        [float(r.get(g, np.nan)) for g in genes],
         title=f"{variant}: held-out section {section} (patient {patient})",
-        spot_diameter_px=float(adata.uns.get("spot_diameter_um", 100.0))
-        / float(adata.uns["pixel_size_um"]),
+        spot_diameter_px=float(adata.uns.get("spot_diameter_um", 100.0)) / pixel_size_um,
+        pixel_size_um=pixel_size_um,
     )
     return histogram, maps

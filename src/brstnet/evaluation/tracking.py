@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -18,9 +19,10 @@ BASELINE_BACKBONES = {
     "baseline_ridge": "ridge on image features",
     "reference_read_depth": "read depth only (test spots' log total count; not a model)",
 }
-#: The training-history columns logged as epoch curves, when present and not all NaN.
+#: The training-history columns logged as epoch curves, when present and not all NaN. The
+#: main-gene loss is logged apart from the auxiliary one (never their weighted sum), so
+#: variants with and without the auxiliary head compare on the same quantity.
 HISTORY_COLUMNS = (
-    "loss",
     "loss_main",
     "loss_aux",
     "val_mean_r",
@@ -43,6 +45,8 @@ class TrackedRun:
         images: Artifact file name -> PIL image (PNG).
         models: Artifact folder -> model bundle (brstnet.training.bundle.ModelBundle).
         tags: Extra run tags.
+        start_time, end_time: The run's start and end (unix seconds): for a trained
+            variant, the span of its folds' training; None: when it is logged.
     """
 
     name: str
@@ -53,6 +57,8 @@ class TrackedRun:
     images: dict[str, Any] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    start_time: float | None = None
+    end_time: float | None = None
 
 
 def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -81,11 +87,13 @@ def _model_params(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _curves(history: pd.DataFrame, fold: int) -> dict[str, list[float]]:
-    """Epoch curves of one fold's training history, ``fold<k>_<stage>_<column>``."""
+def _curves(history: pd.DataFrame, fold: int, *, aux: bool) -> dict[str, list[float]]:
+    """Epoch curves of one fold's training history, ``fold<k>_<stage>_<column>``
+    (``loss_aux`` only for a model with an auxiliary head)."""
     curves = {}
+    columns = [c for c in HISTORY_COLUMNS if aux or c != "loss_aux"]
     for stage, part in history.groupby("stage", sort=False):
-        for column in HISTORY_COLUMNS:
+        for column in columns:
             if column in part and part[column].notna().any():
                 curves[f"fold{fold}_{stage}_{column}"] = part.sort_values("epoch")[column].tolist()
     return curves
@@ -143,16 +151,34 @@ def build_tracked_run(
         images={"r_histogram.png": histogram, "gene_maps.png": maps},
         tags={"brstnet.kind": kind},
     )
+    spans = []
     for fold, (history, model) in enumerate(zip(histories, models, strict=True)):
-        params.update(_model_params(model.config))
-        params[f"fold{fold}_test_patients"] = ",".join(model.config["test_patients"])
-        run.metrics[f"fold{fold}_best_epoch"] = model.config["training"]["best_epoch"]
+        config, training = model.config, model.config["training"]
+        params.update(_model_params(config))
+        params[f"fold{fold}_test_patients"] = ",".join(config["test_patients"])
+        run.metrics[f"fold{fold}_best_epoch"] = training["best_epoch"]
         for name in ("inner_val_median_r", "inner_val_median_partial_r"):
             # what settings are chosen by (the inner validation split, never the test spots)
-            if model.config["training"].get(name) is not None:
-                run.metrics[f"fold{fold}_{name}"] = float(model.config["training"][name])
-        run.histories.update(_curves(history, fold))
+            if training.get(name) is not None:
+                run.metrics[f"fold{fold}_{name}"] = float(training[name])
+        aux = float(config["model"]["aux_weight"]) > 0
+        run.histories.update(_curves(history, fold, aux=aux))
         run.models[f"fold{fold}"] = model
+        probe = "stage" in history and (history["stage"] == "probe").any()
+        run.tags[f"brstnet.fold{fold}_node"] = (
+            f"{variant}_fold{fold}.{'fit_probe' if probe else 'train_model'}"
+        )
+        if "train_seconds" in training:
+            run.metrics[f"fold{fold}_train_seconds"] = training["train_seconds"]
+            spans.append((training["started_at"], training["ended_at"]))
+    if spans:
+        run.start_time = min(start for start, _ in spans)
+        run.end_time = max(end for _, end in spans)
+        run.metrics["train_seconds"] = sum(end - start for start, end in spans)
+    if len(histories):
+        from .plots import epoch_curves, to_image
+
+        run.images["epoch_curves.png"] = to_image(epoch_curves(histories, title=variant))
     if robustness is not None and len(robustness):
         run.tables["robustness.csv"] = robustness.set_index("condition")
         for row in robustness.itertuples():
@@ -164,4 +190,58 @@ def build_tracked_run(
         params["backbone"] = BASELINE_BACKBONES.get(variant, variant)
         params["aux_weight"] = 0.0
     run.params = params
+    return run
+
+
+#: The summary columns the ``kedro run``'s own run carries for its best variant.
+HEADLINE_METRICS = (
+    "median_r",
+    "median_partial_r",
+    "median_r_libnorm",
+    "genes_positive",
+    "genes_r_gt_0_5",
+    "significant_genes",
+    "aCC",
+    "n_genes",
+)
+
+
+def build_headline(
+    summary: pd.DataFrame,
+    variants: dict[str, tuple[str, float]],
+    *,
+    patch_size_px: int,
+    window_um: float,
+    name: str = "training",
+) -> TrackedRun:
+    """The best trained variant's headline, for the ``kedro run``'s own MLflow run.
+
+    Args:
+        summary: ``evaluation_summary`` (one row per variant, baselines included).
+        variants: Trained variant -> (backbone, auxiliary weight).
+        patch_size_px, window_um: The run's patch geometry.
+        name: The run's name where there is no ``kedro run`` run to log into.
+
+    Returns:
+        A run holding the best variant's (highest median r; baselines and the read-depth
+        reference never) summary metrics under their own names, so its row compares with
+        the variants' in the runs table, and params ``best_variant``, ``backbone``,
+        ``aux_weight``, ``patch_size_px``, ``window_um``; no metrics when no trained
+        variant has a finite median r.
+    """
+    models = summary[summary["variant"].isin(list(variants))]
+    models = models[np.isfinite(models["median_r"].astype(float))]
+    run = TrackedRun(name=name, tags={"brstnet.kind": "sweep"})
+    run.params = {"patch_size_px": patch_size_px, "window_um": window_um}
+    if not len(models):
+        run.tags["brstnet.best_variant"] = "none (no trained variant with a finite median r)"
+        return run
+    best = models.sort_values("median_r", ascending=False).iloc[0]
+    backbone, aux_weight = variants[best["variant"]]
+    run.params.update(best_variant=best["variant"], backbone=backbone, aux_weight=aux_weight)
+    run.tags["brstnet.best_variant"] = str(best["variant"])
+    run.metrics = numeric_metrics(
+        {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in HEADLINE_METRICS}
+    )
+    run.metrics["variants_compared"] = len(summary)
     return run

@@ -8,9 +8,36 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     import anndata as ad
 
-__all__ = ["load_fold", "materialise", "parse"]
+__all__ = ["lazy_module", "load_fold", "materialise", "parse"]
 
 T = TypeVar("T")
+
+
+class _LazyModule:
+    """A module imported when one of its attributes is first read (not registered in
+    ``sys.modules`` until then: nothing that walks the loaded modules touches it)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attribute)
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self._name}>"
+
+
+def lazy_module(name: str) -> Any:
+    """``name``, imported when one of its attributes is first read.
+
+    Kedro checks typed ``params:`` inputs by evaluating every node's type hints
+    (``typing.get_type_hints``), so the names in node signatures must exist at run time;
+    the heavy ones (torch behind a model bundle, matplotlib's Figure) are read through
+    lazy modules, so that listing or registering pipelines stays fast.
+    """
+    return _LazyModule(name)
 
 
 def materialise(partitions: Mapping[str, Callable[[], T] | T]) -> dict[str, T]:

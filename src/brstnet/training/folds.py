@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -358,6 +359,13 @@ def fold_job(
     return job, aux_genes
 
 
+def training_span(started: float) -> dict[str, float]:
+    """When a fold's training started and ended (unix seconds) and how long it took
+    (``training`` block of the bundle; the MLflow run's start, end and ``train_seconds``)."""
+    ended = time.time()
+    return {"started_at": started, "ended_at": ended, "train_seconds": ended - started}
+
+
 def train_fold(
     fold_input: ad.AnnData,
     splits: pd.DataFrame,
@@ -385,6 +393,7 @@ def train_fold(
     """
     from .bundle import bundle_config
 
+    started = time.time()
     job, aux_genes = fold_job(
         fold_input,
         patches,
@@ -437,6 +446,7 @@ def train_fold(
             **{k: v if np.isfinite(v) else None for k, v in inner_figures.items()},
             "training_spots": int(len(training_rows(fold_input))),
             "device": str(job.setup.device),
+            **training_span(started),
         },
     )
     from .bundle import ModelBundle

@@ -15,6 +15,7 @@ robustness and whole-slide inference run it unchanged, through the encoder.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -142,8 +143,9 @@ def train_probe(
     """One fold's probe as a bundle, and its one-row history (``stage`` probe)."""
     from ..features.splits import OUTER
     from .bundle import bundle_config
-    from .folds import check_encoder_geometry
+    from .folds import check_encoder_geometry, training_span
 
+    started = time.time()
     check_encoder_geometry(encoder, geometry)
     weight, bias, info = fit_probe(fold_input, features)
     task = encoder_task(
@@ -163,7 +165,13 @@ def train_probe(
         aux_genes=[],
         train_patients=sorted(outer.loc[outer["role"] == "train", "patient"].unique().tolist()),
         test_patients=sorted(outer.loc[outer["role"] == "test", "patient"].unique().tolist()),
-        training={**training, "probe": "ridge", "best_epoch": 0, **info},
+        training={
+            **training,
+            "probe": "ridge",
+            "best_epoch": 0,
+            **info,
+            **training_span(started),
+        },
     )
     logger.info(
         "%s fold %d: ridge probe on %d training spots, alpha %g, training r %.3f",

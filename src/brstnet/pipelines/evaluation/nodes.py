@@ -9,23 +9,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from brstnet.config import EvaluationParams, FeatureSelectionParams
+# names of the signatures, resolvable at run time (see nodes_common.lazy_module)
+import anndata as ad
+import pandas as pd
+from PIL.Image import Image
 
-from ..nodes_common import load_fold, parse
+from brstnet.config import EvaluationParams, FeatureSelectionParams
+from brstnet.evaluation.tracking import TrackedRun
+from brstnet.st.patches import PatchStore
+
+from ..nodes_common import lazy_module, load_fold, parse
 
 if TYPE_CHECKING:
-    import anndata as ad
-    import pandas as pd
-    from matplotlib.figure import Figure
-    from PIL.Image import Image
+    import matplotlib.figure as mpl_figure
 
-    from brstnet.evaluation.tracking import TrackedRun
-    from brstnet.st.patches import PatchStore
-    from brstnet.training.bundle import ModelBundle
+    import brstnet.training.bundle as training_bundle
+else:
+    mpl_figure = lazy_module("matplotlib.figure")
+    training_bundle = lazy_module("brstnet.training.bundle")
 
 
 def predict_held_out(
-    model: ModelBundle, model_inputs: dict, patch_store: PatchStore, params: dict[str, Any]
+    model: training_bundle.ModelBundle,
+    model_inputs: dict,
+    patch_store: PatchStore,
+    params: dict[str, Any],
 ) -> ad.AnnData:
     """Predict every held-out spot of the model's fold (``<variant>_fold<k>.predictions``).
 
@@ -76,7 +84,7 @@ def cut_degraded_patches(
 
 def evaluate_robustness(
     params: dict[str, Any], model_inputs: dict, *fold_items: Any
-) -> tuple[pd.DataFrame, Figure]:
+) -> tuple[pd.DataFrame, mpl_figure.Figure]:
     """A variant's r and partial r under each degradation (``<variant>.robustness``) and its
     plot. ``fold_items`` are the variant's model per fold, then each fold's degraded patches."""
     from brstnet.evaluation.plots import robustness_plot
@@ -184,7 +192,7 @@ def track_model(
     )
 
 
-def summarise_robustness(**tables: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:
+def summarise_robustness(**tables: pd.DataFrame) -> tuple[pd.DataFrame, mpl_figure.Figure]:
     """Every trained variant's robustness in one table (``robustness_summary``) and plot."""
     import pandas as pd
 
@@ -199,10 +207,38 @@ def summarise_robustness(**tables: pd.DataFrame) -> tuple[pd.DataFrame, Figure]:
     return summary, robustness_plot(tables)
 
 
-def summarise_variants(*metrics: dict) -> tuple[pd.DataFrame, Figure]:
+def summarise_variants(*metrics: dict) -> tuple[pd.DataFrame, mpl_figure.Figure]:
     """One row per variant and baseline (``evaluation_summary``) and its bar plot."""
     from brstnet.evaluation.plots import summary_plot
     from brstnet.evaluation.summary import summary_table
 
     summary = summary_table(metrics)
     return summary, summary_plot(summary)
+
+
+def headline_run(
+    summary: pd.DataFrame,
+    data_processing: dict[str, Any],
+    feature_selection: dict[str, Any],
+    model_training: dict[str, Any],
+) -> TrackedRun:
+    """The best trained variant's headline for the ``kedro run``'s own MLflow run
+    (``best_variant_run``), from ``evaluation_summary`` and the run's variant grid."""
+    from brstnet.config import DataProcessingParams
+    from brstnet.evaluation.tracking import build_headline
+    from brstnet.pipelines.variants import variant_grid
+
+    variants, _ = variant_grid(
+        {
+            "data_processing": data_processing,
+            "feature_selection": feature_selection,
+            "model_training": model_training,
+        }
+    )
+    patches = parse(DataProcessingParams, data_processing).patches
+    return build_headline(
+        summary,
+        {v.name: (v.backbone, v.aux_weight) for v in variants},
+        patch_size_px=patches.size_px,
+        window_um=patches.window_um,
+    )

@@ -167,6 +167,17 @@ def create_pipeline(
                     ["evaluation_summary", "evaluation_summary_plot"],
                     name="summarise_variants",
                 ),
+                Node(
+                    nodes.headline_run,
+                    [
+                        "evaluation_summary",
+                        "params:data_processing",
+                        "params:feature_selection",
+                        "params:model_training",
+                    ],
+                    "best_variant_run",
+                    name="log_best_variant",
+                ),
             ]
         )
     )

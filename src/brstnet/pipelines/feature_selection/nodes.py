@@ -7,20 +7,18 @@ parameters, load the partitioned inputs, call one library function.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+# resolvable at run time: Kedro evaluates the nodes' type hints
+import anndata as ad
 import pandas as pd
 
 from brstnet.config import FeatureSelectionParams
 from brstnet.features import model_inputs, panel, targets
 from brstnet.features.splits import OUTER, make_splits
+from brstnet.st.patches import PatchStore
 
 from ..nodes_common import materialise, parse
-
-if TYPE_CHECKING:
-    import anndata as ad
-
-    from brstnet.st.patches import PatchStore
 
 logger = logging.getLogger(__name__)
 

@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from brstnet.config import TrainingParams
+from brstnet.st.patches import PatchStore  # resolvable at run time: Kedro reads the hints
 
-from ..nodes_common import load_fold, parse
+from ..nodes_common import lazy_module, load_fold, parse
 
 if TYPE_CHECKING:
-    from brstnet.st.patches import PatchStore
-    from brstnet.training.bundle import ModelBundle
+    import brstnet.training.bundle as training_bundle
+else:
+    training_bundle = lazy_module("brstnet.training.bundle")
 
 
 def train_fold(
@@ -28,7 +30,7 @@ def train_fold(
     backbone: str,
     aux_weight: float,
     fold: int,
-) -> tuple[ModelBundle, pd.DataFrame]:
+) -> tuple[training_bundle.ModelBundle, pd.DataFrame]:
     """Train one variant on one fold (see :mod:`brstnet.training.folds`).
 
     Returns:
@@ -78,7 +80,7 @@ def fit_probe(
     variant_name: str,
     encoder: str,
     fold: int,
-) -> tuple[ModelBundle, pd.DataFrame]:
+) -> tuple[training_bundle.ModelBundle, pd.DataFrame]:
     """One fold's ridge probe on a frozen encoder's features (see :mod:`brstnet.training.probe`).
 
     Returns:
