@@ -145,7 +145,7 @@ def test_every_shipped_configuration_validates(project: Path) -> None:
 
     from brstnet import settings
 
-    for env, epochs in (("local", 10), ("brstnet", 50)):
+    for env, epochs in (("local", 20), ("brstnet", 50)):
         loader = OmegaConfigLoader(
             str(project / "conf"), **{**settings.CONFIG_LOADER_ARGS, "env": env}
         )
