@@ -182,3 +182,38 @@ def test_a_truncated_image_stops_the_run_when_sections_are_read(
         _run_tiny(tiny_her2st)
     assert "replace the file" in str(err.value)
     assert not (project / "data").exists() or not any((project / "data").rglob("*.*"))
+
+
+def test_patches_and_the_stain_reference_read_no_counts(tiny_her2st: Path) -> None:
+    """extract_patches and fit_stain_reference need the spots' positions and images, not
+    their counts: the PartitionedDataset's loaders they get are swapped for
+    ``AnnDataDataset.load_spots``, which reads obs, obsm and uns as saved and no genes."""
+    import h5py
+
+    from brstnet.pipelines.data_processing.nodes import extract_patches, spots_loader
+
+    params = dp_params(
+        sections=["A1", "B1"], qc={"min_total_reads": 0}, stain={"reference_section": None}
+    )
+    catalog = project_catalog(tiny_her2st.parent / "project")
+    catalog["params:data_processing"] = params
+    catalog["raw_manifest"] = {"root": str(tiny_her2st)}
+    SequentialRunner().run(create_pipeline().from_nodes("read_sections"), catalog)
+
+    loaders = catalog.load("sections")
+    full, spots = loaders["A1"](), spots_loader(loaders["A1"])()
+    assert full.n_vars > 0 and spots.n_vars == 0 and spots.n_obs == full.n_obs
+    pd.testing.assert_frame_equal(spots.obs, full.obs)
+    np.testing.assert_array_equal(spots.obsm["spatial"], full.obsm["spatial"])
+    assert spots.uns.keys() == full.uns.keys()
+    assert spots.uns["image_path"] == full.uns["image_path"]
+    assert spots_loader(full) is full  # an AnnData passes through
+
+    build = extract_patches(loaders, {"method": None}, params)
+    assert all(loader().n_vars == 0 for loader in build.sections.values())
+
+    # raw_sections (an intermediate copy) is written uncompressed, sections with gzip
+    raw = tiny_her2st.parent / "project/data/02_intermediate/sections/A1.h5ad"
+    kept = tiny_her2st.parent / "project/data/03_primary/sections/A1.h5ad"
+    with h5py.File(raw) as f, h5py.File(kept) as g:
+        assert f["X/data"].compression is None and g["X/data"].compression == "gzip"

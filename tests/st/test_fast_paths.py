@@ -89,7 +89,16 @@ def test_the_real_count_tables_read_as_pandas_reads_them(her2st_dir: Path) -> No
 
 @pytest.mark.parametrize(
     ("height", "width", "factor"),
-    [(64, 64, 8), (65, 71, 8), (9, 200, 7), (50, 33, 3), (5, 5, 6), (30, 40, 1)],
+    [
+        (64, 64, 8),
+        (65, 71, 8),
+        (9, 200, 7),
+        (50, 33, 3),
+        (5, 5, 6),
+        (30, 40, 1),
+        (300, 30_000, 7),  # bands of 28 rows, the last one 20 rows (a partial block)
+        (1100, 2000, 3),  # bands of 522 rows
+    ],
 )
 def test_reduce_image_equals_pillows_reduce(height: int, width: int, factor: int) -> None:
     rng = np.random.default_rng(height * width + factor)

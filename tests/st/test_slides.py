@@ -100,3 +100,33 @@ def test_a_truncated_tiff_fails_when_its_size_is_read(tmp_path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=r"section S1: slide .*slide.tif is truncated or corrupt"):
         image_size(path, "S1")
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_jpeg_cut_anywhere_after_its_header_is_incomplete(
+    tmp_path: Path, progressive: bool
+) -> None:
+    """Sections are read without decoding their images (patches decode each once); a
+    JPEG cut short still fails when sections are read, and one with bytes appended after
+    its end marker (as some writers add) still reads."""
+    import numpy as np
+    from PIL import Image
+
+    from brstnet.st.slides import jpeg_is_complete
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    path = tmp_path / "HE_S1.jpg"
+    Image.fromarray(image).save(path, quality=90, progressive=progressive)
+    data = path.read_bytes()
+    assert jpeg_is_complete(data)
+    assert image_size(path, "S1") == (128, 96)
+    path.write_bytes(data + b"\x00" * 16)
+    assert image_size(path, "S1") == (128, 96)
+
+    header = data.find(b"\xff\xda")  # the first scan starts here
+    for cut in np.linspace(header + 16, len(data) - 1, 12).astype(int):  # past its header
+        assert not jpeg_is_complete(data[:cut]), cut
+        path.write_bytes(data[:cut])
+        with pytest.raises(DataError, match=r"section S1: image .*HE_S1.jpg is truncated or corrupt"):
+            image_size(path, "S1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import anndata as ad
@@ -122,7 +123,8 @@ def fit_stain_reference(sections: dict, params: dict[str, Any]) -> dict:
     if cfg.stain.method is None:
         return {"method": None}
     name = cfg.stain.reference_section or cfg.sections[0]
-    adata = sections[name]() if callable(sections[name]) else sections[name]
+    section = spots_loader(sections[name])  # positions and image only: no counts read
+    adata = section() if callable(section) else section
     return stain.fit_stain_reference(adata, window_um=cfg.stain.reference_window_um, section=name)
 
 
@@ -144,9 +146,22 @@ def extract_patches(
     """
     cfg = parse(DataProcessingParams, params)
     return PatchStoreBuild(
-        dict(sorted(sections.items())),  # loaders stay lazy: one section in memory at a time
+        # loaders stay lazy (one section in memory at a time) and read no counts
+        {name: spots_loader(section) for name, section in sorted(sections.items())},
         cfg.geometry(stain_reference),
         dataset=cfg.dataset,
         workers=cfg.worker_count(),
         executor=cfg.executor,
     )
+
+
+def spots_loader(
+    section: ad.AnnData | Callable[[], ad.AnnData],
+) -> ad.AnnData | Callable[[], ad.AnnData]:
+    """The loader PartitionedDataset gives for an ``AnnDataDataset`` partition (its bound
+    ``load``) swapped for the dataset's ``load_spots``: the spots' positions and image,
+    without their counts. An AnnData or any other loader is returned as it is."""
+    dataset = getattr(section, "__self__", None)
+    if getattr(section, "__name__", None) == "load" and hasattr(dataset, "load_spots"):
+        return dataset.load_spots
+    return section
