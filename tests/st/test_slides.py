@@ -128,5 +128,7 @@ def test_a_jpeg_cut_anywhere_after_its_header_is_incomplete(
     for cut in np.linspace(header + 16, len(data) - 1, 12).astype(int):  # past its header
         assert not jpeg_is_complete(data[:cut]), cut
         path.write_bytes(data[:cut])
-        with pytest.raises(DataError, match=r"section S1: image .*HE_S1.jpg is truncated or corrupt"):
+        with pytest.raises(
+            DataError, match=r"section S1: image .*HE_S1.jpg is truncated or corrupt"
+        ):
             image_size(path, "S1")

@@ -82,5 +82,8 @@ class AnnDataDataset(AbstractDataset[ad.AnnData, ad.AnnData]):
         return Path(self._filepath).is_file()
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "backed": self._backed, "save_args": self._save_args}
-
+        return {
+            "filepath": str(self._filepath),
+            "backed": self._backed,
+            "save_args": self._save_args,
+        }
