@@ -6,7 +6,8 @@ memory stay flat as the collection grows?
    their ratio. data_processing runs twice: its nodes called one after the other (each
    stage timed; the store written by ``PatchStoreDataset``), then the pipeline from
    read_sections on through Kedro's SequentialRunner and the project's catalog (the
-   AnnData partitions written and read back), the headline figure.
+   AnnData partitions written and read back), the headline figure. Decode, nodes and
+   pipeline run ``--repeats`` times in turn (3); the figures are their medians.
 2. A synthetic collection: ``--spots`` spots a section on one her2st image, cut at
    ``--size`` px, for each number of sections in ``--collections``; each build runs in a
    fresh process, which reports its wall time and peak resident memory (its own and its
@@ -61,11 +62,55 @@ def _catalog(root: Path):
     return DataCatalog.from_config(config)
 
 
-def default_sections(her2st: Path, workers: int, out: Path) -> None:
+def _decode_times(images: list[Path]) -> tuple[float, float]:
+    """Seconds to decode ``images`` one after the other: Pillow's load, and into RGB
+    arrays as data_processing reads them."""
+    start = time.perf_counter()
+    for path in images:
+        with Image.open(path) as img:
+            img.load()  # the decode alone
+    pil = time.perf_counter() - start
+    start = time.perf_counter()
+    for path in images:
+        read_image(path, path.parent.name)  # decode + RGB array, as data_processing reads it
+    return pil, time.perf_counter() - start
+
+
+def _nodes_once(her2st: Path, params: dict, out: Path) -> tuple[dict[str, float], int]:
+    """The nodes called one after the other, each stage timed; the store written by the
+    dataset."""
+    stages = {}
+    start = time.perf_counter()
+    raw = nodes.read_sections({"root": str(her2st)}, params)
+    sections, _ = nodes.filter_spots(raw, params)
+    stages["read_sections + filter_spots"] = time.perf_counter() - start
+    reference = nodes.fit_stain_reference(sections, params)
+    stages["fit_stain_reference"] = time.perf_counter() - start - sum(stages.values())
+    PatchStoreDataset(str(out)).save(nodes.extract_patches(sections, reference, params))
+    stages["extract_patches (to disk)"] = time.perf_counter() - start - sum(stages.values())
+    stages["the nodes, one after the other"] = time.perf_counter() - start
+    return stages, sum(a.n_obs for a in sections.values())
+
+
+def _pipeline_once(her2st: Path, params: dict, root: Path) -> float:
+    """Wall time of the pipeline as `kedro run --pipelines=data_processing` runs it after
+    acquisition: SequentialRunner, the project's catalog (AnnData partitions written and
+    read back)."""
     from kedro.runner import SequentialRunner
 
     from brstnet.pipelines.data_processing import create_pipeline
 
+    catalog = _catalog(root)
+    catalog["params:data_processing"] = params
+    catalog["raw_manifest"] = {"root": str(her2st)}
+    pipeline = create_pipeline().from_nodes("read_sections")
+    start = time.perf_counter()
+    SequentialRunner().run(pipeline, catalog)
+    return time.perf_counter() - start
+
+
+def default_sections(her2st: Path, workers: int, out: Path, repeats: int) -> None:
+    """Decode, nodes and pipeline, each ``repeats`` times in turn; medians (and ranges)."""
     params = {
         "sections": DEFAULT_SECTIONS,
         "source": {"local_dir": str(her2st)},
@@ -75,52 +120,35 @@ def default_sections(her2st: Path, workers: int, out: Path) -> None:
     load = os.getloadavg()
     images = sorted((her2st / "data/ST-imgs").glob("*/*/*.jpg"))
     images = [p for p in images if p.parent.name in DEFAULT_SECTIONS]
-    start = time.perf_counter()
     for path in images:
-        with Image.open(path) as img:
-            img.load()  # the decode alone
-    decode = time.perf_counter() - start
-    start = time.perf_counter()
-    for path in images:
-        read_image(path, path.parent.name)  # decode + RGB array, as data_processing reads it
-    decode_array = time.perf_counter() - start
-
-    # 1. the nodes one after the other (each stage timed), the store written by the dataset
-    stages = {}
-    start = time.perf_counter()
-    raw = nodes.read_sections({"root": str(her2st)}, params)
-    sections, _ = nodes.filter_spots(raw, params)
-    stages["read_sections + filter_spots"] = time.perf_counter() - start
-    reference = nodes.fit_stain_reference(sections, params)
-    stages["fit_stain_reference"] = time.perf_counter() - start - sum(stages.values())
-    PatchStoreDataset(str(out / "nodes_store")).save(
-        nodes.extract_patches(sections, reference, params)
-    )
-    stages["extract_patches (to disk)"] = time.perf_counter() - start - sum(stages.values())
-    nodes_wall = time.perf_counter() - start
-    spots = sum(a.n_obs for a in sections.values())
-
-    # 2. the pipeline as `kedro run --pipelines=data_processing` runs it after acquisition:
-    # SequentialRunner, the project's catalog (AnnData partitions written and read back)
-    catalog = _catalog(out / "project")
-    catalog["params:data_processing"] = params
-    catalog["raw_manifest"] = {"root": str(her2st)}
-    pipeline = create_pipeline().from_nodes("read_sections")
-    start = time.perf_counter()
-    SequentialRunner().run(pipeline, catalog)
-    wall = time.perf_counter() - start
+        path.read_bytes()  # in the page cache for every measurement, the first included
+    pil, arrays, stages, walls = [], [], [], []
+    for k in range(repeats):
+        decode = _decode_times(images)
+        pil.append(decode[0])
+        arrays.append(decode[1])
+        timed, spots = _nodes_once(her2st, params, out / f"nodes_store_{k}")
+        stages.append(timed)
+        walls.append(_pipeline_once(her2st, params, out / f"project_{k}"))
     after = os.getloadavg()
 
-    print(f"default sections: {len(images)} JPEGs, {spots} spots, workers={workers}")
+    def show(label: str, values: list[float]) -> None:
+        spread = f"  ({min(values):.1f}-{max(values):.1f})" if len(values) > 1 else ""
+        print(f"  {label + ':':34s} {np.median(values):6.1f} s{spread}")
+
+    print(
+        f"default sections: {len(images)} JPEGs, {spots} spots, workers={workers}, "
+        f"medians of {repeats} runs"
+    )
     print(f"  load average before / after:       {load[0]:.2f} / {after[0]:.2f}")
-    print(f"  decode the JPEGs (PIL load):       {decode:6.1f} s")
-    print(f"  decode into RGB arrays:            {decode_array:6.1f} s")
-    for stage, seconds in stages.items():
-        print(f"  {stage + ':':34s} {seconds:6.1f} s")
-    print(f"  the nodes, one after the other:    {nodes_wall:6.1f} s")
-    print(f"  data_processing (runner+catalog):  {wall:6.1f} s")
-    print(f"  ratio to the decode (PIL load):    {wall / decode:6.2f}x")
-    print(f"  ratio to the decode into arrays:   {wall / decode_array:6.2f}x")
+    show("decode the JPEGs (PIL load)", pil)
+    show("decode into RGB arrays", arrays)
+    for stage in stages[0]:
+        show(stage, [timed[stage] for timed in stages])
+    show("data_processing (runner+catalog)", walls)
+    wall = float(np.median(walls))
+    print(f"  ratio to the decode (PIL load):    {wall / np.median(pil):6.2f}x")
+    print(f"  ratio to the decode into arrays:   {wall / np.median(arrays):6.2f}x")
 
 
 def _collection(image: Path, n_sections: int, spots: int) -> dict[str, ad.AnnData]:
@@ -232,6 +260,7 @@ def main() -> int:
     parser.add_argument("--her2st", type=Path, default=REPO.parent / "shared/data/her2st")
     parser.add_argument("--part", choices=["default", "collection", "both"], default="both")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the default part")
     parser.add_argument("--collections", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--spots", type=int, default=1000)
     parser.add_argument("--size", type=int, default=224)
@@ -239,7 +268,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
         if args.part in ("default", "both"):
-            default_sections(args.her2st, args.workers, Path(folder) / "default_store")
+            default_sections(args.her2st, args.workers, Path(folder), args.repeats)
         if args.part in ("collection", "both"):
             collection(
                 args.her2st, args.collections, args.spots, args.size, args.workers, Path(folder)

@@ -190,6 +190,7 @@ def test_patches_and_the_stain_reference_read_no_counts(tiny_her2st: Path) -> No
     ``AnnDataDataset.load_spots``, which reads obs, obsm and uns as saved and no genes."""
     import h5py
 
+    from brstnet.datasets import AnnDataDataset
     from brstnet.pipelines.data_processing.nodes import extract_patches, spots_loader
 
     params = dp_params(
@@ -212,8 +213,11 @@ def test_patches_and_the_stain_reference_read_no_counts(tiny_her2st: Path) -> No
     build = extract_patches(loaders, {"method": None}, params)
     assert all(loader().n_vars == 0 for loader in build.sections.values())
 
-    # raw_sections (an intermediate copy) is written uncompressed, sections with gzip
-    raw = tiny_her2st.parent / "project/data/02_intermediate/sections/A1.h5ad"
-    kept = tiny_her2st.parent / "project/data/03_primary/sections/A1.h5ad"
-    with h5py.File(raw) as f, h5py.File(kept) as g:
-        assert f["X/data"].compression is None and g["X/data"].compression == "gzip"
+    # the catalog's save_args reach write_h5ad: raw_sections and sections uncompressed
+    for folder in ("02_intermediate", "03_primary"):
+        with h5py.File(tiny_her2st.parent / f"project/data/{folder}/sections/A1.h5ad") as f:
+            assert f["X/data"].compression is None
+    path = tiny_her2st.parent / "gzip.h5ad"
+    AnnDataDataset(str(path)).save(full)  # the dataset's default: gzip level 1
+    with h5py.File(path) as f:
+        assert f["X/data"].compression == "gzip" and f["X/data"].compression_opts == 1

@@ -7,7 +7,20 @@ from torchstain.numpy.normalizers import NumpyMacenkoNormalizer
 
 from brstnet.st.patches import resize
 from brstnet.st.slides import Slide
-from brstnet.st.stain import MIN_STAINED_PIXELS, stained_pixels
+from brstnet.st.stain import MIN_STAINED_PIXELS, OD_BETA
+
+
+def stained_pixels(image: np.ndarray, *, io: int = 240) -> int:
+    """Pixels whose optical density (torchstain's) is at least ``OD_BETA`` in every channel."""
+    od = -np.log((image.reshape(-1, 3) + 1.0) / io)
+    return int((od >= OD_BETA).all(axis=1).sum())
+
+
+def torchstain_fit(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """torchstain's own fit: its stain matrix and maximum concentrations."""
+    macenko = NumpyMacenkoNormalizer()
+    macenko.fit(reference)
+    return np.asarray(macenko.HERef), np.asarray(macenko.maxCRef)
 
 
 def torchstain_patch_by_patch(reference: dict, patches: np.ndarray) -> tuple[np.ndarray, int]:

@@ -8,7 +8,7 @@ import pytest
 from brstnet.st.geometry import estimate_pixel_size, um_to_px
 from brstnet.st.stain import StainNormalizer, fit_macenko
 from brstnet.st.tissue import background_fractions, tissue_mask
-from tests.st.former import torchstain_patch_by_patch
+from tests.st.former import torchstain_fit, torchstain_patch_by_patch
 from tests.synthetic import synthetic_tissue
 
 
@@ -102,3 +102,17 @@ def test_batched_normalisation_equals_torchstain_patch_by_patch() -> None:
     assert not np.array_equal(out, patches)  # the stained patches were changed
     # one patch at a time gives the same as the batch; small batches split the work alike
     np.testing.assert_array_equal(np.stack([normalizer(p) for p in patches]), out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_stain_fit_is_torchstains(seed: int) -> None:
+    """fit_macenko (looked-up optical densities, a pseudo-inverse for the concentrations)
+    gives torchstain's stain matrix and maximum concentrations."""
+    rng = np.random.default_rng(seed)
+    reference = synthetic_tissue(300, 280, (20, 10, 260, 250), rng, strength=0.6 + 0.3 * seed)
+    fitted = fit_macenko(reference)
+    he, max_c = torchstain_fit(reference)
+    np.testing.assert_allclose(fitted["he_ref"], he, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fitted["max_c_ref"], max_c, rtol=1e-12)
+    with pytest.raises(ValueError, match="almost no stained tissue"):
+        fit_macenko(np.full((64, 64, 3), 245, np.uint8))

@@ -122,6 +122,22 @@ def test_stain_reference_window_is_clipped_to_the_image(tiny_her2st: Path) -> No
     assert reference["he_ref"] == fit_macenko(resize(region, 800))["he_ref"]
 
 
+@pytest.mark.real_data
+def test_real_stain_reference_is_torchstains_fit(her2st_dir: Path) -> None:
+    """The default reference (C2, a 1,500 um region resized to 1,024 px): the stain matrix
+    and maximum concentrations torchstain's fit gives on the same region."""
+    from tests.st.former import torchstain_fit
+
+    adata = read_section(locate_section(her2st_dir, "C2"))
+    reference = fit_stain_reference(adata, window_um=1500)
+    x, y = reference["centre_px"]
+    window = um_to_px(1500, adata.uns["pixel_size_um"])
+    region = resize(open_slide(adata.uns["image_path"], "C2").crop(x, y, window), 1024)
+    he, max_c = torchstain_fit(region)
+    np.testing.assert_allclose(reference["he_ref"], he, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(reference["max_c_ref"], max_c, rtol=1e-12)
+
+
 def test_stain_reference_on_glass_is_refused(tiny_her2st: Path) -> None:
     adata = _read(tiny_her2st, "A1")
     adata.obsm["spatial"] = np.full((adata.n_obs, 2), 60.0)  # the corner: no tissue

@@ -19,10 +19,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .errors import DataError
-from .executors import each_section
+from .executors import each_section, resolve_executor
 from .geometry import PatchGeometry
 from .patch_store import PartialStore, PatchStore, load_patch_store, save_patch_store
-from .slides import Slide, open_slide
+from .slides import ImageBuffer, Slide, open_slide
 from .stain import StainNormalizer
 from .tissue import background_fractions, tissue_mask
 
@@ -247,11 +247,18 @@ def _fingerprint(adata: ad.AnnData) -> str:
     return digest.hexdigest()
 
 
+#: The image memory of the sections this process cuts one after another (see
+#: :class:`brstnet.st.slides.ImageBuffer`): kept by pool workers until they exit, freed
+#: after each section on a Dask worker and at the end of an in-process write.
+_IMAGES = ImageBuffer()
+
+
 def _cut_into(
     adata: ad.AnnData | Callable[[], ad.AnnData],
     geometry: PatchGeometry,
     patches_file: Path,
     rows: slice,
+    keep_image_memory: bool = False,
 ) -> tuple[pd.DataFrame, int]:
     """Cut one section into ``rows`` of a memory-mapped ``patches.npy`` (runs in a worker).
 
@@ -263,9 +270,17 @@ def _cut_into(
     if callable(adata):
         adata = adata()
     normalizer = StainNormalizer(geometry.stain_reference)
-    # the stain arithmetic is on [3, 2] matrices: BLAS threads only compete with the workers
-    with threadpool_limits(limits=1):
-        patches, index = extract_section(adata, geometry, normalizer=normalizer, progress=False)
+    try:
+        slide = open_slide(adata.uns["image_path"], adata.uns["section"], buffer=_IMAGES)
+        # the stain arithmetic is on [3, 2] matrices: BLAS threads only compete with the workers
+        with threadpool_limits(limits=1):
+            patches, index = extract_section(
+                adata, geometry, normalizer=normalizer, slide=slide, progress=False
+            )
+        del slide
+    finally:
+        if not keep_image_memory:
+            _IMAGES.release()
     out = np.load(patches_file, mmap_mode="r+")
     out[rows] = patches
     out.flush()
@@ -333,12 +348,20 @@ def write_patch_store(
         bar.update(len(index))
         bar.set_postfix_str(f"{len(partial.done)}/{len(names)} sections")
 
-    jobs = [(sections[names[k]], geometry, partial.patches_file, partial.rows(k)) for k in todo]
-    with bar:
-        for j, (index, unnormalised) in each_section(
-            _cut_into, jobs, executor=executor, workers=workers
-        ):
-            finished(todo[j], index, unnormalised)
+    # a process cutting several sections decodes them into the same memory; a Dask worker
+    # lives on after the run and frees it after each section
+    keep = resolve_executor(executor) == "processes"
+    jobs = [
+        (sections[names[k]], geometry, partial.patches_file, partial.rows(k), keep) for k in todo
+    ]
+    try:
+        with bar:
+            for j, (index, unnormalised) in each_section(
+                _cut_into, jobs, executor=executor, workers=workers
+            ):
+                finished(todo[j], index, unnormalised)
+    finally:
+        _IMAGES.release()  # the sections cut in this process (one worker)
     partial.finish({**meta, "stain_unnormalised_patches": partial.unnormalised()})
 
 
