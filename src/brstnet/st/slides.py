@@ -246,11 +246,11 @@ def fresh_memory(size: int) -> np.ndarray:
     """``size`` bytes of new process-private memory, as a writable uint8 array, mapped
     without transparent huge pages.
 
-    numpy asks the kernel for huge pages on large arrays; with the kernel's default
-    ``defrag=madvise`` the first touch of such memory may compact memory synchronously,
-    and on a virtual machine whose host takes back freed memory, decoding a her2st image
-    into it took 1.0 s against 0.6 s in plain pages (0.2 s once the pages are in use).
-    The memory is unmapped when the last array using it is gone.
+    numpy advises transparent huge pages for large arrays. On the development VM (whose
+    host takes freed memory back) first touching such memory was several times slower
+    than plain pages: a her2st image decoded into new numpy memory took 0.95-1.1 s, into
+    this memory 0.56-0.59 s, and 0.2 s into pages already in use. The memory is unmapped
+    when the last array using it is gone.
     """
     if not hasattr(mmap, "MAP_PRIVATE"):  # Windows: numpy's own memory
         return np.empty(size, dtype=np.uint8)
