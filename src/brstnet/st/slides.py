@@ -10,7 +10,6 @@ writes them) are both read; LZW and JPEG tiles are decoded through imagecodecs.
 
 from __future__ import annotations
 
-import mmap
 import threading
 import warnings
 from pathlib import Path
@@ -242,33 +241,15 @@ def image_size(path: str | Path, section: str) -> tuple[int, int]:
     return size
 
 
-def fresh_memory(size: int) -> np.ndarray:
-    """``size`` bytes of new process-private memory, as a writable uint8 array, mapped
-    without transparent huge pages.
-
-    numpy advises transparent huge pages for large arrays. On the development VM (whose
-    host takes freed memory back) first touching such memory was several times slower
-    than plain pages: a her2st image decoded into new numpy memory took 0.95-1.1 s, into
-    this memory 0.56-0.59 s, and 0.2 s into pages already in use. The memory is unmapped
-    when the last array using it is gone.
-    """
-    if not hasattr(mmap, "MAP_PRIVATE"):  # Windows: numpy's own memory
-        return np.empty(size, dtype=np.uint8)
-    block = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE)
-    no_huge_pages = getattr(mmap, "MADV_NOHUGEPAGE", None)  # Linux only
-    if no_huge_pages is not None:
-        block.madvise(no_huge_pages)
-    return np.frombuffer(block, dtype=np.uint8, count=size)
-
-
 class ImageBuffer:
     """Memory reused for the images decoded one after another (a worker cutting one
     section after another): a JPEG is decoded into it instead of into fresh memory.
 
-    Fresh memory costs its first touch (the kernel zeroes each page; on a virtual machine
-    whose host takes back freed memory, far more: 0.4 s for a her2st image's 276 MB on
-    the development VM, against 0.2 s for the decode itself). An image decoded here is
-    a view of the buffer, valid until the next image is decoded into it.
+    Fresh memory costs its first touch: the kernel zeroes each page, and on a virtual
+    machine whose host takes freed memory back, far more (a her2st image decoded into new
+    memory took 0.25-1.0 s on the development VM, into this reused memory 0.2 s). An
+    image decoded here is a view of the buffer, valid until the next image is decoded
+    into it.
     """
 
     def __init__(self) -> None:
@@ -279,11 +260,11 @@ class ImageBuffer:
         size = height * width * 3
         if self._block is None or self._block.size < size:
             self._block = None  # the old block goes before the new one is allocated
-            self._block = fresh_memory(size)
+            self._block = np.empty(size, dtype=np.uint8)
         return self._block[:size].reshape(height, width, 3)
 
     def release(self) -> None:
-        """Drop the memory (unmapped once no image decoded into it is in use)."""
+        """Drop the memory (freed once no image decoded into it is in use)."""
         self._block = None
 
 
@@ -302,15 +283,15 @@ def _decode_jpeg(
     path: str | Path, size: tuple[int, int], buffer: ImageBuffer | None
 ) -> np.ndarray | None:
     """An RGB JPEG through imagecodecs' libjpeg-turbo: PIL's pixels without PIL's two
-    full-image copies (3-4x faster on her2st's 92 Mpx images), into ``buffer`` when given,
-    else into :func:`fresh_memory`; None for anything else."""
+    full-image copies (3-4x faster on her2st's 92 Mpx images), into ``buffer`` when given;
+    None for anything else."""
     import imagecodecs
 
     try:
         data = Path(path).read_bytes()
         if not data.endswith(b"\xff\xd9"):  # no end marker: truncated (libjpeg pads it grey)
             return None  # PIL says what is wrong
-        out = (buffer or ImageBuffer()).array(size[1], size[0])
+        out = None if buffer is None else buffer.array(size[1], size[0])
         image = imagecodecs.jpeg8_decode(data, out=out)
     except (OSError, ValueError, imagecodecs.Jpeg8Error):
         return None  # (ValueError: not 3 channels of that size, as out expects)
