@@ -72,7 +72,7 @@ def test_baseline_run() -> None:
         "split_scheme": "kfold",
         "panel_method": "top_mean",
         "panel_size": 2,
-        "target_transform": "log1p",
+        "target_transform": "library",
         "split_seed": 7,
         "backbone": "ridge on image features",
         "aux_weight": 0.0,

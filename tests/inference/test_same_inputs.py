@@ -60,10 +60,10 @@ def _captured(monkeypatch) -> list[np.ndarray]:
     seen: list[np.ndarray] = []
     real = loop.predict_images
 
-    def spy(task, batches, setup, *, tta=False):
+    def spy(task, batches, setup, *, tta=False, depth=False):
         kept = [np.asarray(b).copy() for b in batches]
         seen.extend(kept)
-        return real(task, kept, setup, tta=tta)
+        return real(task, kept, setup, tta=tta, depth=depth)
 
     monkeypatch.setattr(loop, "predict_images", spy)
     return seen

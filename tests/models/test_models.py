@@ -103,3 +103,32 @@ def test_no_auxiliary_is_the_same_code_with_weight_zero() -> None:
     out = zero_weight(images, targets, torch.full((2, 3), 100.0))
     assert out["loss"].item() == pytest.approx(1.0)
     assert set(zero_weight(images)) == {"output"}  # prediction only
+
+
+def test_the_depth_head_adds_its_loss_and_old_specs_build_without_it() -> None:
+    import torch
+
+    from brstnet.models import ModelSpec
+
+    spec = ModelSpec.for_backbone(
+        "test_resnet", n_main=3, img_size=32, n_aux=2, aux_weight=1.0, depth_weight=0.5
+    )
+    assert spec.predicts_depth and ModelSpec.from_dict(spec.to_dict()) == spec
+    task = spec.build(seed=0)
+    x = torch.randn(4, 3, 32, 32)
+    targets, aux, depth = torch.randn(4, 3), torch.randn(4, 2), torch.randn(4)
+    out = task(x, targets, aux, depth)
+    assert out["depth"].shape == (4,)
+    assert out["loss"].item() == pytest.approx(
+        (out["loss_main"] + out["loss_aux"] + 0.5 * out["loss_depth"]).item(), rel=1e-6
+    )
+    assert out["loss_depth"].item() == pytest.approx(
+        torch.mean((out["depth"] - depth) ** 2).item(), rel=1e-6
+    )
+    # a bundle written before the depth head: no depth_weight in its spec, no head
+    old = {k: v for k, v in spec.to_dict().items() if k != "depth_weight"}
+    assert not ModelSpec.from_dict(old).predicts_depth
+    assert "depth" not in ModelSpec.from_dict(old).build(seed=0)(x)
+    assert not any(
+        k.startswith("model.depth_head") for k in ModelSpec.from_dict(old).build().state_dict()
+    )

@@ -16,10 +16,17 @@ from . import nodes
 __all__ = ["base_pipeline", "create_pipeline", "namespace"]
 
 
-def base_pipeline(variant: str, backbone: str, aux_weight: float, fold: int) -> Pipeline:
+def base_pipeline(
+    variant: str, backbone: str, aux_weight: float, fold: int, context: bool = False
+) -> Pipeline:
     """Train one variant on one fold (inputs shared, outputs namespaced)."""
     bound = partial(
-        nodes.train_fold, variant_name=variant, backbone=backbone, aux_weight=aux_weight, fold=fold
+        nodes.train_fold,
+        variant_name=variant,
+        backbone=backbone,
+        aux_weight=aux_weight,
+        fold=fold,
+        context=context,
     )
     func = update_wrapper(bound, nodes.train_fold)
     return Pipeline(
@@ -46,7 +53,7 @@ def create_pipeline(
         variants, n_folds = variant_grid()
     pipes = [
         Pipeline(
-            base_pipeline(v.name, v.backbone, v.aux_weight, f),
+            base_pipeline(v.name, v.backbone, v.aux_weight, f, v.context),
             namespace=namespace(v.name, f),
             inputs={"model_inputs", "splits", "patch_store"},
             parameters={"params:model_training"},
