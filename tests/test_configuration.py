@@ -217,3 +217,22 @@ def test_a_typo_in_evaluation_parameters_stops_kedro_run_before_data_processing(
     ) in out
     assert "acquire_raw_data" not in out and "Running node" not in out
     assert not (project / "data").exists() or not any((project / "data").rglob("*.*"))
+
+
+def test_context_and_smoothed_targets_are_in_every_variants_name() -> None:
+    from brstnet.pipelines.variants import variant_grid
+
+    params = {
+        "model_training": {
+            "backbones": ["resnet18"],
+            "aux_weights": [1.0],
+            "contexts": [False, True],
+        },
+        "feature_selection": {"targets": {"smoothing": "neighbours"}},
+        "data_processing": {"sections": ["B4", "C2"]},
+    }
+    variants, folds = variant_grid(params)
+    assert [v.name for v in variants] == ["resnet18_aux_smooth", "resnet18_aux_ctx_smooth"]
+    assert [v.context for v in variants] == [False, True] and folds == 2
+    params["feature_selection"] = {}
+    assert [v.name for v in variant_grid(params).variants] == ["resnet18_aux", "resnet18_aux_ctx"]
