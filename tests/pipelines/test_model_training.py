@@ -107,9 +107,9 @@ def tiny_run(tmp_path_factory) -> dict:
 
 def test_variants_and_folds(tiny_run: dict) -> None:
     assert list(tiny_run["variants"]) == [
-        ("test_resnet_aux", "test_resnet", 1.0, "finetune"),
-        ("test_resnet_noaux", "test_resnet", 0.0, "finetune"),
-        ("test_encoder_probe", "test_encoder", 0.0, "probe"),
+        ("test_resnet_aux", "test_resnet", 1.0, "finetune", False),
+        ("test_resnet_noaux", "test_resnet", 0.0, "finetune", False),
+        ("test_encoder_probe", "test_encoder", 0.0, "probe", False),
     ]
     assert tiny_run["folds"] == 2
 
@@ -154,6 +154,11 @@ def test_training_histories_and_bundles(tiny_run: dict) -> None:
     noaux = load_bundle(tmp / "project/data/06_models/test_resnet_noaux_fold1")
     assert noaux.spec.aux_weight == 0.0 and noaux.build_task().model.aux_head is None
     assert not list((tmp / "ckpt").rglob("*.pt"))  # checkpoints removed once the bundle is saved
+    # the probe predicts the read depth too: a second ridge, folded into its depth head
+    probe = load_bundle(tmp / "project/data/06_models/test_encoder_probe_fold1")
+    assert probe.spec.predicts_depth and probe.build_task().model.depth_head is not None
+    probe_predictions = catalog.load("test_encoder_probe_fold1.predictions")
+    assert np.isfinite(probe_predictions.obs["predicted_log_depth"]).all()
 
 
 def test_predictions_and_per_gene_tables(tiny_run: dict) -> None:
