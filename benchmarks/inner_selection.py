@@ -32,15 +32,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 #: Settings tried for the CPU default (resnet18, 112 px) on library-normalised targets
-#: (issue 24): the depth head, the auxiliary head, spatial context (the spot's grid
-#: neighbours and section). Earlier searches (issue 13, log1p targets: scanner
-#: augmentations, learning rate, weight decay, epochs) are in the README.
+#: (issue 24): the depth head (detached, the default, or steering the trunk), the
+#: auxiliary head, spatial context (the spot's grid neighbours and section). Earlier
+#: searches (issue 13, log1p targets: scanner augmentations, learning rate, weight decay,
+#: epochs) are in the README.
 CANDIDATES = [
     {"name": "aux_depth"},
     {"name": "aux_nodepth", "overrides": {"depth_weight": 0.0}},
+    {"name": "aux_depth_steers", "overrides": {"depth_detach": False}},
     {"name": "noaux_depth", "aux_weight": 0.0},
     {"name": "aux_depth_ctx", "context": True},
-    {"name": "aux_depth0p1", "overrides": {"depth_weight": 0.1}},
 ]
 
 

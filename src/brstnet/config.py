@@ -209,6 +209,9 @@ class TrainingParams(_Strict):
     # d in loss = MSE(main) + w * MSE(aux) + d * MSE(depth): a head for the spot's log read
     # depth (z-scored), so predictions give counts on the training scale; 0 = no depth head
     depth_weight: float = Field(1.0, ge=0.0)
+    # true: the depth head learns from the features without steering the trunk towards
+    # read depth (its loss trains the head only); false: the depth loss trains the trunk too
+    depth_detach: bool = True
     # spatial context per variant: false = the spot's patch alone; true = the heads also
     # read the spot's grid neighbours and its section (variants named <...>_ctx)
     contexts: list[bool] = Field(default_factory=lambda: [False], min_length=1)

@@ -132,3 +132,31 @@ def test_the_depth_head_adds_its_loss_and_old_specs_build_without_it() -> None:
     assert not any(
         k.startswith("model.depth_head") for k in ModelSpec.from_dict(old).build().state_dict()
     )
+
+
+def test_a_detached_depth_head_learns_without_steering_the_trunk() -> None:
+    """The default depth head trains on the features but passes no gradient to the trunk:
+    a step with it moves the trunk and the gene heads exactly as a step without it."""
+    import torch
+
+    from brstnet.models import ModelSpec
+
+    x, targets, depth = torch.randn(6, 3, 32, 32), torch.randn(6, 3), torch.randn(6)
+    states = {}
+    for name, weight, detach in (
+        ("none", 0.0, True),
+        ("detached", 1.0, True),
+        ("steers", 1.0, False),
+    ):
+        spec = ModelSpec(
+            "test_resnet", n_main=3, img_size=32, depth_weight=weight, depth_detach=detach
+        )
+        task = spec.build(seed=0)
+        optimizer = torch.optim.SGD(task.parameters(), lr=0.1)
+        task(x, targets, None, depth)["loss"].backward()
+        optimizer.step()
+        states[name] = {k: v for k, v in task.state_dict().items() if "depth_head" not in k}
+    for key, value in states["none"].items():
+        assert torch.equal(states["detached"][key], value), key
+    trunk = [k for k in states["none"] if k.startswith("model.trunk") and "weight" in k]
+    assert any(not torch.equal(states["steers"][k], states["none"][k]) for k in trunk)

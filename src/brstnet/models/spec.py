@@ -29,6 +29,8 @@ class ModelSpec:
             log read depth (z-scored); 0 builds no depth head (bundles written before it).
         context: Spatial context: the heads also read the spot's grid neighbours and its
             section (:class:`~brstnet.models.task.SpotContext`).
+        depth_detach: The depth head's loss trains the depth head only, not the trunk
+            (it learns the depth from the features without steering them towards it).
     """
 
     backbone: str
@@ -40,6 +42,7 @@ class ModelSpec:
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
     depth_weight: float = 0.0
     context: bool = False
+    depth_detach: bool = True
 
     def __post_init__(self) -> None:
         if self.n_main < 1:
@@ -67,6 +70,7 @@ class ModelSpec:
         aux_weight: float = 0.0,
         depth_weight: float = 0.0,
         context: bool = False,
+        depth_detach: bool = True,
     ) -> ModelSpec:
         """A spec with the backbone's own input normalisation (from the registry)."""
         entry = backbone_spec(backbone)
@@ -80,6 +84,7 @@ class ModelSpec:
             entry.std,
             depth_weight,
             context,
+            depth_detach,
         )
 
     @property
@@ -120,6 +125,7 @@ class ModelSpec:
                 std=self.std,
                 depth_head=self.predicts_depth,
                 context=self.context,
+                depth_detach=self.depth_detach,
             )
             return ExpressionTask(model, aux_weight=self.aux_weight, depth_weight=self.depth_weight)
 

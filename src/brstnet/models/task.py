@@ -7,7 +7,11 @@ same code with no aux head (w = 0 or no aux genes), not a second path.
 The depth head predicts the spot's log read depth (z-scored with training statistics):
 with library-normalised targets the main head predicts composition, the depth head how
 many reads the spot has, and the two give counts on the training scale
-(:func:`brstnet.features.targets.convert_scale`). loss += d * MSE(depth).
+(:func:`brstnet.features.targets.convert_scale`). loss += d * MSE(depth). By default the
+depth head reads the features without passing gradients back (``depth_detach``): it
+learns the depth from what the trunk encodes, but does not steer the trunk towards read
+depth, which on the inner validation split cost the gene-specific figures (README,
+"Choosing settings").
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class ExpressionModel(nn.Module):
         mean: Per-channel input mean (RGB, 0-1 scale) the images are normalised with.
         std: Per-channel input standard deviation.
         depth_head: Build a one-output head for the spot's (z-scored) log read depth.
+        depth_detach: The depth head reads the features detached (its loss trains the
+            head only, never the trunk or the context).
         context: Read the spot's grid neighbours and section too (:class:`SpotContext`):
             the heads then take the context's output, and the model is fed embeddings
             (``context`` argument of :meth:`forward`).
@@ -90,6 +96,7 @@ class ExpressionModel(nn.Module):
         std: tuple[float, float, float] = IMAGENET_STD,
         depth_head: bool = False,
         context: bool = False,
+        depth_detach: bool = True,
     ) -> None:
         super().__init__()
         self.pixel_mean, self.pixel_std = tuple(mean), tuple(std)
@@ -99,6 +106,7 @@ class ExpressionModel(nn.Module):
         self.head = nn.Linear(fused, n_main)
         self.aux_head = nn.Linear(fused, n_aux) if n_aux > 0 else None
         self.depth_head = nn.Linear(fused, 1) if depth_head else None
+        self.depth_detach = depth_detach
 
     def forward(
         self, images: torch.Tensor, context: dict[str, torch.Tensor] | None = None
@@ -129,7 +137,8 @@ class ExpressionModel(nn.Module):
         if self.aux_head is not None:
             out["aux"] = self.aux_head(features)
         if self.depth_head is not None:
-            out["depth"] = self.depth_head(features).squeeze(-1)
+            depth_in = features.detach() if self.depth_detach else features
+            out["depth"] = self.depth_head(depth_in).squeeze(-1)
         return out
 
 

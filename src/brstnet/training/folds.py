@@ -389,6 +389,7 @@ def fold_job(
         aux_weight=aux_weight if use_aux else 0.0,
         depth_weight=cfg.depth_weight,
         context=context,
+        depth_detach=cfg.depth_detach,
     )
     job = FoldTraining(
         fold_input,
