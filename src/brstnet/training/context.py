@@ -58,7 +58,7 @@ def require_neighbours(neighbours: np.ndarray | None, groups: np.ndarray | None,
     """A context model's data must carry its spots' neighbours and sections."""
     if neighbours is None or groups is None:
         raise ValueError(
-            f"{what}: the model reads its spots' neighbours (model_training.context), but the "
+            f"{what}: the model reads its spots' neighbours (model_training.contexts), but the "
             "data carry no spot positions to find them; give the spots' positions"
         )
 

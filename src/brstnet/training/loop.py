@@ -166,11 +166,21 @@ def fit(
 
 
 def _batches_digest(*parts: PatchBatches | None) -> str:
-    """A hash of the rows and (auxiliary) targets of ``parts`` (not of the patch pixels)."""
+    """A hash of the rows, (auxiliary, depth) targets and spot neighbours of ``parts`` (not
+    of the patch pixels)."""
     digest = hashlib.blake2b(digest_size=16)
     for part in parts:
         arrays = (
-            (None,) * 4 if part is None else (part.rows, part.targets, part.aux, part.depth_targets)
+            (None,) * 6
+            if part is None
+            else (
+                part.rows,
+                part.targets,
+                part.aux,
+                part.depth_targets,
+                part.neighbours,
+                part.groups,
+            )
         )
         for array in arrays:
             array = np.zeros(0) if array is None else np.ascontiguousarray(array)
