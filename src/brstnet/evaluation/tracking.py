@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .summary import SUMMARY_COLUMNS
+
 if TYPE_CHECKING:
     from brstnet.config import FeatureSelectionParams
     from brstnet.training.bundle import ModelBundle
@@ -195,22 +197,10 @@ def build_tracked_run(
     return run
 
 
-#: The summary columns the ``kedro run``'s own run carries for its best variant.
-HEADLINE_METRICS = (
-    "mean_r_libnorm",
-    "median_r_libnorm",
-    "median_partial_r",
-    "genes_partial_r_gt_0",
-    "median_r_log1p",
-    "genes_positive_log1p",
-    "genes_r_gt_0_5_log1p",
-    "aCC_log1p",
-    "median_r",
-    "genes_positive",
-    "genes_r_gt_0_5",
-    "significant_genes",
-    "aCC",
-    "n_genes",
+#: The summary columns the ``kedro run``'s own run carries for its best variant: every
+#: figure of ``evaluation_summary`` (in its order, gene-specific ones first).
+HEADLINE_METRICS = tuple(
+    c for c in SUMMARY_COLUMNS if c not in {"variant", "targets", "test_spots", "test_patients"}
 )
 #: The figure that picks the best variant: the field's headline.
 HEADLINE_SCORE = "mean_r_libnorm"
