@@ -73,6 +73,7 @@ def test_baseline_run() -> None:
         "panel_method": "top_mean",
         "panel_size": 2,
         "target_transform": "library",
+        "target_smoothing": "none",
         "split_seed": 7,
         "backbone": "ridge on image features",
         "aux_weight": 0.0,

@@ -79,6 +79,9 @@ def _model_params(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "backbone": model["backbone"],
         "aux_weight": model["aux_weight"],
+        "context": model.get("context", False),
+        "depth_weight": model.get("depth_weight", 0.0),
+        "depth_detach": model.get("depth_detach", True),
         "patch_size_px": geometry["size_px"],
         "window_um": geometry["window_um"],
         "epochs": training["epochs"],
@@ -146,6 +149,7 @@ def build_tracked_run(
         "panel_method": fs.panel.method,
         "panel_size": fs.panel.n_genes,
         "target_transform": fs.targets.transform,
+        "target_smoothing": fs.targets.smoothing,
         "split_seed": fs.split.seed,
     }
     run = TrackedRun(
