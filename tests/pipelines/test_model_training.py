@@ -455,7 +455,7 @@ def test_default_and_brstnet_configurations(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("KEDRO_ENV", raising=False)
     monkeypatch.chdir(project_copy(tmp_path / "project"))
     variants, folds = variant_grid()
-    assert [v[0] for v in variants] == ["resnet18_aux", "resnet18_noaux"] and folds == 2
+    assert [v[0] for v in variants] == ["resnet18_aux"] and folds == 2
     monkeypatch.setenv("KEDRO_ENV", "brstnet")
     variants, _ = variant_grid()
     assert len(variants) == 20 and {v[2] for v in variants} == {0.0, 1.0}
