@@ -32,6 +32,9 @@ class Variant(NamedTuple):
     backbone: str
     aux_weight: float
     kind: str = "finetune"
+    #: The pretrained trunks it starts from (``pretrained_<tag>_fold<k>``): a
+    #: ``finetune`` variant with ``model_training.init: pretrained``, or an ``ssl_probe``.
+    pretrained: str | None = None
 
 
 class Grid(NamedTuple):
@@ -73,6 +76,11 @@ def registered_grid() -> Grid:
 
 def _current_parameters() -> dict[str, Any]:
     return _run_parameters if _run_parameters is not None else _configured_parameters()
+
+
+def current_parameters() -> dict[str, Any]:
+    """The parameters pipelines are registered from (the session's, else KEDRO_ENV's)."""
+    return _current_parameters()
 
 
 def run_parameters() -> dict[str, Any] | None:
@@ -129,10 +137,47 @@ def variant_grid(params: dict[str, Any] | None = None) -> Grid:
         for b in training.backbones
         for w in training.aux_weights
     ) + tuple(Variant(f"{e}_probe", e, 0.0, "probe") for e in training.probes)
+    variants = with_pretraining(variants, params)
     return Grid(
         variants,
         n_folds(params.get("data_processing", {}), params.get("feature_selection", {})),
     )
+
+
+def pretraining_tag(params: dict[str, Any]) -> str | None:
+    """The pretrained trunks model_training asks for (``init: pretrained`` or ``ssl_probe``):
+    ``<backbone>`` or ``<backbone>_tgt`` (with the held-out patients' slides); None when
+    it asks for none."""
+    from brstnet.config import PretrainingParams, TrainingParams
+
+    training = TrainingParams.model_validate(params["model_training"])
+    if training.init != "pretrained" and not training.ssl_probe:
+        return None
+    return PretrainingParams.model_validate(params.get("pretraining") or {}).tag
+
+
+def with_pretraining(variants: tuple[Variant, ...], params: dict[str, Any]) -> tuple[Variant, ...]:
+    """The variants with what self-supervised pretraining adds: with ``init: pretrained``
+    every fine-tuned variant starts from the pretrained trunks and is named ``<...>_ssl``
+    (``<...>_ssl_tgt`` when the held-out slides were pretrained on too); ``ssl_probe``
+    adds ``<backbone>_ssl_probe`` (``<backbone>_ssl_probe_tgt``)."""
+    from brstnet.config import PretrainingParams, TrainingParams
+
+    tag = pretraining_tag(params)
+    if tag is None:
+        return variants
+    training = TrainingParams.model_validate(params["model_training"])
+    pretraining = PretrainingParams.model_validate(params.get("pretraining") or {})
+    suffix = "_tgt" if pretraining.include_target_slides else ""
+    if training.init == "pretrained":
+        variants = tuple(
+            v._replace(name=f"{v.name}_ssl{suffix}", pretrained=tag) if v.kind == "finetune" else v
+            for v in variants
+        )
+    if training.ssl_probe:
+        name = f"{pretraining.backbone}_ssl_probe{suffix}"
+        variants += (Variant(name, pretraining.backbone, 0.0, "ssl_probe", pretrained=tag),)
+    return variants
 
 
 def check_registered(

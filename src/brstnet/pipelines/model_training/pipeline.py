@@ -16,17 +16,24 @@ from . import nodes
 __all__ = ["base_pipeline", "create_pipeline", "namespace"]
 
 
-def base_pipeline(variant: str, backbone: str, aux_weight: float, fold: int) -> Pipeline:
-    """Train one variant on one fold (inputs shared, outputs namespaced)."""
+def base_pipeline(
+    variant: str, backbone: str, aux_weight: float, fold: int, pretrained: str | None = None
+) -> Pipeline:
+    """Train one variant on one fold (inputs shared, outputs namespaced); ``pretrained``:
+    the dataset of the fold's pretrained trunk it starts from."""
+    train = nodes.train_fold if pretrained is None else nodes.train_fold_pretrained
     bound = partial(
-        nodes.train_fold, variant_name=variant, backbone=backbone, aux_weight=aux_weight, fold=fold
+        train, variant_name=variant, backbone=backbone, aux_weight=aux_weight, fold=fold
     )
-    func = update_wrapper(bound, nodes.train_fold)
+    func = update_wrapper(bound, train)
+    inputs = ["model_inputs", "splits", "patch_store", "params:model_training"]
+    if pretrained is not None:
+        inputs.insert(3, pretrained)
     return Pipeline(
         [
             Node(
                 func,
-                ["model_inputs", "splits", "patch_store", "params:model_training"],
+                inputs,
                 ["model", "training_history"],
                 name="train_model",
                 tags=["training", f"variant-{variant}", f"fold-{fold}"],
@@ -46,13 +53,24 @@ def create_pipeline(
         variants, n_folds = variant_grid()
     pipes = [
         Pipeline(
-            base_pipeline(v.name, v.backbone, v.aux_weight, f),
+            base_pipeline(v.name, v.backbone, v.aux_weight, f, pretrained_dataset(v, f)),
             namespace=namespace(v.name, f),
-            inputs={"model_inputs", "splits", "patch_store"},
+            inputs={"model_inputs", "splits", "patch_store"} | _pretrained_inputs(v, f),
             parameters={"params:model_training"},
         )
         for v in variants
         if v.kind == "finetune"
+        for f in range(n_folds)
+    ]
+    pipes += [
+        Pipeline(
+            ssl_probe_pipeline(v.name, v.backbone, f, pretrained_dataset(v, f)),
+            namespace=namespace(v.name, f),
+            inputs={"model_inputs", "splits", "patch_store"} | _pretrained_inputs(v, f),
+            parameters={"params:model_training", "params:pretraining"},
+        )
+        for v in variants
+        if v.kind == "ssl_probe"
         for f in range(n_folds)
     ]
     encoders = sorted({v.backbone for v in variants if v.kind == "probe"})
@@ -99,6 +117,43 @@ def probe_pipeline(variant: str, encoder: str, fold: int) -> Pipeline:
                     "patch_store",
                     f"encoder_features_{encoder}",
                     "params:model_training",
+                ],
+                ["model", "training_history"],
+                name="fit_probe",
+                tags=["training", f"variant-{variant}", f"fold-{fold}"],
+            )
+        ]
+    )
+
+
+def pretrained_dataset(variant: Variant, fold: int) -> str | None:
+    """The catalog name of the pretrained trunk ``variant`` starts from on ``fold``."""
+    if variant.pretrained is None:
+        return None
+    from brstnet.pipelines.pretraining.pipeline import trunk_dataset
+
+    return trunk_dataset(variant.pretrained, fold)
+
+
+def _pretrained_inputs(variant: Variant, fold: int) -> set[str]:
+    name = pretrained_dataset(variant, fold)
+    return set() if name is None else {name}
+
+
+def ssl_probe_pipeline(variant: str, backbone: str, fold: int, pretrained: str) -> Pipeline:
+    """HEST-Bench's probe on fold ``fold``'s own self-supervised encoder."""
+    bound = partial(nodes.fit_ssl_probe, variant_name=variant, backbone=backbone, fold=fold)
+    return Pipeline(
+        [
+            Node(
+                update_wrapper(bound, nodes.fit_ssl_probe),
+                [
+                    "model_inputs",
+                    "splits",
+                    "patch_store",
+                    pretrained,
+                    "params:model_training",
+                    "params:pretraining",
                 ],
                 ["model", "training_history"],
                 name="fit_probe",
