@@ -32,9 +32,6 @@ class Variant(NamedTuple):
     backbone: str
     aux_weight: float
     kind: str = "finetune"
-    #: The pretrained trunks it starts from (``pretrained_<tag>_fold<k>``): a
-    #: ``finetune`` variant with ``model_training.init: pretrained``, or an ``ssl_probe``.
-    pretrained: str | None = None
 
 
 class Grid(NamedTuple):
@@ -171,13 +168,31 @@ def with_pretraining(variants: tuple[Variant, ...], params: dict[str, Any]) -> t
     suffix = "_tgt" if pretraining.include_target_slides else ""
     if training.init == "pretrained":
         variants = tuple(
-            v._replace(name=f"{v.name}_ssl{suffix}", pretrained=tag) if v.kind == "finetune" else v
+            v._replace(name=f"{v.name}_ssl{suffix}") if v.kind == "finetune" else v
             for v in variants
         )
     if training.ssl_probe:
         name = f"{pretraining.backbone}_ssl_probe{suffix}"
-        variants += (Variant(name, pretraining.backbone, 0.0, "ssl_probe", pretrained=tag),)
+        variants += (Variant(name, pretraining.backbone, 0.0, "ssl_probe"),)
     return variants
+
+
+def pretrained_tags(params: dict[str, Any] | None = None) -> dict[str, str]:
+    """Variant name -> the tag of the pretrained trunks it reads
+    (``pretrained_<tag>_fold<k>``): every fine-tuned variant with ``init: pretrained``,
+    and the ``ssl_probe`` variant."""
+    from brstnet.config import TrainingParams
+
+    params = _current_parameters() if params is None else params
+    tag = pretraining_tag(params)
+    if tag is None:
+        return {}
+    init = TrainingParams.model_validate(params["model_training"]).init == "pretrained"
+    return {
+        v.name: tag
+        for v in variant_grid(params).variants
+        if v.kind == "ssl_probe" or (init and v.kind == "finetune")
+    }
 
 
 def check_registered(

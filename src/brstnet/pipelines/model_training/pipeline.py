@@ -6,6 +6,7 @@ Namespaces are ``<variant>_fold<k>``; their outputs (``<ns>.model``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
@@ -43,19 +44,26 @@ def base_pipeline(
 
 
 def create_pipeline(
-    variants: list[Variant] | None = None, n_folds: int | None = None, **kwargs
+    variants: list[Variant] | None = None,
+    n_folds: int | None = None,
+    pretrained: Mapping[str, str] | None = None,
+    **kwargs,
 ) -> Pipeline:
     """All variants x folds; ``variants`` are (name, backbone, aux weight). Without
-    arguments, both are read from the configuration."""
+    arguments, both are read from the configuration, and so is ``pretrained``: variant
+    name -> the tag of the pretrained trunks it starts from (``pretrained_<tag>_fold<k>``;
+    see :func:`brstnet.pipelines.variants.pretrained_tags`)."""
     if variants is None or n_folds is None:
-        from brstnet.pipelines.variants import variant_grid
+        from brstnet.pipelines.variants import pretrained_tags, variant_grid
 
         variants, n_folds = variant_grid()
+        pretrained = pretrained_tags() if pretrained is None else pretrained
+    tags = dict(pretrained or {})
     pipes = [
         Pipeline(
-            base_pipeline(v.name, v.backbone, v.aux_weight, f, pretrained_dataset(v, f)),
+            base_pipeline(v.name, v.backbone, v.aux_weight, f, trunk(tags, v.name, f)),
             namespace=namespace(v.name, f),
-            inputs={"model_inputs", "splits", "patch_store"} | _pretrained_inputs(v, f),
+            inputs={"model_inputs", "splits", "patch_store"} | _named(trunk(tags, v.name, f)),
             parameters={"params:model_training"},
         )
         for v in variants
@@ -64,9 +72,9 @@ def create_pipeline(
     ]
     pipes += [
         Pipeline(
-            ssl_probe_pipeline(v.name, v.backbone, f, pretrained_dataset(v, f)),
+            ssl_probe_pipeline(v.name, v.backbone, f, _required(trunk(tags, v.name, f), v.name)),
             namespace=namespace(v.name, f),
-            inputs={"model_inputs", "splits", "patch_store"} | _pretrained_inputs(v, f),
+            inputs={"model_inputs", "splits", "patch_store", trunk(tags, v.name, f)},
             parameters={"params:model_training", "params:pretraining"},
         )
         for v in variants
@@ -126,18 +134,23 @@ def probe_pipeline(variant: str, encoder: str, fold: int) -> Pipeline:
     )
 
 
-def pretrained_dataset(variant: Variant, fold: int) -> str | None:
+def trunk(pretrained: Mapping[str, str], variant: str, fold: int) -> str | None:
     """The catalog name of the pretrained trunk ``variant`` starts from on ``fold``."""
-    if variant.pretrained is None:
+    if variant not in pretrained:
         return None
     from brstnet.pipelines.pretraining.pipeline import trunk_dataset
 
-    return trunk_dataset(variant.pretrained, fold)
+    return trunk_dataset(pretrained[variant], fold)
 
 
-def _pretrained_inputs(variant: Variant, fold: int) -> set[str]:
-    name = pretrained_dataset(variant, fold)
+def _named(name: str | None) -> set[str]:
     return set() if name is None else {name}
+
+
+def _required(name: str | None, variant: str) -> str:
+    if name is None:
+        raise ValueError(f"{variant} probes a pretrained encoder: give its tag in `pretrained`")
+    return name
 
 
 def ssl_probe_pipeline(variant: str, backbone: str, fold: int, pretrained: str) -> Pipeline:
