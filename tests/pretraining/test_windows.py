@@ -141,3 +141,19 @@ def test_fold_rows_are_the_sections_windows_at_most_max_windows() -> None:
     )
     with pytest.raises(ValueError, match="no tissue windows"):
         fold_window_rows(index, ["C1"])
+
+
+@pytest.mark.real_data
+def test_the_real_b4_slide_has_more_tissue_windows_than_spots(her2st_dir: Path) -> None:
+    """B4 (283 spots under tissue, 110 after QC) at the default geometry: 150 um
+    windows, 0.688 um/px (the fitted pixel size)."""
+    image = next((her2st_dir / "data/ST-imgs/B/B4").glob("*.jpg"))
+    slide = open_slide(image, "B4")
+    geometry = PatchGeometry(window_um=150, size_px=112, max_background_fraction=0.5)
+    centres, background = tissue_windows(slide, 0.688, geometry)
+    assert 283 < len(centres) < 2 * 283 and (background <= 0.5).all()
+    # kept windows are darker (tissue) than the dropped ones (glass)
+    window = geometry.window_px(0.688)
+    kept = np.mean([slide.crop(x, y, window).mean() for x, y in centres[::20]])
+    corner = slide.crop(window / 2, window / 2, window).mean()
+    assert kept < corner - 20
