@@ -169,3 +169,29 @@ def test_kill_9_during_pretraining_then_a_rerun_gives_the_uninterrupted_weights(
     assert killed == (tmp_path / "reference" / "trunk.safetensors").read_bytes()
     assert not (tmp_path / "killed" / "checkpoints").exists()
     assert [p.name for p in (tmp_path / "killed").iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_fold_started_from_other_weights_in_the_same_file_is_another_training(
+    tmp_path: Path,
+) -> None:
+    """A new pretraining rewrites the same file: the fold's fingerprint (which decides
+    whether a checkpoint is resumed) follows the file's content, not only its name."""
+    from brstnet.config import TrainingParams
+    from brstnet.st.geometry import PatchGeometry
+    from brstnet.training.folds import fold_fingerprint
+    from tests.evaluation.folds import make_fold
+
+    fold_input, patches = make_fold()
+    fold_input.uns.update(transform="log1p", zscore=True)
+    spec = ModelSpec.for_backbone("test_resnet", n_main=fold_input.n_vars, img_size=8)
+    geometry = PatchGeometry(150.0, 8)
+    path = tmp_path / "test_resnet_fold0.safetensors"
+    cfg = TrainingParams(backbones=["test_resnet"], initial_weights=str(path))
+
+    def fingerprint(content: bytes) -> str:
+        path.write_bytes(content)
+        return fold_fingerprint(fold_input, patches, spec, geometry, cfg)
+
+    first = fingerprint(b"pretrained once")
+    assert fingerprint(b"pretrained again") != first
+    assert fingerprint(b"pretrained once") == first
