@@ -61,7 +61,7 @@ def create_pipeline(
     tags = dict(pretrained or {})
     pipes = [
         Pipeline(
-            base_pipeline(v.name, v.backbone, v.aux_weight, f, trunk(tags, v.name, f)),
+            base_pipeline(v.name, v.backbone, v.aux_weight, f, pretrained=trunk(tags, v.name, f)),
             namespace=namespace(v.name, f),
             inputs={"model_inputs", "splits", "patch_store"} | _named(trunk(tags, v.name, f)),
             parameters={"params:model_training"},
