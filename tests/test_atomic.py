@@ -107,6 +107,8 @@ ATOMIC_TYPES = {
     "brstnet.datasets.AnnDataDataset",
     "brstnet.datasets.ModelBundleDataset",
     "brstnet.datasets.PatchStoreDataset",
+    "brstnet.datasets.WindowStoreDataset",  # PartialStore, as the patch store
+    "brstnet.datasets.TrunkWeightsDataset",  # brstnet.atomic.atomic_file
     "brstnet.datasets.MlflowChildRunDataset",  # MLflow's store, no file of ours
     "brstnet.datasets.MlflowParentRunDataset",  # the same
 }

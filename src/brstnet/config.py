@@ -194,6 +194,12 @@ class TrainingParams(_Strict):
     resolution_jitter_um: float | None = Field(None, gt=0)  # coarsest simulated um/px
     blur_sigma_um: float = Field(0.0, ge=0.0)  # largest Gaussian sigma, micrometres
     initial_weights: str | None = None  # a local .safetensors / .pt file for the trunk
+    # pretrained: each fold's trunk starts from that fold's self-supervised weights (the
+    # pretraining pipeline, backbone pretraining.backbone; variants named <...>_ssl)
+    init: Literal["pretrained"] | None = None
+    # true: a PCA + ridge probe on each fold's frozen self-supervised encoder (variant
+    # <pretraining.backbone>_ssl_probe), next to HEST-Bench's encoder table
+    ssl_probe: bool = False
     # foundation encoders (uni, virchow2, h_optimus_0, ...): name -> local weights file or
     # folder; unlisted ones are read from the local Hugging Face cache, never downloaded
     encoder_weights: dict[str, str] = Field(default_factory=dict)
@@ -241,8 +247,12 @@ class TrainingParams(_Strict):
 
     @model_validator(mode="after")
     def _something_to_train(self) -> TrainingParams:
-        if not self.backbones and not self.probes:
-            raise ValueError("give at least one of backbones or probes")
+        if not self.backbones and not self.probes and not self.ssl_probe:
+            raise ValueError("give at least one of backbones, probes or ssl_probe: true")
+        if self.init == "pretrained" and self.initial_weights:
+            raise ValueError(
+                "init: pretrained and initial_weights both set the initial trunk; keep one"
+            )
         return self
 
     @field_validator("aux_weights")
@@ -265,6 +275,60 @@ def variant_name(
     if aux_weight == 1:
         return f"{backbone}_aux{suffix}"
     return f"{backbone}_aux{aux_weight:g}".replace(".", "p") + suffix
+
+
+class PretrainingParams(_Strict):
+    """Self-supervised pretraining on tissue windows (:mod:`brstnet.pretraining`)."""
+
+    backbone: str = "resnet18"  # a name from brstnet.models.BACKBONES
+    method: Literal["simclr"] = "simclr"
+    # windows: the patch store's geometry, tiled every window_stride_um (null: the window,
+    # no overlap), kept at <= data_processing.qc.max_background_fraction background
+    window_stride_um: float | None = Field(None, gt=0)
+    max_windows: int | None = Field(None, ge=2)  # per fold, drawn with seed; null: all
+    # false: fold k pretrains on its training patients' slides only; true: also on its
+    # held-out patients' (unlabelled target slides; variants get the suffix _tgt)
+    include_target_slides: bool = False
+    device: str = "auto"
+    amp: bool = True
+    compile: bool | Literal["auto"] = "auto"
+    num_workers: int | None = Field(None, ge=0)
+    seed: int = 0
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=2)
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(1e-6, ge=0)
+    scheduler: Literal["cosine", "constant"] = "cosine"
+    temperature: float = Field(0.2, gt=0)  # NT-Xent tau
+    projection_hidden: int = Field(512, ge=1)
+    projection_dim: int = Field(128, ge=1)
+    # views: random resized crop (smallest area fraction; 1 = off), HED stain jitter,
+    # optional resolution / blur (brstnet.training.augment), flips + 90 degree rotations
+    crop_scale: float = Field(0.5, gt=0, le=1)
+    stain_jitter: float = Field(0.1, ge=0.0, le=1.0)
+    resolution_jitter_um: float | None = Field(None, gt=0)
+    blur_sigma_um: float = Field(0.0, ge=0.0)
+    dihedral: bool = True
+    checkpoint_dir: str = "data/06_models/checkpoints"
+    probe_pca_dims: int | None = Field(256, ge=1)  # HEST-Bench: PCA to 256, then ridge
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, backbone: str) -> str:
+        from brstnet.models.backbones import BACKBONES
+
+        if backbone not in BACKBONES:
+            raise ValueError(
+                f"unknown backbone {backbone!r}; valid: {', '.join(sorted(BACKBONES))}"
+            )
+        return backbone
+
+    @property
+    def tag(self) -> str:
+        """Names the weights of one setting: ``<backbone>`` or ``<backbone>_tgt``."""
+        return self.backbone + ("_tgt" if self.include_target_slides else "")
 
 
 class RobustnessParams(_Strict):
@@ -335,3 +399,16 @@ class ProjectParams(_Strict):
     model_training: TrainingParams
     evaluation: EvaluationParams = EvaluationParams()
     inference: InferenceParams | None = None
+    pretraining: PretrainingParams = PretrainingParams()
+
+    @model_validator(mode="after")
+    def _pretrained_backbones(self) -> ProjectParams:
+        training, backbone = self.model_training, self.pretraining.backbone
+        other = [b for b in training.backbones if b != backbone]
+        if training.init == "pretrained" and other:
+            raise ValueError(
+                f"model_training.init: pretrained starts every backbone from "
+                f"pretraining.backbone {backbone}, but backbones also lists {other}; set "
+                f"model_training.backbones: [{backbone}]"
+            )
+        return self

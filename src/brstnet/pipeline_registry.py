@@ -10,8 +10,14 @@ from brstnet.pipelines import (
     feature_selection,
     inference,
     model_training,
+    pretraining,
 )
-from brstnet.pipelines.variants import registered_grid
+from brstnet.pipelines.variants import (
+    current_parameters,
+    pretrained_tags,
+    pretraining_tag,
+    registered_grid,
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -22,14 +28,22 @@ def register_pipelines() -> dict[str, Pipeline]:
     dp = data_processing.create_pipeline()
     fs = feature_selection.create_pipeline()
     variants, n_folds = registered_grid()  # the run's parameters; no data file is read
-    mt = model_training.create_pipeline(variants=variants, n_folds=n_folds)
+    params = current_parameters()
+    mt = model_training.create_pipeline(
+        variants=variants, n_folds=n_folds, pretrained=pretrained_tags(params)
+    )
     ev = evaluation.create_pipeline(variants=variants, n_folds=n_folds)
+    # self-supervised encoders: in `training` only when model_training asks for them
+    # (init: pretrained, ssl_probe: true)
+    pt = pretraining.create_pipeline(tag=pretraining.configured_tag(params), n_folds=n_folds)
+    asked = pretraining_tag(params) is not None
     pipelines = {
         "data_processing": dp,
         "feature_selection": fs,
+        "pretraining": pt,
         "model_training": mt,
         "evaluation": ev,
-        "training": dp + fs + mt + ev,
+        "training": dp + fs + (pt if asked else Pipeline([])) + mt + ev,
         "inference": inference.create_pipeline(),
     }
     pipelines["__default__"] = pipelines["training"]

@@ -6,6 +6,7 @@ from .atomic_dataset import AtomicDataset
 from .mlflow_run_dataset import MlflowChildRunDataset, MlflowParentRunDataset
 from .model_bundle_dataset import ModelBundleDataset
 from .patch_store_dataset import PatchStoreDataset
+from .pretraining_datasets import TrunkWeightsDataset, WindowStoreDataset
 
 __all__ = [
     "AnnDataDataset",
@@ -14,4 +15,6 @@ __all__ = [
     "MlflowParentRunDataset",
     "ModelBundleDataset",
     "PatchStoreDataset",
+    "TrunkWeightsDataset",
+    "WindowStoreDataset",
 ]

@@ -77,6 +77,11 @@ def _current_parameters() -> dict[str, Any]:
     return _run_parameters if _run_parameters is not None else _configured_parameters()
 
 
+def current_parameters() -> dict[str, Any]:
+    """The parameters pipelines are registered from (the session's, else KEDRO_ENV's)."""
+    return _current_parameters()
+
+
 def run_parameters() -> dict[str, Any] | None:
     """The parameters of the session being run (None outside a session)."""
     return _run_parameters
@@ -137,10 +142,65 @@ def variant_grid(params: dict[str, Any] | None = None) -> Grid:
         Variant(f"{e}_probe" + ("_smooth" if smoothed else ""), e, 0.0, "probe")
         for e in training.probes
     )
+    variants = with_pretraining(variants, params)
     return Grid(
         variants,
         n_folds(params.get("data_processing", {}), params.get("feature_selection", {})),
     )
+
+
+def pretraining_tag(params: dict[str, Any]) -> str | None:
+    """The pretrained trunks model_training asks for (``init: pretrained`` or ``ssl_probe``):
+    ``<backbone>`` or ``<backbone>_tgt`` (with the held-out patients' slides); None when
+    it asks for none."""
+    from brstnet.config import PretrainingParams, TrainingParams
+
+    training = TrainingParams.model_validate(params["model_training"])
+    if training.init != "pretrained" and not training.ssl_probe:
+        return None
+    return PretrainingParams.model_validate(params.get("pretraining") or {}).tag
+
+
+def with_pretraining(variants: tuple[Variant, ...], params: dict[str, Any]) -> tuple[Variant, ...]:
+    """The variants with what self-supervised pretraining adds: with ``init: pretrained``
+    every fine-tuned variant starts from the pretrained trunks and is named ``<...>_ssl``
+    (``<...>_ssl_tgt`` when the held-out slides were pretrained on too); ``ssl_probe``
+    adds ``<backbone>_ssl_probe`` (``<backbone>_ssl_probe_tgt``)."""
+    from brstnet.config import PretrainingParams, TrainingParams
+
+    tag = pretraining_tag(params)
+    if tag is None:
+        return variants
+    training = TrainingParams.model_validate(params["model_training"])
+    pretraining = PretrainingParams.model_validate(params.get("pretraining") or {})
+    suffix = "_tgt" if pretraining.include_target_slides else ""
+    if training.init == "pretrained":
+        variants = tuple(
+            v._replace(name=f"{v.name}_ssl{suffix}") if v.kind == "finetune" else v
+            for v in variants
+        )
+    if training.ssl_probe:
+        name = f"{pretraining.backbone}_ssl_probe{suffix}"
+        variants += (Variant(name, pretraining.backbone, 0.0, "ssl_probe"),)
+    return variants
+
+
+def pretrained_tags(params: dict[str, Any] | None = None) -> dict[str, str]:
+    """Variant name -> the tag of the pretrained trunks it reads
+    (``pretrained_<tag>_fold<k>``): every fine-tuned variant with ``init: pretrained``,
+    and the ``ssl_probe`` variant."""
+    from brstnet.config import TrainingParams
+
+    params = _current_parameters() if params is None else params
+    tag = pretraining_tag(params)
+    if tag is None:
+        return {}
+    init = TrainingParams.model_validate(params["model_training"]).init == "pretrained"
+    return {
+        v.name: tag
+        for v in variant_grid(params).variants
+        if v.kind == "ssl_probe" or (init and v.kind == "finetune")
+    }
 
 
 def check_registered(

@@ -132,7 +132,7 @@ def fold_fingerprint(
     loop settings: the model spec, the patch geometry (window, size, background threshold,
     stain reference) and the patches of the fold's spots, the gene panel and auxiliary
     genes, the target transform and statistics, the targets, the spots' roles, sections
-    and tissue flags, and the initial weights named in the parameters.
+    and tissue flags, and the initial weights named in the parameters (path and content).
     """
     from pandas.util import hash_pandas_object
 
@@ -145,6 +145,8 @@ def fold_fingerprint(
         "transform": str(fold_input.uns.get("transform")),
         "zscore": bool(fold_input.uns.get("zscore", True)),
         "initial_weights": cfg.initial_weights,
+        # by content too: a file rewritten in place (a new pretraining) is another start
+        "initial_weights_digest": _file_digest(cfg.initial_weights),
         "encoder_weights": cfg.encoder_weights.get(spec.backbone),
     }
     digest.update(json.dumps(described, sort_keys=True, default=str).encode())
@@ -162,6 +164,12 @@ def fold_fingerprint(
     for start in range(0, len(rows), 1024):  # chunked: a memory-mapped store stays out of RAM
         digest.update(np.ascontiguousarray(patches[rows[start : start + 1024]]).tobytes())
     return digest.hexdigest()
+
+
+def _file_digest(path: str | None) -> str | None:
+    from ..pretraining.weights import file_digest
+
+    return file_digest(path)
 
 
 def select_epoch(curves: list[list[float]], default: int) -> tuple[int, float]:

@@ -15,9 +15,11 @@ from brstnet.st.patches import PatchStore  # resolvable at run time: Kedro reads
 from ..nodes_common import lazy_module, load_fold, parse
 
 if TYPE_CHECKING:
+    import brstnet.pretraining.weights as pretraining_weights
     import brstnet.training.bundle as training_bundle
 else:
     training_bundle = lazy_module("brstnet.training.bundle")
+    pretraining_weights = lazy_module("brstnet.pretraining.weights")
 
 
 def train_fold(
@@ -103,4 +105,76 @@ def fit_probe(
         source=cfg.encoder_weights.get(encoder),
         cache_dir=cfg.hf_cache_dir,
         training=cfg.model_dump(exclude={"backbones", "aux_weights", "contexts", "probes"}),
+    )
+
+
+def train_fold_pretrained(
+    model_inputs: dict,
+    splits: pd.DataFrame,
+    patch_store: PatchStore,
+    pretrained: pretraining_weights.PretrainedTrunk,
+    training: dict[str, Any],
+    **variant: Any,
+) -> tuple[training_bundle.ModelBundle, pd.DataFrame]:
+    """:func:`train_fold` with the trunk starting from this fold's self-supervised weights
+    (``model_training.init: pretrained``; ``pretrained_<tag>_fold<k>``), read as initial
+    weights: the training's fingerprint holds the file's content, so a checkpoint is never
+    resumed across other initial weights."""
+    from brstnet.pretraining.probe import _check_trunk
+
+    _check_trunk(
+        pretrained,
+        backbone=variant["backbone"],
+        img_size=patch_store.geometry.size_px,
+        fold=variant["fold"],
+    )
+    weights = {**dict(training), "init": None, "initial_weights": str(pretrained.path)}
+    return train_fold(model_inputs, splits, patch_store, weights, **variant)
+
+
+def fit_ssl_probe(
+    model_inputs: dict,
+    splits: pd.DataFrame,
+    patch_store: PatchStore,
+    pretrained: pretraining_weights.PretrainedTrunk,
+    training: dict[str, Any],
+    pretraining: dict[str, Any],
+    *,
+    variant_name: str,
+    backbone: str,
+    fold: int,
+) -> tuple[training_bundle.ModelBundle, pd.DataFrame]:
+    """HEST-Bench's probe (PCA + ridge) on fold ``fold``'s own self-supervised encoder
+    (see :mod:`brstnet.pretraining.probe`).
+
+    Returns:
+        ``<variant>_fold<k>.model`` (the encoder with the probe as its head) and
+        ``<variant>_fold<k>.training_history`` (one row: PCA, penalty, training and inner
+        validation r).
+    """
+    from brstnet.config import PretrainingParams
+    from brstnet.pretraining.probe import train_ssl_probe
+    from brstnet.training.devices import resolve_device
+
+    cfg = parse(TrainingParams, training)
+    pre = parse(PretrainingParams, pretraining)
+    return train_ssl_probe(
+        load_fold(model_inputs, fold),
+        patch_store.patches,
+        splits,
+        patch_store.geometry,
+        pretrained,
+        resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers),
+        variant=variant_name,
+        backbone=backbone,
+        fold=fold,
+        pca_dims=pre.probe_pca_dims,
+        batch_size=max(cfg.batch_size, 64),
+        # the encoder's settings: its MLflow run shows how it was pretrained
+        training={
+            **cfg.model_dump(exclude={"backbones", "aux_weights", "probes"}),
+            **pre.model_dump(include={"epochs", "optimizer", "lr", "batch_size", "seed"}),
+            "final": "pca_ridge_probe",
+            "pretraining": pre.model_dump(),
+        },
     )

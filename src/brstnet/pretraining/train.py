@@ -1,0 +1,305 @@
+"""The pretraining loop: SimCLR on tissue windows, checkpointed and exactly resumable.
+
+The conventions of :mod:`brstnet.training.loop`: a local seed (the caller's random state
+is untouched), shuffling and augmentation from two CPU generators seeded from ``seed``
+(the same numbers with any number of loader workers), loss summed on the device and read
+once per epoch, an atomic checkpoint after every epoch holding everything the next epoch
+draws from, so a run killed at any point and rerun ends with an uninterrupted run's
+weights. A checkpoint written by another pretraining (settings, windows) is not resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_file
+from ..models.backbones import backbone_spec
+from ..seeding import local_seed
+from ..training.augment import ScannerAugmentation
+from ..training.data import InputNormaliser, PatchBatches
+from ..training.devices import (
+    DeviceSetup,
+    autocast,
+    cudnn_autotune,
+    make_generator,
+    synchronize,
+)
+from ..training.loop import LoopConfig, make_optimizer, make_scheduler
+from .simclr import SimCLR, nt_xent, two_views
+
+__all__ = ["PretrainConfig", "PretrainResult", "pretrain", "windows_digest"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """What defines one pretraining run (besides its windows)."""
+
+    backbone: str
+    img_size: int
+    epochs: int
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    scheduler: str = "cosine"
+    method: str = "simclr"
+    temperature: float = 0.2
+    projection_hidden: int = 512
+    projection_dim: int = 128
+    crop_scale: float = 0.5
+    dihedral: bool = True
+    stain_jitter: float = 0.1
+    max_pixel_um: float | None = None
+    blur_um: float = 0.0
+    um_per_px: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method != "simclr":
+            raise ValueError(f"unknown pretraining method {self.method!r}; use simclr")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    @property
+    def loop(self) -> LoopConfig:
+        """The optimiser and schedule settings as the training loop's (same builders)."""
+        return LoopConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            scheduler=self.scheduler,
+            seed=self.seed,
+        )
+
+    @property
+    def scanner(self) -> ScannerAugmentation:
+        return ScannerAugmentation(
+            self.stain_jitter, self.max_pixel_um, self.blur_um, self.um_per_px
+        )
+
+
+@dataclass
+class PretrainResult:
+    """Per-epoch history and the trunk's final weights (on the CPU)."""
+
+    history: list[dict] = field(default_factory=list)
+    trunk_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    first_step_s: float | None = None
+
+
+def windows_digest(windows: np.ndarray, rows: np.ndarray) -> str:
+    """A hash of the rows and the pixels of the windows a run pretrains on (chunked: a
+    memory-mapped store stays out of RAM)."""
+    digest = hashlib.blake2b(digest_size=16)
+    rows = np.asarray(rows, dtype=np.int64)
+    digest.update(rows.tobytes())
+    for start in range(0, len(rows), 1024):
+        digest.update(np.ascontiguousarray(windows[rows[start : start + 1024]]).tobytes())
+    return digest.hexdigest()
+
+
+def _whole_batch(batch):
+    return batch
+
+
+def _loader(data: PatchBatches, batch_size: int, generator: torch.Generator, setup) -> DataLoader:
+    """Shuffled whole batches (one store read each); an incomplete last batch is dropped
+    unless it is the only one (contrastive losses want full batches of negatives)."""
+    return DataLoader(
+        data,
+        batch_size=min(batch_size, len(data)),
+        sampler=RandomSampler(data, generator=generator),
+        generator=torch.Generator().manual_seed(0),  # see brstnet.training.data.make_loader
+        collate_fn=_whole_batch,
+        num_workers=setup.num_workers,
+        pin_memory=setup.pin_memory,
+        persistent_workers=setup.num_workers > 0,
+        prefetch_factor=4 if setup.num_workers > 0 else None,
+        drop_last=True,
+    )
+
+
+def pretrain(
+    windows: np.ndarray,
+    rows: np.ndarray,
+    cfg: PretrainConfig,
+    setup: DeviceSetup,
+    *,
+    checkpoint: Path | None = None,
+    desc: str = "pretrain",
+    fingerprint: str = "",
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> PretrainResult:
+    """Pretrain ``cfg.backbone`` with SimCLR on ``windows[rows]`` for ``cfg.epochs`` epochs.
+
+    Args:
+        windows: [N, H, W, 3] uint8 window store (a memory map is fine).
+        rows: The rows to pretrain on (at least 2).
+        cfg: Settings.
+        setup: Device, precision, loader workers, compile.
+        checkpoint: Written atomically after every epoch; resumed when it was written
+            by the same run (settings, rows, ``fingerprint``).
+        desc: Labels the progress bar and log lines.
+        fingerprint: What else defines the run (the caller's hash of the windows).
+        on_epoch_end: Called with the epoch number after each checkpoint.
+
+    Raises:
+        ValueError: fewer than 2 windows.
+        FloatingPointError: a non-finite loss (no weights of that epoch are saved).
+    """
+    if len(rows) < 2:
+        raise ValueError(
+            f"{desc}: {len(rows)} tissue windows; contrastive pretraining needs at least 2 "
+            "(lower pretraining.window_stride_um or check the slides' tissue)"
+        )
+    with local_seed(cfg.seed), cudnn_autotune(setup):
+        return _pretrain(windows, rows, cfg, setup, checkpoint, desc, fingerprint, on_epoch_end)
+
+
+def _pretrain(windows, rows, cfg, setup, checkpoint, desc, fingerprint, on_epoch_end):
+    sampler_generator = make_generator(cfg.seed)
+    augment_generator = make_generator(cfg.seed, stream=1)
+    spec = backbone_spec(cfg.backbone)
+    model = SimCLR(
+        cfg.backbone, img_size=cfg.img_size, hidden=cfg.projection_hidden, out=cfg.projection_dim
+    ).to(setup.device)
+    if setup.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model.parameters(), cfg.loop, fused=setup.is_cuda)
+    scheduler = make_scheduler(optimizer, cfg.loop)
+    scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.amp_dtype == torch.float16)
+    signature = {
+        "format": 1,
+        "config": asdict(cfg),
+        "rows": hashlib.blake2b(np.asarray(rows, np.int64).tobytes(), digest_size=16).hexdigest(),
+        "inputs": fingerprint,
+    }
+    result, start = PretrainResult(), 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if state.get("signature") == signature:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            sampler_generator.set_state(state["sampler_generator"])
+            augment_generator.set_state(state["augment_generator"])
+            torch.set_rng_state(state["torch_rng"])
+            result.history = list(state["history"])
+            start = int(state["epoch"])
+            logger.info("%s: resuming from %s after epoch %d", desc, checkpoint, start)
+        else:
+            saved = state.get("signature") or {}
+            logger.warning(
+                "%s: checkpoint %s was written by another pretraining; starting afresh "
+                "(differs in: %s)",
+                desc,
+                checkpoint,
+                ", ".join(k for k in signature if saved.get(k) != signature[k]),
+            )
+    if start < cfg.epochs and setup.compile:
+        model.compile(dynamic=False)  # in place: state_dict keys unchanged
+    loader = _loader(PatchBatches(windows, rows), cfg.batch_size, sampler_generator, setup)
+    normalise = InputNormaliser(
+        spec.mean, spec.std, setup.device, channels_last=setup.channels_last
+    )
+    scanner = cfg.scanner
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        total = torch.zeros((), dtype=torch.float64, device=setup.device)
+        seen, tic = 0, time.perf_counter()
+        for batch in tqdm(
+            iter(loader),
+            total=len(loader),
+            desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
+        ):
+            first = result.first_step_s is None
+            if first:
+                synchronize(setup)
+                step_tic = time.perf_counter()
+            v1, v2 = two_views(
+                batch["images"],
+                normalise,
+                augment_generator,
+                crop_scale=cfg.crop_scale,
+                scanner=scanner,
+                flips=cfg.dihedral,
+            )
+            with autocast(setup):
+                z = model(torch.cat([v1, v2]))
+            n = len(v1)
+            loss = nt_xent(z[:n], z[n:], cfg.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += loss.detach().double() * n
+            seen += n
+            if first:
+                synchronize(setup)
+                result.first_step_s = time.perf_counter() - step_tic
+        scheduler.step()
+        mean_loss = float(total) / max(seen, 1)  # one host synchronisation per epoch
+        if not np.isfinite(mean_loss):
+            raise FloatingPointError(
+                f"{desc}: the pretraining loss is not finite in epoch {epoch + 1}; no weights "
+                "were saved for it. Lower pretraining.lr, or set pretraining.amp: false"
+            )
+        elapsed = time.perf_counter() - tic
+        record = {
+            "epoch": epoch + 1,
+            "loss": mean_loss,
+            "windows": seen,
+            "images_per_s": 2 * seen / elapsed,  # two views per window
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        result.history.append(record)
+        logger.info(
+            "%s epoch %d/%d: loss %.4f, %.1f images/s",
+            desc,
+            epoch + 1,
+            cfg.epochs,
+            mean_loss,
+            record["images_per_s"],
+        )
+        if checkpoint is not None:
+            with atomic_file(checkpoint) as tmp:
+                torch.save(
+                    {
+                        "signature": signature,
+                        "epoch": epoch + 1,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "sampler_generator": sampler_generator.get_state(),
+                        "augment_generator": augment_generator.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "history": result.history,
+                    },
+                    tmp,
+                )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1)
+    result.trunk_state = {
+        k: v.detach().cpu().contiguous().clone() for k, v in model.trunk.state_dict().items()
+    }
+    return result
