@@ -231,3 +231,11 @@ def fold_sections(splits: pd.DataFrame, fold: int, role: str) -> list[str]:
         (splits["fold"] == fold) & (splits["inner_fold"] == OUTER) & (splits["role"] == role)
     ]
     return sorted(part["section"])
+
+
+def fold_patients(splits: pd.DataFrame, fold: int, role: str) -> list[str]:
+    """Patients of one outer fold on one side of its split (``train`` or ``test``), sorted."""
+    part = splits[
+        (splits["fold"] == fold) & (splits["inner_fold"] == OUTER) & (splits["role"] == role)
+    ]
+    return sorted(part["patient"].unique().tolist())

@@ -26,7 +26,7 @@ from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from ..features.rows import training_rows, validation_rows
-from ..features.splits import OUTER
+from ..features.splits import OUTER, fold_patients
 from ..metrics import pearson_per_gene
 from ..models import ModelSpec
 from ..training import probe as frozen
@@ -169,7 +169,6 @@ def train_ssl_probe(
     info.update(inner_probe_scores(fold_input, features, splits, fold, pca_dims=pca_dims))
     spec_args = {"depth_weight": 1.0} if depth is not None else {}
     task = pretrained_task(backbone, fold_input.n_vars, geometry.size_px, trunk, **spec_args)
-    outer = splits[(splits["fold"] == fold) & (splits["inner_fold"] == OUTER)]
     config = bundle_config(
         variant=variant,
         fold=fold,
@@ -179,8 +178,8 @@ def train_ssl_probe(
         geometry=geometry,
         fold_input=fold_input,
         aux_genes=[],
-        train_patients=sorted(outer.loc[outer["role"] == "train", "patient"].unique().tolist()),
-        test_patients=sorted(outer.loc[outer["role"] == "test", "patient"].unique().tolist()),
+        train_patients=fold_patients(splits, fold, "train"),
+        test_patients=fold_patients(splits, fold, "test"),
         training={
             **(training or {}),
             "probe": "pca_ridge",

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..features.rows import training_rows, validation_rows
-from ..features.splits import OUTER
+from ..features.splits import OUTER, fold_patients
 from ..features.targets import log_depth
 from ..models import ModelSpec
 from .data import PatchBatches
@@ -485,7 +485,6 @@ def train_fold(
     else:
         state, final_history = train_final(job, best_epoch)
         history += final_history
-    outer = fold_splits[fold_splits["inner_fold"] == OUTER]
     config = bundle_config(
         variant=variant,
         fold=fold,
@@ -493,8 +492,8 @@ def train_fold(
         geometry=geometry,
         fold_input=fold_input,
         aux_genes=aux_genes if use_aux else [],
-        train_patients=sorted(outer.loc[outer["role"] == "train", "patient"].unique().tolist()),
-        test_patients=sorted(outer.loc[outer["role"] == "test", "patient"].unique().tolist()),
+        train_patients=fold_patients(splits, fold, "train"),
+        test_patients=fold_patients(splits, fold, "test"),
         training={
             **cfg.model_dump(exclude={"backbones", "aux_weights", "contexts", "probes"}),
             "best_epoch": best_epoch,

@@ -164,7 +164,7 @@ def train_probe(
     training: dict[str, Any],
 ) -> tuple[ModelBundle, pd.DataFrame]:
     """One fold's probe as a bundle, and its one-row history (``stage`` probe)."""
-    from ..features.splits import OUTER
+    from ..features.splits import fold_patients
     from .bundle import bundle_config
     from .folds import check_encoder_geometry, training_span
 
@@ -180,7 +180,6 @@ def train_probe(
         cache_dir=cache_dir,
         depth=depth is not None,
     )
-    outer = splits[(splits["fold"] == fold) & (splits["inner_fold"] == OUTER)]
     config = bundle_config(
         variant=variant,
         fold=fold,
@@ -193,8 +192,8 @@ def train_probe(
         geometry=geometry,
         fold_input=fold_input,
         aux_genes=[],
-        train_patients=sorted(outer.loc[outer["role"] == "train", "patient"].unique().tolist()),
-        test_patients=sorted(outer.loc[outer["role"] == "test", "patient"].unique().tolist()),
+        train_patients=fold_patients(splits, fold, "train"),
+        test_patients=fold_patients(splits, fold, "test"),
         training={
             **training,
             "probe": "ridge",
