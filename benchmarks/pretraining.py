@@ -157,10 +157,11 @@ def part_probe(args) -> None:
                     fold_input, features, splits, fold, pca_dims=args.pca, ridge=ridge
                 )
                 rows.append({"fold": fold, "encoder": name, "ridge": ridge, **scores})
-            rows[-1]["features_s"] = seconds
+            rows[-2]["features_s"] = rows[-1]["features_s"] = seconds
     print(
-        f"PCA {args.pca} + ridge, inner split only (train on inner-train sections, score "
-        "inner-validation sections):"
+        f"standardise, PCA {args.pca}, ridge (hest: HEST-Bench's fixed penalty; loo: by "
+        "leave-one-out); fitted on the inner-train sections, scored on the inner-validation "
+        "sections only:"
     )
     print(pd.DataFrame(rows).round(4).to_string(index=False))
 
