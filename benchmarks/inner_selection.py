@@ -8,7 +8,9 @@ next to the ridge baseline fitted and scored on the same inner split. No held-ou
 is read: this is how the default configuration is chosen (README, "Choosing settings").
 
 Candidates come from a YAML list (``--candidates``), each ``{name, backbone, aux_weight,
-overrides: {model_training key: value}}``, or the built-in list below. Results go to
+context, overrides: {model_training key: value}}``, or the built-in list below. They are
+scored on the catalog's targets (``feature_selection.targets``: library-normalised by
+default), against the ridge on the same targets. Results go to
 ``data/08_reporting/inner_selection.csv`` (and per fold to ``inner_selection_folds.csv``),
 keeping earlier candidates' results unless ``--fresh`` (a search can run in parts);
 checkpoints to ``data/06_models/selection/<candidate>``, so an interrupted search resumes.
@@ -29,18 +31,17 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: Settings tried for the CPU default (resnet18, 112 px): the auxiliary head, the
-#: scanner augmentations of issue 13, a higher learning rate and longer training.
+#: Settings tried for the CPU default (resnet18, 112 px) on library-normalised targets
+#: (issue 24): the depth head (detached, the default, or steering the trunk), the
+#: auxiliary head, spatial context (the spot's grid neighbours and section). Earlier
+#: searches (issue 13, log1p targets: scanner augmentations, learning rate, weight decay,
+#: epochs) are in the README.
 CANDIDATES = [
-    {"name": "default_aux"},
-    {"name": "default_noaux", "aux_weight": 0.0},
-    {
-        "name": "aux_scanner",
-        "overrides": {"stain_jitter": 0.1, "resolution_jitter_um": 4.0, "blur_sigma_um": 1.0},
-    },
-    {"name": "aux_lr1e-3", "overrides": {"lr": 1.0e-3}},
-    {"name": "aux_wd5e-2", "overrides": {"weight_decay": 5.0e-2}},
-    {"name": "aux_20epochs", "overrides": {"epochs": 20}},
+    {"name": "aux_depth"},
+    {"name": "aux_nodepth", "overrides": {"depth_weight": 0.0}},
+    {"name": "aux_depth_steers", "overrides": {"depth_detach": False}},
+    {"name": "noaux_depth", "aux_weight": 0.0},
+    {"name": "aux_depth_ctx", "context": True},
 ]
 
 

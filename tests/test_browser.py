@@ -30,9 +30,10 @@ def test_mlflow_runs_table_and_kedro_viz_flowchart_in_chromium(tmp_path: Path) -
     assert list(rows)[0] == "training"
     assert set(rows) == {"training", "test_resnet_aux", "test_resnet_noaux", "baseline_ridge"}
     parent = rows["training"]
-    assert parent["metrics.`median_r`"] == "0.31" and parent["params.`backbone`"] == "test_resnet"
+    assert parent["metrics.`mean_r_libnorm`"] == "0.31"
+    assert parent["params.`backbone`"] == "test_resnet"
     assert parent["params.`aux_weight`"] == "1.0" and parent["params.`patch_size_px`"] == "112"
-    assert rows["test_resnet_noaux"]["metrics.`median_r`"] == "0.27"
+    assert rows["test_resnet_noaux"]["metrics.`mean_r_libnorm`"] == "0.27"
     assert rows["baseline_ridge"]["params.`backbone`"] == "ridge on image features"
     # each fold an MLflow model; a variant's run lasts as long as its training
     assert rows["test_resnet_aux"]["attributes.`Models`"] == "test_resnet_aux_fold0"
@@ -41,7 +42,7 @@ def test_mlflow_runs_table_and_kedro_viz_flowchart_in_chromium(tmp_path: Path) -
     # kedro-viz draws the training pipeline: its nodes and namespaces
     nodes = set(seen.flowchart_nodes)
     assert {"acquire_raw_data", "build_model_inputs", "log_best_variant"} <= nodes
-    assert {"resnet18_aux_fold0", "resnet18_noaux_fold1"} <= nodes  # namespaces, collapsed
+    assert {"resnet18_aux_fold0", "resnet18_aux_fold1"} <= nodes  # namespaces, collapsed
     for shot in seen.screenshots:
         image = np.asarray(Image.open(shot).convert("L"), dtype=float)
         assert image.shape[1] == 2400 and image.std() > 10, shot  # a page, not a blank

@@ -48,9 +48,7 @@ def test_env_option_and_kedro_env_register_the_same_namespaces(project: Path, mo
 
 
 def test_default_environment_registers_the_base_grid(project: Path) -> None:
-    assert _registered(project) == [
-        f"resnet18_{aux}_fold{k}.train_model" for aux in ("aux", "noaux") for k in (0, 1)
-    ]
+    assert _registered(project) == [f"resnet18_aux_fold{k}.train_model" for k in (0, 1)]
 
 
 def test_params_that_change_the_grid_take_effect(project: Path) -> None:
@@ -67,7 +65,7 @@ def test_params_that_change_the_grid_take_effect(project: Path) -> None:
     assert "test_vit_aux0p5_fold2.predict_held_out" in evaluation
     # and the sections decide the leave-one-patient-out folds
     sections = {"data_processing": {"sections": ["B4", "C2", "E1", "G2"]}}
-    assert len(_registered(project, runtime_params=sections)) == 2 * 4
+    assert len(_registered(project, runtime_params=sections)) == 4  # one variant x 4 patients
 
 
 def test_sessions_in_one_process_each_get_their_own_grid(project: Path) -> None:
@@ -80,12 +78,13 @@ def test_sessions_in_one_process_each_get_their_own_grid(project: Path) -> None:
             session.load_context()
             return sorted(node.namespace for node in pipelines["model_training"].nodes)
 
-    one = {"model_training": {"aux_weights": [1.0]}}
-    assert names(runtime_params=one) == ["resnet18_aux_fold0", "resnet18_aux_fold1"]
+    both = {"model_training": {"aux_weights": [1.0, 0.0]}}
+    with_and_without = [f"resnet18_{a}_fold{k}" for a in ("aux", "noaux") for k in (0, 1)]
+    assert names(runtime_params=both) == with_and_without
     model_training.create_pipeline()  # built by hand: does not count as registered
-    assert len(names()) == 4
+    assert names() == ["resnet18_aux_fold0", "resnet18_aux_fold1"]
     assert len(names(env="brstnet")) == 40
-    assert names(runtime_params=one) == ["resnet18_aux_fold0", "resnet18_aux_fold1"]
+    assert names(runtime_params=both) == with_and_without
 
 
 def test_registering_reads_no_data_file(project: Path, tmp_path: Path) -> None:
@@ -102,7 +101,7 @@ def test_registering_reads_no_data_file(project: Path, tmp_path: Path) -> None:
         }
     }
     names = _registered(project, runtime_params=runtime)
-    assert len(names) == 2 * 3  # three patients
+    assert len(names) == 3  # the default's one variant x three patients
     assert not (tmp_path / "not-there").exists()
 
 
@@ -217,3 +216,22 @@ def test_a_typo_in_evaluation_parameters_stops_kedro_run_before_data_processing(
     ) in out
     assert "acquire_raw_data" not in out and "Running node" not in out
     assert not (project / "data").exists() or not any((project / "data").rglob("*.*"))
+
+
+def test_context_and_smoothed_targets_are_in_every_variants_name() -> None:
+    from brstnet.pipelines.variants import variant_grid
+
+    params = {
+        "model_training": {
+            "backbones": ["resnet18"],
+            "aux_weights": [1.0],
+            "contexts": [False, True],
+        },
+        "feature_selection": {"targets": {"smoothing": "neighbours"}},
+        "data_processing": {"sections": ["B4", "C2"]},
+    }
+    variants, folds = variant_grid(params)
+    assert [v.name for v in variants] == ["resnet18_aux_smooth", "resnet18_aux_ctx_smooth"]
+    assert [v.context for v in variants] == [False, True] and folds == 2
+    params["feature_selection"] = {}
+    assert [v.name for v in variant_grid(params).variants] == ["resnet18_aux", "resnet18_aux_ctx"]

@@ -56,12 +56,21 @@ def test_grid_covers_the_tissue_and_round_trips_through_scanpy(model, b4, tmp_pa
     assert np.mean(nearest < 200 / PIXEL) > 0.9  # the rest lie over fat or glass
     # ... and the grid stays on the tissue: not many more points than spots
     assert 0.5 * len(spots) < len(grid) < 2.0 * len(spots)
+    # library targets (the default): the z-score undone is log(1 + reads per 10,000) ...
+    assert model.config["target"]["transform"] == "library"
     assert np.allclose(
-        result.layers["log1p"],
+        result.layers["library"],
         result.X * np.asarray(model.config["target"]["std"])
         + np.asarray(model.config["target"]["mean"]),
         atol=1e-5,
     )
+    # ... and the depth head's map turns it into counts on the training scale
+    depth = result.obs["predicted_log_depth"].to_numpy(float)
+    target = model.config["target"]
+    assert np.isfinite(depth).all()
+    assert np.abs(depth - target["depth_mean"]).max() < 6 * target["depth_std"]
+    counts = np.expm1(np.maximum(result.layers["library"], 0)) * np.exp(depth)[:, None] / 1e4
+    np.testing.assert_allclose(result.layers["log1p"], np.log1p(counts), rtol=1e-4, atol=1e-5)
     result.write_h5ad(tmp_path / "b4.h5ad")
     back = sc.read_h5ad(tmp_path / "b4.h5ad")
     assert back.shape == result.shape and back.uns["model"]["variant"] == "test_resnet_aux"
@@ -146,7 +155,11 @@ def test_console_command(real_run: Path, b4, tmp_path: Path, capsys) -> None:
     assert (tmp_path / "out" / f"{stem}.h5ad").is_file() and (
         tmp_path / "out" / f"{stem}_maps.png"
     ).stat().st_size > 10_000
-    assert sc.read_h5ad(tmp_path / "out" / f"{stem}.h5ad").uns["pitch_um"] == 400
+    written = sc.read_h5ad(tmp_path / "out" / f"{stem}.h5ad")
+    assert written.uns["pitch_um"] == 400
+    # the depth map beside the gene maps: in the table and as the figure's first panel
+    assert np.isfinite(written.obs["predicted_log_depth"]).all()
+    assert {"library", "log1p"} <= set(written.layers)
     with pytest.raises(SystemExit) as exit_info:
         predict_command([str(image), "--model", str(model_dir), "--out", str(tmp_path / "out2")])
     assert exit_info.value.code == 2 and "pixel size is not recorded" in capsys.readouterr().err

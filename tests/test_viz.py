@@ -39,7 +39,7 @@ print("resolved", len(nodes))
     assert out.returncode == 0, out.stderr
     assert "torch imported by the nodes: False False" in out.stdout
     resolved = int(out.stdout.split("resolved ")[1])
-    assert resolved > 40
+    assert resolved >= 30  # the default grid's pipelines: 34 nodes with one variant x 2 folds
 
 
 def test_reports_have_kedro_viz_previews(tmp_path: Path) -> None:

@@ -156,8 +156,12 @@ class PanelParams(_Strict):
 
 
 class TargetParams(_Strict):
-    transform: Literal["log1p", "stnet", "library"] = "log1p"
+    # library (the field's: normalize_total to 1e4, log1p) | log1p (BrST-Net) | stnet
+    transform: Literal["log1p", "stnet", "library"] = "library"
     zscore: bool = True
+    # neighbours: targets averaged over each spot's 3 x 3 grid neighbours (TRIPLEX, DKAN);
+    # variants are then named <...>_smooth and every table labels the targets
+    smoothing: Literal["none", "neighbours"] = "none"
 
 
 class FeatureSelectionParams(_Strict):
@@ -208,6 +212,15 @@ class TrainingParams(_Strict):
     aux_weights: list[float] = Field(
         default_factory=lambda: [1.0, 0.0], min_length=1
     )  # 0 = no auxiliary head
+    # d in loss = MSE(main) + w * MSE(aux) + d * MSE(depth): a head for the spot's log read
+    # depth (z-scored), so predictions give counts on the training scale; 0 = no depth head
+    depth_weight: float = Field(1.0, ge=0.0)
+    # true: the depth head learns from the features without steering the trunk towards
+    # read depth (its loss trains the head only); false: the depth loss trains the trunk too
+    depth_detach: bool = True
+    # spatial context per variant: false = the spot's patch alone; true = the heads also
+    # read the spot's grid neighbours and its section (variants named <...>_ctx)
+    contexts: list[bool] = Field(default_factory=lambda: [False], min_length=1)
 
     @field_validator("backbones")
     @classmethod
@@ -250,13 +263,18 @@ class TrainingParams(_Strict):
         return weights
 
 
-def variant_name(backbone: str, aux_weight: float) -> str:
-    """``resnet18_aux`` (w = 1), ``resnet18_noaux`` (w = 0), ``resnet18_aux0p5`` (w = 0.5)."""
+def variant_name(
+    backbone: str, aux_weight: float, context: bool = False, smoothed: bool = False
+) -> str:
+    """``resnet18_aux`` (w = 1), ``resnet18_noaux`` (w = 0), ``resnet18_aux0p5`` (w = 0.5);
+    ``_ctx`` appended for a spatial-context model (``resnet18_aux_ctx``), ``_smooth`` for
+    targets smoothed over neighbouring spots."""
+    suffix = ("_ctx" if context else "") + ("_smooth" if smoothed else "")
     if aux_weight == 0:
-        return f"{backbone}_noaux"
+        return f"{backbone}_noaux{suffix}"
     if aux_weight == 1:
-        return f"{backbone}_aux"
-    return f"{backbone}_aux{aux_weight:g}".replace(".", "p")
+        return f"{backbone}_aux{suffix}"
+    return f"{backbone}_aux{aux_weight:g}".replace(".", "p") + suffix
 
 
 class PretrainingParams(_Strict):

@@ -159,6 +159,7 @@ def per_gene_table(
     alpha: float = 0.1,
     log_depth: np.ndarray | None = None,
     observed_normalised: np.ndarray | None = None,
+    scales: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Per-gene evaluation over held-out spots.
 
@@ -172,7 +173,12 @@ def per_gene_table(
             does not explain.
         observed_normalised: [n_spots, n_genes] library-size-normalised observed values
             (log(1 + CP10k)): adds r of the predictions with them (``r_libnorm_<patient>``,
-            ``median_r_libnorm``).
+            ``median_r_libnorm``, ``mean_r_libnorm``: mean over patients).
+        scales: Other scales, name -> (observed, predicted) [n_spots, n_genes] each (e.g.
+            ``libnorm`` with the depth head's library prediction, ``log1p`` with counts
+            on the training scale): adds ``r_<name>_<patient>``, ``median_r_<name>``,
+            ``mean_r_<name>`` and ``pooled_r_<name>``. A name given here overrides
+            ``observed_normalised``'s.
 
     Returns:
         One row per gene: r and rho per patient (``r_<patient>``, ``rho_<patient>``),
@@ -197,7 +203,13 @@ def per_gene_table(
         rhos[-1][~predicted_for[-1]] = np.nan
         table[f"r_{patient}"] = rs[-1]
         table[f"rho_{patient}"] = rhos[-1]
-    extra: dict[str, list[np.ndarray]] = {"partial_r": [], "r_libnorm": []}
+    pairs = {} if observed_normalised is None else {"libnorm": (observed_normalised, predicted)}
+    pairs.update(scales or {})
+    pairs = {
+        name: (np.asarray(o, dtype=np.float64), np.asarray(p, dtype=np.float64))
+        for name, (o, p) in pairs.items()
+    }
+    extra: dict[str, list[np.ndarray]] = {"partial_r": [], **{f"r_{n}": [] for n in pairs}}
     for patient, predicted_here in zip(sorted(set(patients)), predicted_for, strict=True):
         mask = patients == patient
         columns = {}
@@ -205,10 +217,8 @@ def per_gene_table(
             columns["partial_r"] = partial_pearson_per_gene(
                 observed[mask], predicted[mask], np.asarray(log_depth)[mask]
             )
-        if observed_normalised is not None:
-            columns["r_libnorm"] = pearson_per_gene(
-                np.asarray(observed_normalised)[mask], predicted[mask]
-            )
+        for name, (obs_scale, pred_scale) in pairs.items():
+            columns[f"r_{name}"] = pearson_per_gene(obs_scale[mask], pred_scale[mask])
         for name, col in columns.items():
             col[~predicted_here] = np.nan
             table[f"{name}_{patient}"] = col
@@ -220,6 +230,10 @@ def per_gene_table(
         for name, cols in extra.items():
             if cols:
                 table[f"median_{name}"] = np.nanmedian(np.vstack(cols), axis=0)
+                if name != "partial_r":
+                    table[f"mean_{name}"] = np.nanmean(np.vstack(cols), axis=0)
+        for name, (obs_scale, pred_scale) in pairs.items():
+            table[f"pooled_r_{name}"] = _pooled(obs_scale, pred_scale)
         table["median_rho"] = np.nanmedian(np.vstack(rhos), axis=0)
         table["pooled_r"] = _pooled(observed, predicted)
         table["mae"] = np.nanmean(np.abs(observed - predicted), axis=0)
@@ -245,9 +259,19 @@ def summarise(table: pd.DataFrame) -> dict[str, float]:
         else np.ones(len(table), bool)
     )
 
+    def values_of(column: str) -> np.ndarray:
+        return table[column].to_numpy(dtype=float) if column in table else np.array([np.nan])
+
     def median_of(column: str) -> float:
-        values = table[column].to_numpy(dtype=float) if column in table else np.array([np.nan])
+        values = values_of(column)
         return float(np.nanmedian(values)) if np.isfinite(values).any() else float("nan")
+
+    def mean_of(column: str) -> float:
+        values = values_of(column)
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+    def count(column: str, threshold: float) -> float:
+        return int((values_of(column) > threshold).sum()) if column in table else float("nan")
 
     return {
         "n_genes": int(len(table)),
@@ -259,7 +283,17 @@ def summarise(table: pd.DataFrame) -> dict[str, float]:
         "mean_r": float(np.nanmean(median)) if np.isfinite(median).any() else float("nan"),
         # gene-specific: r once read depth is accounted for (NaN without those columns)
         "median_partial_r": median_of("median_partial_r"),
+        "genes_partial_r_gt_0": count("median_partial_r", 0.0),
+        # the field's headline (TRIPLEX, DKAN): r on library-normalised values per held-out
+        # patient, averaged over genes (mean_r_libnorm: per gene the mean over patients)
+        "mean_r_libnorm": mean_of("mean_r_libnorm"),
         "median_r_libnorm": median_of("median_r_libnorm"),
+        # BrST-Net's statistics on log(1 + count) (the depth head's counts for models
+        # trained on library-normalised targets)
+        "median_r_log1p": median_of("median_r_log1p"),
+        "genes_positive_log1p": count("median_r_log1p", 0.0),
+        "genes_r_gt_0_5_log1p": count("median_r_log1p", 0.5),
+        "aCC_log1p": mean_of("pooled_r_log1p"),
         "significant_genes": int(table["significant"].sum()),
         "aCC": float(np.nanmean(pooled)) if np.isfinite(pooled).any() else float("nan"),
         "aMAE": float(table["mae"].mean()),

@@ -21,14 +21,18 @@ MODEL_TRAINING_KIND = "custom_model_development"
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
 #: The shared view's key (``viewStateShareKey`` in the link).
 COMPARISON_VIEW = "brstnet-compare"
-#: The metrics that compare variants, in the order the runs table shows them.
+#: The metrics that compare variants, in the order the runs table shows them: what the
+#: model knows of genes first (r on library-normalised values, the field's headline;
+#: partial r given read depth), then BrST-Net's statistics on log(1 + count).
 COMPARISON_METRICS = (
-    "median_r",
+    "mean_r_libnorm",
+    "median_r_libnorm",
     "median_partial_r",
-    "genes_positive",
-    "genes_r_gt_0_5",
+    "genes_partial_r_gt_0",
+    "median_r_log1p",
+    "genes_r_gt_0_5_log1p",
     "significant_genes",
-    "aCC",
+    "aCC_log1p",
     "train_seconds",
 )
 #: The parameters that tell variants apart.

@@ -34,7 +34,8 @@ def make_fold(
 
     Returns:
         The fold input (X [n_spots, n_genes] float32, var ``target_mean`` /
-        ``target_std``, layers ``counts``, obsm ``spatial`` / ``aux``, uns ``transform``)
+        ``target_std``, layers ``counts``, obsm ``spatial`` / ``aux``, obs ``log_depth`` /
+        ``depth_target``, uns ``transform``, ``depth_mean`` / ``depth_std``)
         and the store [n_store, 8, 8, 3] uint8 (two rows more than spots, unused).
     """
     rng = np.random.default_rng(seed)
@@ -71,6 +72,12 @@ def make_fold(
     fold_input.obsm["spatial"] = np.c_[np.arange(n) * 10.0 + 50, np.full(n, 60.0)]
     fold_input.obsm["aux"] = np.zeros((n, 1), np.float32)
     fold_input.uns["transform"] = "log1p"
+    # the depth head's target, as build_fold_input writes it: training statistics
+    depth = np.log(obs["total_counts"].to_numpy(np.float64))
+    depth_mean, depth_std = depth[role == "train"].mean(), depth[role == "train"].std()
+    fold_input.obs["log_depth"] = depth
+    fold_input.obs["depth_target"] = ((depth - depth_mean) / depth_std).astype(np.float32)
+    fold_input.uns.update(depth_mean=float(depth_mean), depth_std=float(depth_std))
     return fold_input, patches
 
 

@@ -88,23 +88,29 @@ def test_histogram_labels_the_half_line_and_says_when_no_r_is_finite() -> None:
     plt.close(fig)
 
 
-def test_summary_plot_reads_median_r_first_with_a_legend_and_nan_marked() -> None:
+def test_summary_plot_reads_the_gene_specific_r_first_with_a_legend_and_nan_marked() -> None:
     import matplotlib.pyplot as plt
 
     summary = pd.DataFrame(
         {
             "variant": ["resnet18_aux", "baseline_mean", "reference_read_depth"],
-            "median_r": [0.3, np.nan, 0.5],
+            "mean_r_libnorm": [0.3, np.nan, 0.5],
             "median_partial_r": [0.1, np.nan, np.nan],
-            "genes_r_gt_0_5": [4, 0, 9],
+            "median_r_log1p": [0.5, np.nan, 0.77],
+            "genes_r_gt_0_5_log1p": [4, 0, 9],
             "aCC": [0.2, np.nan, 0.4],
         }
     )
     fig = summary_plot(summary)
     first = fig.axes[0]
-    assert first.get_title() == "median per-gene r"
-    assert first.get_ylabel() == "median r over genes (held-out patients)"
-    assert [ax.get_title() for ax in fig.axes][-1].startswith("aCC (secondary")
+    assert first.get_title() == "r, library-normalised (field's headline)"
+    assert first.get_ylabel() == "mean r over genes and held-out patients"
+    # BrST-Net's figures on log1p, which follow read depth, come after the gene-specific ones
+    assert [ax.get_title() for ax in fig.axes][1:] == [
+        "median partial r | read depth",
+        "median r on log1p (BrST-Net)",
+        "genes r > 0.5 on log1p",
+    ]
     assert all(ax.get_ylabel() for ax in fig.axes)
     legend = [t.get_text() for t in first.get_legend().get_texts()]
     assert legend == ["models", "baselines", "reference (not a model)", "NaN: r undefined"]

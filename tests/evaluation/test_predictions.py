@@ -47,6 +47,7 @@ def test_predictions_carry_observed_and_target_scale_layers() -> None:
         "variant": "v",
         "fold": 3,
         "transform": "log1p",
+        "smoothing": "none",
         "scale": "X: z-scored target scale",
     }
 
@@ -62,7 +63,10 @@ class _Bundle:
     """A stand-in model bundle: its task is never called (``predict`` is replaced)."""
 
     def __init__(self, genes: list[str]) -> None:
+        from types import SimpleNamespace
+
         self.config = {"genes": genes, "variant": "m", "fold": 0}
+        self.spec = SimpleNamespace(context=False)
         self.built = 0
 
     def build_task(self):
@@ -78,14 +82,16 @@ def test_predict_fold_predicts_the_held_out_patches(monkeypatch) -> None:
     fold_input, patches = make_fold(("G1", "G2"), n_train=4, n_test=4)
     calls = {}
 
-    def fake_predict(task, data, setup, *, batch_size, tta):
+    def fake_predict(task, data, setup, *, batch_size, tta, depth):
         calls.update(rows=data.rows, device=setup.device.type, batch_size=batch_size, tta=tta)
-        # "predicts" each patch's brightness and its negative
+        # "predicts" each patch's brightness and its negative, and a depth z-score of 1
         value = patches[data.rows, 0, 0, 0].astype(np.float32)
-        return np.c_[value, -value]
+        assert depth
+        return np.c_[value, -value], np.ones(len(value), np.float32)
 
     monkeypatch.setattr(brstnet.training.loop, "predict", fake_predict)
     bundle = _Bundle(["G1", "G2"])
+    bundle.config["target"] = {"depth_mean": 7.0, "depth_std": 0.5}
     out = predict_fold(bundle, fold_input, patches, batch_size=5, tta=True, device="cpu")
 
     positions = [4, 5, 6]  # the last held-out spot has no patch
@@ -96,6 +102,14 @@ def test_predict_fold_predicts_the_held_out_patches(monkeypatch) -> None:
     np.testing.assert_array_equal(out.X[:, 0], patches[rows, 0, 0, 0])
     np.testing.assert_array_equal(out.layers["observed"], fold_input.X[positions])
     assert out.uns["variant"] == "m" and out.uns["fold"] == 0
+    # the depth head's z-score 1, in log read depth with the bundle's training statistics
+    np.testing.assert_allclose(out.obs["predicted_log_depth"], 7.5)
+    # log1p targets: the library-normalised prediction is the count per 10,000 reads
+    counts = np.expm1(np.maximum(out.layers["predicted_target_scale"], 0))  # < 0: no reads
+    np.testing.assert_allclose(
+        out.layers["predicted_library"], np.log1p(counts * 1e4 / np.exp(7.5)), rtol=1e-5
+    )
+    np.testing.assert_allclose(out.layers["predicted_log1p"], out.layers["predicted_target_scale"])
 
 
 def test_predict_fold_refuses_another_panel() -> None:

@@ -95,3 +95,51 @@ def test_evaluation_reports_depth_free_numbers_from_counts_and_library_size() ->
         pearson_per_gene(libnorm[a, :1], gene_share[a, :1])[0], abs=1e-6
     )
     assert by_share["median_r_libnorm"] > by_depth["median_r_libnorm"]
+
+
+def test_the_fields_table_reads_a_library_model_with_its_depth_head() -> None:
+    """A model trained on library-normalised targets predicts composition; its depth head
+    the read depth. The table reads the composition against library-normalised counts
+    (the field's headline, mean over patients) and the two together against log1p counts
+    (BrST-Net's statistics), and scores the depth head apart."""
+    rng = np.random.default_rng(4)
+    n, genes = 80, ["G1", "G2", "G3"]
+    total = rng.integers(1_000, 20_000, n).astype(float)
+    share = rng.uniform(0.001, 0.01, (n, 3))
+    counts = np.round(total[:, None] * share)
+    library = np.log1p(counts / total[:, None] * LIBNORM_TARGET)
+    patients = np.array(["A"] * 40 + ["B"] * 40)
+    noisy = library + rng.normal(0, 0.3, library.shape)  # the composition, with noise
+    predicted_depth = np.log(total) + rng.normal(0, 0.2, n)
+    out = predictions(library, noisy, genes, list(patients), variant="m")
+    out.obs["total_counts"] = total.astype(np.int64)
+    out.obs["predicted_log_depth"] = predicted_depth
+    out.layers["observed_counts"] = counts
+    out.layers["predicted_library"] = noisy.astype(np.float32)
+    out.layers["predicted_log1p"] = np.log1p(
+        np.expm1(noisy) * np.exp(predicted_depth)[:, None] / LIBNORM_TARGET
+    ).astype(np.float32)
+    out.uns["transform"] = "library"
+    table, metrics = evaluate_predictions([out], alpha=0.1)
+    table = table.set_index("gene")
+
+    a = patients == "A"
+    per_patient = {
+        p: pearson_per_gene(library[patients == p], noisy[patients == p]) for p in ("A", "B")
+    }
+    # the field's headline: r per held-out patient, averaged over genes, then patients
+    assert metrics["mean_r_libnorm"] == pytest.approx(
+        np.mean([per_patient["A"].mean(), per_patient["B"].mean()])
+    )
+    log1p = np.log1p(counts)
+    assert table.loc["G2", "r_log1p_A"] == pytest.approx(
+        pearson_per_gene(log1p[a], out.layers["predicted_log1p"][a])[1], abs=1e-6
+    )
+    assert metrics["median_r_log1p"] == pytest.approx(np.median(table["median_r_log1p"].to_numpy()))
+    assert metrics["genes_positive_log1p"] == 3 and metrics["targets"] == "library"
+    assert metrics["genes_partial_r_gt_0"] == int((table["median_partial_r"] > 0).sum())
+    depth_r = np.mean([np.corrcoef(np.log(total)[m], predicted_depth[m])[0, 1] for m in (a, ~a)])
+    assert metrics["depth_r"] == pytest.approx(depth_r) and depth_r > 0.9
+    # composition x depth gives log1p counts that follow depth: r on log1p exceeds r on
+    # library-normalised values, which only the composition explains
+    assert metrics["median_r_log1p"] > metrics["median_r_libnorm"] > 0.5

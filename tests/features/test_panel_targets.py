@@ -88,3 +88,55 @@ def test_zscore_with_a_constant_gene(caplog) -> None:
     # test values use the saved training statistics, not their own
     np.testing.assert_allclose(apply_zscore(np.array([[7.0, 6.0]]), stats), [[5.0, 1.0]])
     np.testing.assert_allclose(invert_zscore(z, stats), values)
+
+
+def test_library_targets_are_scanpys_normalize_total_and_log1p() -> None:
+    import scanpy as sc
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(rng.gamma(0.5, 4.0, (1, 40)), (30, 40)).astype(np.int32)
+    counts[:, 0] += 1  # no empty spot
+    adata = _adata({f"G{j}": counts[:, j].tolist() for j in range(40)})
+    expected = adata.copy()
+    expected.X = expected.X.astype(np.float32)
+    sc.pp.normalize_total(expected, target_sum=1e4)
+    sc.pp.log1p(expected)
+    genes = ["G3", "G0", "G17"]  # a subset, normalised by every gene's reads
+    np.testing.assert_allclose(
+        transform_counts(adata, genes, "library"),
+        expected[:, genes].X.toarray(),
+        rtol=1e-6,
+    )
+
+
+def test_scales_convert_through_the_read_depth() -> None:
+    from brstnet.features.targets import convert_scale
+
+    counts = np.array([[0.0, 3.0], [10.0, 250.0]])
+    total = np.array([300.0, 5000.0])
+    depth = np.log(total)
+    library = np.log1p(counts / total[:, None] * 1e4)
+    log1p = np.log1p(counts)
+    np.testing.assert_allclose(convert_scale(library, depth, "library", "log1p"), log1p, rtol=1e-5)
+    np.testing.assert_allclose(convert_scale(log1p, depth, "log1p", "library"), library, rtol=1e-5)
+    np.testing.assert_allclose(convert_scale(log1p, depth, "log1p", "log1p"), log1p, rtol=1e-6)
+    # a doubled depth doubles every count of a composition
+    doubled = convert_scale(library, depth + np.log(2), "library", "log1p")
+    np.testing.assert_allclose(np.expm1(doubled), 2 * counts, rtol=1e-4)
+    assert convert_scale(log1p, depth, "stnet", "log1p") is None
+
+
+def test_smoothing_averages_each_spot_with_its_grid_neighbours_in_its_section() -> None:
+    from brstnet.features.targets import smooth_targets
+
+    # a 3 x 3 square grid (200 um pitch in pixels) in section A1, one lone spot in B1
+    xy = [(x * 290.0, y * 290.0) for y in range(3) for x in range(3)] + [(290.0, 290.0)]
+    adata = _adata({"G1": list(range(10))})
+    adata.obs["section"] = ["A1"] * 9 + ["B1"]
+    adata.obsm["spatial"] = np.asarray(xy)
+    values = np.arange(10, dtype=np.float32)[:, None]
+    smoothed = smooth_targets(values, adata)[:, 0]
+    assert smoothed[4] == pytest.approx(np.mean(range(9)))  # the centre: all 9 spots
+    assert smoothed[0] == pytest.approx(np.mean([0, 1, 3, 4]))  # a corner: itself + 3
+    assert smoothed[1] == pytest.approx(np.mean([0, 1, 2, 3, 4, 5]))  # an edge: itself + 5
+    assert smoothed[9] == 9.0  # another section at the same position is no neighbour

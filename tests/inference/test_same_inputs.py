@@ -60,10 +60,10 @@ def _captured(monkeypatch) -> list[np.ndarray]:
     seen: list[np.ndarray] = []
     real = loop.predict_images
 
-    def spy(task, batches, setup, *, tta=False):
+    def spy(task, batches, setup, *, tta=False, depth=False):
         kept = [np.asarray(b).copy() for b in batches]
         seen.extend(kept)
-        return real(task, kept, setup, tta=tta)
+        return real(task, kept, setup, tta=tta, depth=depth)
 
     monkeypatch.setattr(loop, "predict_images", spy)
     return seen
@@ -135,3 +135,52 @@ def test_bundles_written_before_the_spec_still_load(section, tmp_path: Path) -> 
     (tmp_path / "new/config.json").write_text(json.dumps(legacy))
     old = load_bundle(tmp_path / "new")
     assert old.spec == bundle.spec and old.geometry == bundle.geometry
+
+
+def test_a_context_model_reads_its_grid_neighbours_on_a_new_slide(section, tmp_path: Path) -> None:
+    """A context model with a depth head, saved and loaded, maps a slide: each grid point
+    is read with its grid neighbours, and the depth map comes with the gene maps."""
+    from brstnet.inference.slide import slide_maps_figure
+    from brstnet.st.neighbours import spot_neighbours
+    from brstnet.training.context import predict_from_embeddings
+    from brstnet.training.devices import resolve_device
+    from brstnet.training.loop import predict_images
+
+    geometry = _geometry(section)
+    bundle = _bundle(geometry, depth_weight=1.0, context=True)
+    bundle.config["target"].update(depth_mean=8.0, depth_std=0.5)
+    save_bundle(bundle, tmp_path / "ctx")
+    loaded = load_bundle(tmp_path / "ctx")
+    assert loaded.spec.context and loaded.spec.predicts_depth
+    positions = section.obsm["spatial"]
+    pixel = section.uns["pixel_size_um"]
+    out = predict_slide(loaded, section.uns["image_path"], pixel_size_um=pixel, positions=positions)
+    assert out.n_obs == len(positions) and np.isfinite(out.X).all()
+    assert np.isfinite(out.obs["predicted_log_depth"]).all()
+    # the same numbers as embedding every spot, then reading each with its 3 x 3 neighbours
+    seen = _captured_batches(section, geometry, positions)
+    task = loaded.build_task()
+    setup = resolve_device("cpu")
+    embeddings = predict_images(task, [seen], setup, features=True)
+    expected, depth_z = predict_from_embeddings(
+        task, embeddings, spot_neighbours(positions), np.zeros(len(positions), np.int64), setup
+    )
+    np.testing.assert_allclose(out.X, expected, atol=1e-5)
+    np.testing.assert_allclose(out.obs["predicted_log_depth"], depth_z * 0.5 + 8.0, atol=1e-5)
+    figure = slide_maps_figure(out, ["ERBB2"])
+    assert figure.size[0] > 600  # H&E, the depth map, ERBB2
+
+
+def _captured_batches(section, geometry: PatchGeometry, positions: np.ndarray) -> np.ndarray:
+    """The uint8 patches a slide's spots are cut into (as the patch store cuts them)."""
+    from brstnet.st.patches import cut_patches
+    from brstnet.st.stain import StainNormalizer
+
+    slide = open_slide(section.uns["image_path"], "A1")
+    return cut_patches(
+        slide,
+        positions,
+        geometry,
+        section.uns["pixel_size_um"],
+        normalizer=StainNormalizer(geometry.stain_reference),
+    )

@@ -103,3 +103,60 @@ def test_no_auxiliary_is_the_same_code_with_weight_zero() -> None:
     out = zero_weight(images, targets, torch.full((2, 3), 100.0))
     assert out["loss"].item() == pytest.approx(1.0)
     assert set(zero_weight(images)) == {"output"}  # prediction only
+
+
+def test_the_depth_head_adds_its_loss_and_old_specs_build_without_it() -> None:
+    import torch
+
+    from brstnet.models import ModelSpec
+
+    spec = ModelSpec.for_backbone(
+        "test_resnet", n_main=3, img_size=32, n_aux=2, aux_weight=1.0, depth_weight=0.5
+    )
+    assert spec.predicts_depth and ModelSpec.from_dict(spec.to_dict()) == spec
+    task = spec.build(seed=0)
+    x = torch.randn(4, 3, 32, 32)
+    targets, aux, depth = torch.randn(4, 3), torch.randn(4, 2), torch.randn(4)
+    out = task(x, targets, aux, depth)
+    assert out["depth"].shape == (4,)
+    assert out["loss"].item() == pytest.approx(
+        (out["loss_main"] + out["loss_aux"] + 0.5 * out["loss_depth"]).item(), rel=1e-6
+    )
+    assert out["loss_depth"].item() == pytest.approx(
+        torch.mean((out["depth"] - depth) ** 2).item(), rel=1e-6
+    )
+    # a bundle written before the depth head: no depth_weight in its spec, no head
+    old = {k: v for k, v in spec.to_dict().items() if k != "depth_weight"}
+    assert not ModelSpec.from_dict(old).predicts_depth
+    assert "depth" not in ModelSpec.from_dict(old).build(seed=0)(x)
+    assert not any(
+        k.startswith("model.depth_head") for k in ModelSpec.from_dict(old).build().state_dict()
+    )
+
+
+def test_a_detached_depth_head_learns_without_steering_the_trunk() -> None:
+    """The default depth head trains on the features but passes no gradient to the trunk:
+    a step with it moves the trunk and the gene heads exactly as a step without it."""
+    import torch
+
+    from brstnet.models import ModelSpec
+
+    x, targets, depth = torch.randn(6, 3, 32, 32), torch.randn(6, 3), torch.randn(6)
+    states = {}
+    for name, weight, detach in (
+        ("none", 0.0, True),
+        ("detached", 1.0, True),
+        ("steers", 1.0, False),
+    ):
+        spec = ModelSpec(
+            "test_resnet", n_main=3, img_size=32, depth_weight=weight, depth_detach=detach
+        )
+        task = spec.build(seed=0)
+        optimizer = torch.optim.SGD(task.parameters(), lr=0.1)
+        task(x, targets, None, depth)["loss"].backward()
+        optimizer.step()
+        states[name] = {k: v for k, v in task.state_dict().items() if "depth_head" not in k}
+    for key, value in states["none"].items():
+        assert torch.equal(states["detached"][key], value), key
+    trunk = [k for k in states["none"] if k.startswith("model.trunk") and "weight" in k]
+    assert any(not torch.equal(states["steers"][k], states["none"][k]) for k in trunk)

@@ -66,9 +66,17 @@ def test_targets_use_training_statistics(real_run: Path) -> None:
             .set_index("gene")
             .loc[data.var_names]
         )
-        expected = (np.log1p(data.layers["counts"]) - fold_stats["mean"].to_numpy()) / fold_stats[
-            "std"
-        ].to_numpy()
+        # library targets (the default): reads per 10,000 of the spot's reads over all genes
+        assert data.uns["transform"] == "library"
+        total = data.obs["total_counts"].to_numpy(float)[:, None]
+        library = np.log1p(data.layers["counts"] / total * 1e4)
+        expected = (library - fold_stats["mean"].to_numpy()) / fold_stats["std"].to_numpy()
+        # the depth head's targets: log read depth z-scored with the training spots' figures
+        depth = np.log(data.obs["total_counts"].to_numpy(float))
+        assert data.uns["depth_mean"] == pytest.approx(depth[train].mean())
+        np.testing.assert_allclose(
+            data.obs["depth_target"], (depth - depth[train].mean()) / depth[train].std(), atol=1e-5
+        )
         np.testing.assert_allclose(data.X, expected, atol=1e-4)
         assert (
             data.obsm["aux"].shape == (data.n_obs, len(data.uns["aux_genes"]))

@@ -107,9 +107,9 @@ def tiny_run(tmp_path_factory) -> dict:
 
 def test_variants_and_folds(tiny_run: dict) -> None:
     assert list(tiny_run["variants"]) == [
-        ("test_resnet_aux", "test_resnet", 1.0, "finetune"),
-        ("test_resnet_noaux", "test_resnet", 0.0, "finetune"),
-        ("test_encoder_probe", "test_encoder", 0.0, "probe"),
+        ("test_resnet_aux", "test_resnet", 1.0, "finetune", False),
+        ("test_resnet_noaux", "test_resnet", 0.0, "finetune", False),
+        ("test_encoder_probe", "test_encoder", 0.0, "probe", False),
     ]
     assert tiny_run["folds"] == 2
 
@@ -135,7 +135,16 @@ def test_training_histories_and_bundles(tiny_run: dict) -> None:
         and cfg["test_patients"] == ["B"]
         and cfg["train_patients"] == ["A"]
     )
-    assert bundle.spec == ModelSpec("test_resnet", n_main=3, img_size=32, n_aux=2, aux_weight=1.0)
+    assert bundle.spec == ModelSpec(
+        "test_resnet", n_main=3, img_size=32, n_aux=2, aux_weight=1.0, depth_weight=1.0
+    )
+    # the depth head's scale travels in the bundle: the training spots' log read depth
+    fold_input = catalog.load("model_inputs")["fold_1"]()
+    train_depth = np.log(fold_input.obs.loc[fold_input.obs["role"] == "train", "total_counts"])
+    assert cfg["target"]["depth_mean"] == pytest.approx(train_depth.mean())
+    assert cfg["target"]["depth_std"] == pytest.approx(train_depth.std(ddof=0))
+    assert cfg["target"]["transform"] == "library"  # the field's targets, the base default
+    assert np.isfinite(history1["loss_depth"]).all() and np.isfinite(history1["val_depth_r"]).all()
     assert len(cfg["genes"]) == 3 and len(cfg["aux_genes"]) == 2
     # the geometry the patch store was cut with travels in the bundle
     store = catalog.load("patch_store")
@@ -145,6 +154,11 @@ def test_training_histories_and_bundles(tiny_run: dict) -> None:
     noaux = load_bundle(tmp / "project/data/06_models/test_resnet_noaux_fold1")
     assert noaux.spec.aux_weight == 0.0 and noaux.build_task().model.aux_head is None
     assert not list((tmp / "ckpt").rglob("*.pt"))  # checkpoints removed once the bundle is saved
+    # the probe predicts the read depth too: a second ridge, folded into its depth head
+    probe = load_bundle(tmp / "project/data/06_models/test_encoder_probe_fold1")
+    assert probe.spec.predicts_depth and probe.build_task().model.depth_head is not None
+    probe_predictions = catalog.load("test_encoder_probe_fold1.predictions")
+    assert np.isfinite(probe_predictions.obs["predicted_log_depth"]).all()
 
 
 def test_predictions_and_per_gene_tables(tiny_run: dict) -> None:
@@ -157,10 +171,24 @@ def test_predictions_and_per_gene_tables(tiny_run: dict) -> None:
         "observed_target_scale",
         "observed_counts",
     } <= set(predictions.layers)
+    # library targets: log(1 + reads per 10,000 of the spot's reads over all genes)
+    total = predictions.obs["total_counts"].to_numpy(float)[:, None]
     np.testing.assert_allclose(
         predictions.layers["observed_target_scale"],
-        np.log1p(predictions.layers["observed_counts"]),
+        np.log1p(predictions.layers["observed_counts"] / total * 1e4),
         atol=1e-4,
+    )
+    # the depth head's maps: composition x depth gives counts on the training scale
+    depth = predictions.obs["predicted_log_depth"].to_numpy(float)[:, None]
+    np.testing.assert_allclose(
+        predictions.layers["predicted_log1p"],
+        np.log1p(
+            np.expm1(np.maximum(predictions.layers["predicted_target_scale"], 0))
+            * np.exp(depth)
+            / 1e4
+        ),
+        rtol=1e-4,
+        atol=1e-5,
     )
     for variant in (*MODELS, "baseline_mean", "baseline_ridge", "reference_read_depth"):
         table = catalog.load(f"{variant}.per_gene")
@@ -178,6 +206,10 @@ def test_predictions_and_per_gene_tables(tiny_run: dict) -> None:
             "median_partial_r",
             "r_libnorm_B",
             "median_r_libnorm",
+            "mean_r_libnorm",
+            "r_log1p_A",
+            "median_r_log1p",
+            "pooled_r_log1p",
         } <= set(table.columns)
     mean = catalog.load("baseline_mean.per_gene")
     assert mean["median_r"].isna().all()  # a constant prediction has no correlation
@@ -276,15 +308,25 @@ def test_the_parent_run_carries_the_best_variants_headline(tiny_run: dict) -> No
     summary = pd.read_csv(
         tiny_run["tmp"] / "project/data/08_reporting/evaluation_summary.csv"
     ).set_index("variant")
-    best = summary.loc[list(MODELS), "median_r"].idxmax()
+    best = summary.loc[list(MODELS), "mean_r_libnorm"].idxmax()  # the field's headline
     parent = runs["training"]
     assert parent.data.params["best_variant"] == best == parent.data.tags["brstnet.best_variant"]
     assert parent.data.params["backbone"] == runs[best].data.params["backbone"]
     assert parent.data.params["aux_weight"] == runs[best].data.params["aux_weight"]
     assert parent.data.params["patch_size_px"] == "32"
-    for key in ("median_r", "median_partial_r", "genes_r_gt_0_5", "significant_genes", "aCC"):
+    for key in (
+        "mean_r_libnorm",
+        "median_partial_r",
+        "median_r_log1p",
+        "genes_r_gt_0_5_log1p",
+        "median_r",
+        "significant_genes",
+        "aCC",
+    ):
         assert parent.data.metrics[key] == pytest.approx(summary.loc[best, key]), key
-    assert parent.data.metrics["median_r"] >= summary.loc[list(MODELS), "median_r"].max()
+    assert (
+        parent.data.metrics["mean_r_libnorm"] >= summary.loc[list(MODELS), "mean_r_libnorm"].max()
+    )
 
 
 def test_the_experiment_opens_on_the_comparison_columns(tiny_run: dict) -> None:
@@ -294,7 +336,11 @@ def test_the_experiment_opens_on_the_comparison_columns(tiny_run: dict) -> None:
     tags = client.get_experiment(experiment).tags
     assert tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
     view = json.loads(tags[SHARED_VIEW_PREFIX + COMPARISON_VIEW])
-    assert view["selectedColumns"][:2] == ["metrics.`median_r`", "metrics.`median_partial_r`"]
+    assert view["selectedColumns"][:3] == [
+        "metrics.`mean_r_libnorm`",
+        "metrics.`median_r_libnorm`",
+        "metrics.`median_partial_r`",
+    ]
     assert "params.`backbone`" in view["selectedColumns"]
     # every column the view selects exists on the variants' runs
     for column in view["selectedColumns"]:
@@ -409,7 +455,7 @@ def test_default_and_brstnet_configurations(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("KEDRO_ENV", raising=False)
     monkeypatch.chdir(project_copy(tmp_path / "project"))
     variants, folds = variant_grid()
-    assert [v[0] for v in variants] == ["resnet18_aux", "resnet18_noaux"] and folds == 2
+    assert [v[0] for v in variants] == ["resnet18_aux"] and folds == 2
     monkeypatch.setenv("KEDRO_ENV", "brstnet")
     variants, _ = variant_grid()
     assert len(variants) == 20 and {v[2] for v in variants} == {0.0, 1.0}

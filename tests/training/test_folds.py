@@ -152,3 +152,36 @@ def test_checkpoints_outlive_the_fold_until_its_bundle_is_saved(tmp_path, caplog
 
     assert settings(saved) == settings(bundle.config)
     assert bundle.config["training"]["started_at"] < again.config["training"]["started_at"]
+
+
+def test_a_context_variant_trains_and_predicts_its_held_out_fold(tmp_path) -> None:
+    """train_fold with spatial context: the bundle's spec says so, the inner validation and
+    the held-out prediction read each spot's neighbours among its own set's spots."""
+    import numpy as np
+
+    from brstnet.evaluation.predictions import predict_fold
+    from brstnet.training.folds import fold_neighbours, train_fold
+
+    fold_input, splits, patches, geometry, cfg = _fold_job(tmp_path)
+    # the spots on a square grid per section (make_fold lays them on one row)
+    fold_input.obsm["spatial"] = np.array([(100.0 * (i % 5), 100.0 * (i // 5)) for i in range(14)])
+    bundle, history = train_fold(
+        fold_input,
+        splits,
+        patches,
+        geometry,
+        cfg,
+        variant="test_resnet_aux_ctx",
+        backbone="test_resnet",
+        aux_weight=1.0,
+        fold=0,
+        context=True,
+    )
+    assert bundle.spec.context and bundle.spec.predicts_depth
+    assert np.isfinite(history["val_mean_r"]).all() and np.isfinite(history["val_depth_r"]).all()
+    held_out = np.arange(10, 13)  # B1's spots with a patch
+    neighbours, sections = fold_neighbours(fold_input, held_out)
+    assert set(sections) == {"B1"} and (neighbours < len(held_out)).all()
+    predictions = predict_fold(bundle, fold_input, patches, batch_size=2, tta=False, device="cpu")
+    assert predictions.n_obs == 3 and np.isfinite(predictions.X).all()
+    assert np.isfinite(predictions.obs["predicted_log_depth"]).all()

@@ -127,9 +127,31 @@ def baseline_predictions(
     train_x = features[np.searchsorted(needed, rows[train])]
     test_x = features[np.searchsorted(needed, rows[test])]
     predicted = ridge(train_x, targets[train], test_x)
+    # the read depth as a depth head would predict it: the training mean, and a ridge on
+    # the same features (fitted apart, so the genes' penalty is the one chosen for them).
+    # The reference has none: its every gene is the depth itself.
+    mean_depth, ridge_depth = None, None
+    if "log_depth" in fold_input.obs:
+        depth = fold_input.obs["log_depth"].to_numpy(np.float64)
+        mean_depth = np.full(len(test), depth[train].mean())
+        ridge_depth = ridge(train_x, depth[train], test_x).reshape(-1).astype(np.float64)
     return (
-        predictions_anndata(fold_input, test, mean, variant="baseline_mean", fold=fold),
-        predictions_anndata(fold_input, test, predicted, variant="baseline_ridge", fold=fold),
+        predictions_anndata(
+            fold_input,
+            test,
+            mean,
+            variant="baseline_mean",
+            fold=fold,
+            predicted_log_depth=mean_depth,
+        ),
+        predictions_anndata(
+            fold_input,
+            test,
+            predicted,
+            variant="baseline_ridge",
+            fold=fold,
+            predicted_log_depth=ridge_depth,
+        ),
         predictions_anndata(
             fold_input, test, read_depth(fold_input, test), variant=READ_DEPTH, fold=fold
         ),

@@ -248,15 +248,20 @@ def variant_kind(variant: str) -> str:
 
 
 def summary_plot(summary: pd.DataFrame) -> Figure:
-    """Bars per variant: median per-gene r (the figure to read first, widest panel),
-    median partial r given read depth, genes with r > 0.5, and aCC (secondary, last).
-    Models blue, baselines grey, the read-depth reference ochre (legend); an undefined
-    value is marked NaN on the axis, never drawn as 0."""
+    """Bars per variant, gene-specific figures first: mean r on library-normalised values
+    (the field's headline, widest panel), median partial r given read depth, then
+    BrST-Net's statistics on log(1 + count): median r and genes with r > 0.5 (these
+    follow read depth, hence last). Models blue, baselines grey, the read-depth reference
+    ochre (legend); an undefined value is marked NaN on the axis, never drawn as 0."""
     panels = (
-        ("median_r", "median per-gene r", "median r over genes (held-out patients)"),
+        (
+            "mean_r_libnorm",
+            "r, library-normalised (field's headline)",
+            "mean r over genes and held-out patients",
+        ),
         ("median_partial_r", "median partial r | read depth", "median partial r"),
-        ("genes_r_gt_0_5", "genes with median r > 0.5", "genes"),
-        ("aCC", "aCC (secondary)", "aCC: pooled r, mean over genes"),
+        ("median_r_log1p", "median r on log1p (BrST-Net)", "median r over genes"),
+        ("genes_r_gt_0_5_log1p", "genes r > 0.5 on log1p", "genes"),
     )
     fig, axes = plt.subplots(
         1,
@@ -286,7 +291,7 @@ def summary_plot(summary: pd.DataFrame) -> Figure:
                     rotation=90,
                     transform=ax.get_xaxis_transform(),
                 )
-        ax.set_title(name, fontsize=10 if column != "aCC" else 9)
+        ax.set_title(name, fontsize=10 if column == panels[0][0] else 9)
         ax.set_ylabel(ylabel, fontsize=9)
         ax.axhline(0, color="black", linewidth=0.5)
         ax.tick_params(axis="x", rotation=60, labelsize=8)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from brstnet.features.rows import held_out_rows
-from brstnet.features.targets import invert_zscore
+from brstnet.features.targets import convert_scale, invert_zscore, predicted_log_depth
 
 if TYPE_CHECKING:
     from brstnet.training.bundle import ModelBundle
@@ -32,6 +32,7 @@ def predictions_anndata(
     *,
     variant: str,
     fold: int,
+    predicted_log_depth: np.ndarray | None = None,
 ) -> ad.AnnData:
     """Predictions with the observed values beside them, in the model and target scales.
 
@@ -43,12 +44,17 @@ def predictions_anndata(
         predicted: [n, n_genes] predictions in the model (z-scored) scale.
         variant: Label of the model or baseline (``uns["variant"]``).
         fold: Outer fold (``uns["fold"]``).
+        predicted_log_depth: [n] the predicted log read depth of each spot (a depth
+            head's), or None.
 
     Returns:
         AnnData [n, n_genes]: X the predictions (float32); layers ``observed`` (z-scored),
         ``predicted_target_scale`` / ``observed_target_scale`` (z-score inverted with the
         fold's training statistics), ``observed_counts``; obs and var copied from the
-        fold; obsm ``spatial`` [n, 2].
+        fold; obsm ``spatial`` [n, 2]. With ``predicted_log_depth``: obs
+        ``predicted_log_depth`` and, for ``library`` and ``log1p`` targets, layers
+        ``predicted_log1p`` (log(1 + count) on the training scale: depth x composition)
+        and ``predicted_library`` (log(1 + reads per 10,000)).
     """
     stats = pd.DataFrame(
         {
@@ -67,10 +73,19 @@ def predictions_anndata(
     out.layers["observed_target_scale"] = invert_zscore(observed, stats)
     out.layers["observed_counts"] = np.asarray(fold_input.layers["counts"])[positions]
     out.obsm["spatial"] = np.asarray(fold_input.obsm["spatial"])[positions]
+    transform = str(fold_input.uns["transform"])
+    if predicted_log_depth is not None:
+        depth = np.asarray(predicted_log_depth, dtype=np.float64)
+        out.obs["predicted_log_depth"] = depth.astype(np.float32)
+        for scale in ("log1p", "library"):
+            converted = convert_scale(out.layers["predicted_target_scale"], depth, transform, scale)
+            if converted is not None:
+                out.layers[f"predicted_{scale}"] = converted
     out.uns.update(
         variant=variant,
         fold=int(fold),
         transform=str(fold_input.uns["transform"]),
+        smoothing=str(fold_input.uns.get("smoothing", "none")),
         scale="X: z-scored target scale",
     )
     return out
@@ -120,6 +135,7 @@ def predict_fold(
     """
     from brstnet.training.data import PatchBatches
     from brstnet.training.devices import resolve_device
+    from brstnet.training.folds import fold_neighbours
     from brstnet.training.loop import predict
 
     config = bundle.config
@@ -128,8 +144,16 @@ def predict_fold(
     setup = resolve_device(device)
     task = bundle.build_task().to(setup.device)
     positions = held_out_rows(fold_input)
-    data = PatchBatches(patches, fold_input.obs["patch_row"].to_numpy()[positions])
-    predicted = predict(task, data, setup, batch_size=batch_size, tta=tta)
+    neighbours, groups = (
+        fold_neighbours(fold_input, positions) if bundle.spec.context else (None, None)
+    )
+    data = PatchBatches(
+        patches,
+        fold_input.obs["patch_row"].to_numpy()[positions],
+        neighbours=neighbours,
+        groups=groups,
+    )
+    predicted, depth_z = predict(task, data, setup, batch_size=batch_size, tta=tta, depth=True)
     logger.info(
         "%s fold %d: predicted %d held-out spots%s",
         variant,
@@ -137,4 +161,11 @@ def predict_fold(
         len(positions),
         " with TTA" if tta else "",
     )
-    return predictions_anndata(fold_input, positions, predicted, variant=variant, fold=fold)
+    return predictions_anndata(
+        fold_input,
+        positions,
+        predicted,
+        variant=variant,
+        fold=fold,
+        predicted_log_depth=predicted_log_depth(config, depth_z),
+    )

@@ -241,8 +241,10 @@ def evaluate_robustness(
     Returns:
         :func:`robustness_table` (empty when no condition was cut).
     """
+    from brstnet.features.targets import predicted_log_depth
     from brstnet.training.data import PatchBatches
     from brstnet.training.devices import resolve_device
+    from brstnet.training.folds import fold_neighbours
     from brstnet.training.loop import predict
 
     from .predictions import check_panel, predictions_anndata
@@ -257,14 +259,29 @@ def evaluate_robustness(
         check_panel(bundle.config, fold_input)
         task = bundle.build_task().to(setup.device)
         variant, fold = bundle.config["variant"], int(bundle.config["fold"])
+        positions = degraded_set["positions"]
+        neighbours, groups = (
+            fold_neighbours(fold_input, positions) if bundle.spec.context else (None, None)
+        )
         for name in names:
             patches = degraded_set[name]
-            predicted = predict(
-                task, PatchBatches(patches, np.arange(len(patches))), setup, batch_size=batch_size
+            predicted, depth_z = predict(
+                task,
+                PatchBatches(
+                    patches, np.arange(len(patches)), neighbours=neighbours, groups=groups
+                ),
+                setup,
+                batch_size=batch_size,
+                depth=True,
             )
             by_condition[name].append(
                 predictions_anndata(
-                    fold_input, degraded_set["positions"], predicted, variant=variant, fold=fold
+                    fold_input,
+                    positions,
+                    predicted,
+                    variant=variant,
+                    fold=fold,
+                    predicted_log_depth=predicted_log_depth(bundle.config, depth_z),
                 )
             )
     metrics = {

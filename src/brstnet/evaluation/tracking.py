@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .summary import SUMMARY_COLUMNS
+
 if TYPE_CHECKING:
     from brstnet.config import FeatureSelectionParams
     from brstnet.training.bundle import ModelBundle
@@ -25,9 +27,11 @@ BASELINE_BACKBONES = {
 HISTORY_COLUMNS = (
     "loss_main",
     "loss_aux",
+    "loss_depth",
     "val_mean_r",
     "val_median_r",
     "val_median_partial_r",
+    "val_depth_r",
     "val_loss",
 )
 
@@ -75,6 +79,9 @@ def _model_params(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "backbone": model["backbone"],
         "aux_weight": model["aux_weight"],
+        "context": model.get("context", False),
+        "depth_weight": model.get("depth_weight", 0.0),
+        "depth_detach": model.get("depth_detach", True),
         "patch_size_px": geometry["size_px"],
         "window_um": geometry["window_um"],
         "epochs": training["epochs"],
@@ -142,6 +149,7 @@ def build_tracked_run(
         "panel_method": fs.panel.method,
         "panel_size": fs.panel.n_genes,
         "target_transform": fs.targets.transform,
+        "target_smoothing": fs.targets.smoothing,
         "split_seed": fs.split.seed,
     }
     run = TrackedRun(
@@ -193,17 +201,13 @@ def build_tracked_run(
     return run
 
 
-#: The summary columns the ``kedro run``'s own run carries for its best variant.
-HEADLINE_METRICS = (
-    "median_r",
-    "median_partial_r",
-    "median_r_libnorm",
-    "genes_positive",
-    "genes_r_gt_0_5",
-    "significant_genes",
-    "aCC",
-    "n_genes",
+#: The summary columns the ``kedro run``'s own run carries for its best variant: every
+#: figure of ``evaluation_summary`` (in its order, gene-specific ones first).
+HEADLINE_METRICS = tuple(
+    c for c in SUMMARY_COLUMNS if c not in {"variant", "targets", "test_spots", "test_patients"}
 )
+#: The figure that picks the best variant: the field's headline.
+HEADLINE_SCORE = "mean_r_libnorm"
 
 
 def build_headline(
@@ -223,25 +227,32 @@ def build_headline(
         name: The run's name where there is no ``kedro run`` run to log into.
 
     Returns:
-        A run holding the best variant's (highest median r; baselines and the read-depth
-        reference never) summary metrics under their own names, so its row compares with
+        A run holding the best variant's (highest :data:`HEADLINE_SCORE`, the mean r on
+        library-normalised values; baselines and the read-depth reference never) summary
+        metrics under their own names, so its row compares with
         the variants' in the runs table, and params ``best_variant``, ``backbone``,
         ``aux_weight``, ``patch_size_px``, ``window_um``; no metrics when no trained
         variant has a finite median r.
     """
     models = summary[summary["variant"].isin(list(variants))]
-    models = models[np.isfinite(models["median_r"].astype(float))]
+    models = models[np.isfinite(models[HEADLINE_SCORE].astype(float))]
     run = TrackedRun(name=name, tags={"brstnet.kind": "sweep"})
     run.params = {"patch_size_px": patch_size_px, "window_um": window_um}
     if not len(models):
-        run.tags["brstnet.best_variant"] = "none (no trained variant with a finite median r)"
+        run.tags["brstnet.best_variant"] = (
+            f"none (no trained variant with a finite {HEADLINE_SCORE})"
+        )
         return run
-    best = models.sort_values("median_r", ascending=False).iloc[0]
+    best = models.sort_values(HEADLINE_SCORE, ascending=False).iloc[0]
     backbone, aux_weight = variants[best["variant"]]
     run.params.update(best_variant=best["variant"], backbone=backbone, aux_weight=aux_weight)
     run.tags["brstnet.best_variant"] = str(best["variant"])
     run.metrics = numeric_metrics(
-        {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in HEADLINE_METRICS}
+        {
+            k: best[k].item() if hasattr(best[k], "item") else best[k]
+            for k in HEADLINE_METRICS
+            if k in best
+        }
     )
     run.metrics["variants_compared"] = len(summary)
     return run

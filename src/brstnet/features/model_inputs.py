@@ -11,7 +11,7 @@ import pandas as pd
 
 from .panel import align_genes, panel_genes
 from .splits import fold_sections
-from .targets import apply_zscore, transform_counts
+from .targets import apply_zscore, log_depth, smooth_targets, transform_counts
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ def build_fold_input(
     *,
     transform: str = "log1p",
     zscore: bool = True,
+    smoothing: str = "none",
 ) -> ad.AnnData:
     """One fold's AnnData: its training then test spots with their targets.
 
@@ -41,6 +42,11 @@ def build_fold_input(
         fold: Outer fold number.
         transform, zscore: Recorded in ``uns``; ``transform`` is applied to the counts,
             the z-score uses ``target_statistics`` as saved.
+        smoothing: ``neighbours``: targets (training and test alike, each spot with its
+            own section's neighbours) are smoothed over the grid's 3 x 3 spots, as TRIPLEX
+            and DKAN do; recorded in ``uns`` and in every table's ``targets`` label. The
+            layers of raw counts stay unsmoothed: the evaluation's library-normalised and
+            log1p figures read the measured values.
 
     Returns:
         AnnData [n_spots, n_main]: X = main-panel targets float32; layers["counts"] =
@@ -48,7 +54,9 @@ def build_fold_input(
         [n_spots, n_aux] float32; obsm["spatial"] [n_spots, 2] float; obs = section,
         patient, role (train / test), passes_tissue, patch_row, total_counts; var =
         main genes with target_mean and target_std; uns = fold, aux_genes, transform,
-        zscore.
+        zscore, depth_mean, depth_std. obs also holds ``log_depth`` (log total counts) and
+        ``depth_target``: the depth head's target, log depth z-scored with the mean and std
+        (ddof 0) of the fold's training spots.
     """
     train, test = fold_sections(splits, fold, "train"), fold_sections(splits, fold, "test")
     # the union over train + test holds every gene chosen on train
@@ -58,6 +66,8 @@ def build_fold_input(
     for which in ("main", "aux"):
         genes = panel_genes(gene_panels, fold, which)
         values = transform_counts(combined, genes, transform)
+        if smoothing == "neighbours":
+            values = smooth_targets(values, combined)
         targets[which] = apply_zscore(
             values, stats[stats["set"] == which].set_index("gene").loc[genes]
         )
@@ -76,6 +86,13 @@ def build_fold_input(
         },
         index=combined.obs_names,
     )
+    depth = log_depth(obs["total_counts"].to_numpy())
+    train_depth = depth[(obs["role"] == "train").to_numpy()]
+    depth_mean = float(train_depth.mean()) if len(train_depth) else 0.0
+    depth_std = float(train_depth.std()) if len(train_depth) else 1.0
+    depth_std = depth_std if depth_std > 0 else 1.0
+    obs["log_depth"] = depth
+    obs["depth_target"] = ((depth - depth_mean) / depth_std).astype(np.float32)
     main_stats = stats[stats["set"] == "main"].set_index("gene").loc[main_genes]
     var = pd.DataFrame(
         {
@@ -93,6 +110,9 @@ def build_fold_input(
         aux_genes=np.asarray(aux_genes, dtype=str),
         transform=transform,
         zscore=zscore,
+        depth_mean=depth_mean,
+        depth_std=depth_std,
+        smoothing=smoothing,
     )
     logger.info(
         "fold %d: %d spots (%d train, %d test), %d main targets, %d aux targets",
@@ -115,6 +135,7 @@ def build_model_inputs(
     *,
     transform: str = "log1p",
     zscore: bool = True,
+    smoothing: str = "none",
 ) -> dict[str, ad.AnnData]:
     """:func:`build_fold_input` for every outer fold of ``splits``.
 
@@ -131,6 +152,7 @@ def build_model_inputs(
             fold,
             transform=transform,
             zscore=zscore,
+            smoothing=smoothing,
         )
         for fold in sorted(splits["fold"].unique())
     }

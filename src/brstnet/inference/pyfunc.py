@@ -8,10 +8,13 @@ artifact: ``brstnet predict --model models:/<name>/<version>`` reads it from the
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 try:
     from mlflow.pyfunc import PythonModel
@@ -71,7 +74,24 @@ def predict_patches(bundle: ModelBundle, patches: Any, *, task=None) -> pd.DataF
         )
     task = bundle.build_task() if task is None else task
     setup = resolve_device("cpu")
-    z = predict_images(task, [images.astype(np.uint8)], setup).astype(np.float64)
+    from ..training.context import predict_from_embeddings, uses_context
+
+    if uses_context(task):
+        # patches come without positions: no neighbours, the batch is the section
+        logger.warning(
+            "model %s reads its spots' neighbours; patches given without positions are "
+            "predicted without them (the batch taken as one section). For whole slides "
+            "use brstnet predict, which finds the neighbours on its grid",
+            bundle.config.get("variant"),
+        )
+        embeddings = predict_images(task, [images.astype(np.uint8)], setup, features=True)
+        n = len(embeddings)
+        z, _ = predict_from_embeddings(
+            task, embeddings, np.full((n, 8), -1), np.zeros(n, dtype=np.int64), setup
+        )
+        z = z.astype(np.float64)
+    else:
+        z = predict_images(task, [images.astype(np.uint8)], setup).astype(np.float64)
     target = bundle.config["target"]
     values = z * np.asarray(target["std"]) + np.asarray(target["mean"]) if target["zscore"] else z
     return pd.DataFrame(values.astype(np.float32), columns=list(bundle.config["genes"]))

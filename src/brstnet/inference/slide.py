@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..features.targets import convert_scale, predicted_log_depth
 from ..st.errors import DataError
 from ..st.patches import check_window, cut_patches
 from ..st.slides import TIFF_SUFFIXES, Slide, open_slide
@@ -105,10 +106,15 @@ def predict_slide(
         positions: [n, 2] pixel centres to predict instead of the tissue grid.
 
     Returns:
-        AnnData: X = predictions in the training target scale (z-scores), layers
-        ["log1p"] = log(1 + count) scale (for log1p targets), obsm["spatial"], var = genes,
-        uns = model, pixel size and geometry.
+        AnnData: X = predictions in the training target scale (z-scores); a layer named
+        after the target transform with the z-score undone (``library``: log(1 + reads per
+        10,000), ``log1p``: log(1 + count)); with a depth head, obs ``predicted_log_depth``
+        (the spot's log read depth) and the ``log1p`` and ``library`` layers both (counts
+        on the training scale = depth x composition); obsm["spatial"], var = genes, uns =
+        model, pixel size and geometry.
     """
+    from ..st.neighbours import spot_neighbours
+    from ..training.context import predict_from_embeddings
     from ..training.devices import resolve_device
     from ..training.loop import predict_images
 
@@ -144,12 +150,17 @@ def predict_slide(
         cut_patches(slide, centres[i : i + batch_size], geometry, pixel, normalizer=normalizer)
         for i in starts
     )
-    predicted = predict_images(
-        task,
-        tqdm(batches, total=len(starts), desc=f"predict {Path(slide_path).name}", unit="batch"),
-        setup,
-        tta=tta,
-    ).astype(np.float32)
+    batches = tqdm(
+        batches, total=len(starts), desc=f"predict {Path(slide_path).name}", unit="batch"
+    )
+    if spec.context:  # embed every grid point, then read each one's neighbours on the grid
+        embeddings = predict_images(task, batches, setup, tta=tta, features=True)
+        predicted, depth_z = predict_from_embeddings(
+            task, embeddings, spot_neighbours(centres), np.zeros(len(centres), np.int64), setup
+        )
+    else:
+        predicted, depth_z = predict_images(task, batches, setup, tta=tta, depth=True)
+    predicted = predicted.astype(np.float32)
     mean, std = np.asarray(cfg["target"]["mean"]), np.asarray(cfg["target"]["std"])
     obs = pd.DataFrame(
         {"pixel_x": centres[:, 0], "pixel_y": centres[:, 1]},
@@ -159,9 +170,15 @@ def predict_slide(
     target_scale = (
         (predicted * std + mean).astype(np.float32) if cfg["target"]["zscore"] else predicted
     )
-    out.layers["log1p" if cfg["target"]["transform"] == "log1p" else cfg["target"]["transform"]] = (
-        target_scale
-    )
+    transform = cfg["target"]["transform"]
+    out.layers[transform] = target_scale
+    depth = predicted_log_depth(cfg, depth_z)
+    if depth is not None:
+        out.obs["predicted_log_depth"] = depth.astype(np.float32)
+        for scale in ("log1p", "library"):
+            converted = convert_scale(target_scale, depth, transform, scale)
+            if converted is not None:
+                out.layers[scale] = converted
     out.obsm["spatial"] = centres
     out.uns.update(
         model={
@@ -201,20 +218,30 @@ def check_genes(bundle: ModelBundle, genes: list[str]) -> list[str]:
     return genes
 
 
+#: The name of the depth map in the maps figure.
+DEPTH_MAP = "log read depth"
+
+
 def slide_maps_figure(result: ad.AnnData, genes: list[str]):
-    """Predicted maps of ``genes`` over the slide's H&E, as a PIL image."""
+    """Predicted maps over the slide's H&E, as a PIL image: the depth head's log read
+    depth first (when the model has one), then ``genes`` (z-scored targets)."""
     from ..evaluation.plots import prediction_maps, to_image
 
     slide = open_slide(result.uns["slide"], Path(result.uns["slide"]).name)
     thumb, scale = slide.thumbnail()
     pitch_um = result.uns.get("pitch_um") or 100.0
+    values, names = np.asarray(result[:, genes].X), list(genes)
+    if "predicted_log_depth" in result.obs:
+        depth = result.obs["predicted_log_depth"].to_numpy(np.float64)
+        values, names = np.c_[depth, values], [DEPTH_MAP, *names]
+    target = result.uns.get("target", "z-scored targets").removeprefix("X: ")
     fig = prediction_maps(
         thumb,
         scale,
         np.asarray(result.obsm["spatial"]),
-        np.asarray(result[:, genes].X),
-        genes,
-        title=f"{Path(result.uns['slide']).name}: model {result.uns['model']['variant']} (z-scored log(1 + count))",
+        values,
+        names,
+        title=f"{Path(result.uns['slide']).name}: model {result.uns['model']['variant']} ({target})",
         spot_px=pitch_um / result.uns["pixel_size_um"],
     )
     return to_image(fig)

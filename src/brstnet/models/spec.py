@@ -25,6 +25,12 @@ class ModelSpec:
         aux_weight: w in MSE(main) + w * MSE(aux); 0 when there is no auxiliary head.
         mean: Per-channel input mean (RGB, 0-1 scale).
         std: Per-channel input standard deviation.
+        depth_weight: d in ... + d * MSE(depth): a one-output head predicts the spot's
+            log read depth (z-scored); 0 builds no depth head (bundles written before it).
+        context: Spatial context: the heads also read the spot's grid neighbours and its
+            section (:class:`~brstnet.models.task.SpotContext`).
+        depth_detach: The depth head's loss trains the depth head only, not the trunk
+            (it learns the depth from the features without steering them towards it).
     """
 
     backbone: str
@@ -34,13 +40,17 @@ class ModelSpec:
     aux_weight: float = 0.0
     mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
+    depth_weight: float = 0.0
+    context: bool = False
+    depth_detach: bool = True
 
     def __post_init__(self) -> None:
         if self.n_main < 1:
             raise ValueError(f"n_main must be >= 1, got {self.n_main}")
-        if self.n_aux < 0 or self.aux_weight < 0:
+        if self.n_aux < 0 or self.aux_weight < 0 or self.depth_weight < 0:
             raise ValueError(
-                f"n_aux and aux_weight must be >= 0, got {self.n_aux}, {self.aux_weight}"
+                "n_aux, aux_weight and depth_weight must be >= 0, got "
+                f"{self.n_aux}, {self.aux_weight}, {self.depth_weight}"
             )
         if self.n_aux == 0 and self.aux_weight:
             object.__setattr__(self, "aux_weight", 0.0)  # no head, no auxiliary loss
@@ -51,15 +61,40 @@ class ModelSpec:
 
     @classmethod
     def for_backbone(
-        cls, backbone: str, *, n_main: int, img_size: int, n_aux: int = 0, aux_weight: float = 0.0
+        cls,
+        backbone: str,
+        *,
+        n_main: int,
+        img_size: int,
+        n_aux: int = 0,
+        aux_weight: float = 0.0,
+        depth_weight: float = 0.0,
+        context: bool = False,
+        depth_detach: bool = True,
     ) -> ModelSpec:
         """A spec with the backbone's own input normalisation (from the registry)."""
         entry = backbone_spec(backbone)
-        return cls(backbone, n_main, img_size, n_aux, aux_weight, entry.mean, entry.std)
+        return cls(
+            backbone,
+            n_main,
+            img_size,
+            n_aux,
+            aux_weight,
+            entry.mean,
+            entry.std,
+            depth_weight,
+            context,
+            depth_detach,
+        )
 
     @property
     def uses_aux(self) -> bool:
         return self.n_aux > 0
+
+    @property
+    def predicts_depth(self) -> bool:
+        """The model has a depth head (log read depth of the spot)."""
+        return self.depth_weight > 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -88,8 +123,11 @@ class ModelSpec:
                 img_size=self.img_size,
                 mean=self.mean,
                 std=self.std,
+                depth_head=self.predicts_depth,
+                context=self.context,
+                depth_detach=self.depth_detach,
             )
-            return ExpressionTask(model, aux_weight=self.aux_weight)
+            return ExpressionTask(model, aux_weight=self.aux_weight, depth_weight=self.depth_weight)
 
         if seed is None:
             return make()

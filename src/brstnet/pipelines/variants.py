@@ -26,12 +26,14 @@ _registered_for: str | None = None  # the parameters Kedro's registered pipeline
 
 class Variant(NamedTuple):
     """One model variant: a backbone with an auxiliary weight (0 = no auxiliary head),
-    trained (``finetune``) or a frozen encoder with a ridge probe (``probe``)."""
+    trained (``finetune``) or a frozen encoder with a ridge probe (``probe``), and
+    whether it reads the spots' spatial context."""
 
     name: str
     backbone: str
     aux_weight: float
     kind: str = "finetune"
+    context: bool = False
 
 
 class Grid(NamedTuple):
@@ -125,15 +127,21 @@ def n_folds(data_processing: dict[str, Any], feature_selection: dict[str, Any]) 
 def variant_grid(params: dict[str, Any] | None = None) -> Grid:
     """The run's variants and fold count, from ``params`` (default: the run's parameters),
     read through the same typed model as the nodes (defaults included)."""
-    from brstnet.config import TrainingParams, variant_name
+    from brstnet.config import FeatureSelectionParams, TrainingParams, variant_name
 
     params = _current_parameters() if params is None else params
     training = TrainingParams.model_validate(params["model_training"])
+    targets = FeatureSelectionParams.model_validate(params.get("feature_selection", {})).targets
+    smoothed = targets.smoothing != "none"  # labelled in every variant's name
     variants = tuple(
-        Variant(variant_name(b, float(w)), b, float(w))
+        Variant(variant_name(b, float(w), c, smoothed), b, float(w), "finetune", c)
         for b in training.backbones
         for w in training.aux_weights
-    ) + tuple(Variant(f"{e}_probe", e, 0.0, "probe") for e in training.probes)
+        for c in training.contexts
+    ) + tuple(
+        Variant(f"{e}_probe" + ("_smooth" if smoothed else ""), e, 0.0, "probe")
+        for e in training.probes
+    )
     variants = with_pretraining(variants, params)
     return Grid(
         variants,

@@ -89,6 +89,9 @@ def bundle_config(
             "zscore": bool(fold_input.uns["zscore"]),
             "mean": stats["target_mean"].astype(float).tolist(),
             "std": stats["target_std"].astype(float).tolist(),
+            # the depth head's scale: log(total counts), z-scored with these
+            "depth_mean": float(fold_input.uns.get("depth_mean", 0.0)),
+            "depth_std": float(fold_input.uns.get("depth_std", 1.0)),
         },
         "train_patients": list(train_patients),
         "test_patients": list(test_patients),

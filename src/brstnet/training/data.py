@@ -22,6 +22,10 @@ class PatchBatches(Dataset):
         aux: [n, n_aux] float32 or None.
         log_depth: [n] each spot's log total count, or None: validation then also
             reports the partial r given read depth.
+        depth_targets: [n] the depth head's targets (z-scored log total count), or None.
+        neighbours: [n, K] each spot's grid neighbours as positions in ``rows`` (-1 where
+            none; :func:`brstnet.st.neighbours.spot_neighbours`), for a context model.
+        groups: [n] each spot's section as an integer code (the context's section mean).
     """
 
     def __init__(
@@ -31,6 +35,9 @@ class PatchBatches(Dataset):
         targets: np.ndarray | None = None,
         aux: np.ndarray | None = None,
         log_depth: np.ndarray | None = None,
+        depth_targets: np.ndarray | None = None,
+        neighbours: np.ndarray | None = None,
+        groups: np.ndarray | None = None,
     ) -> None:
         self.patches = patches
         self.rows = np.asarray(rows, dtype=np.int64)
@@ -41,10 +48,22 @@ class PatchBatches(Dataset):
             else np.ascontiguousarray(aux, dtype=np.float32)
         )
         self.log_depth = None if log_depth is None else np.asarray(log_depth, dtype=np.float64)
+        self.depth_targets = (
+            None if depth_targets is None else np.asarray(depth_targets, dtype=np.float32)
+        )
+        self.neighbours = None if neighbours is None else np.asarray(neighbours, dtype=np.int64)
+        self.groups = (
+            None
+            if groups is None
+            else np.unique(np.asarray(groups), return_inverse=True)[1].astype(np.int64)
+        )
         for name, array in (
             ("targets", self.targets),
             ("aux", self.aux),
             ("log_depth", self.log_depth),
+            ("depth_targets", self.depth_targets),
+            ("neighbours", self.neighbours),
+            ("groups", self.groups),
         ):
             if array is not None and len(array) != len(self.rows):
                 raise ValueError(f"{name} has {len(array)} rows for {len(self.rows)} patches")
@@ -66,6 +85,8 @@ class PatchBatches(Dataset):
             batch["targets"] = torch.from_numpy(self.targets[idx])
         if self.aux is not None:
             batch["aux"] = torch.from_numpy(self.aux[idx])
+        if self.depth_targets is not None:
+            batch["depth"] = torch.from_numpy(self.depth_targets[idx])
         return batch
 
 

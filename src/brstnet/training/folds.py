@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..features.rows import training_rows, validation_rows
 from ..features.splits import OUTER
+from ..features.targets import log_depth
 from ..models import ModelSpec
 from .data import PatchBatches
 from .loop import FitResult, LoopConfig, fit
@@ -76,21 +77,48 @@ def fold_batches(
     *,
     with_aux: bool,
     with_depth: bool = False,
+    depth_targets: bool = False,
+    context: bool = False,
 ) -> PatchBatches:
     """The spots at ``positions`` of a fold's model input, with their targets (and, with
-    ``with_depth``, their log total counts, for the validation's partial r)."""
+    ``with_depth``, their log total counts, for the validation's partial r; with
+    ``depth_targets``, the depth head's targets)."""
     aux = np.asarray(fold_input.obsm["aux"])[positions] if with_aux else None
     depth = None
     if with_depth and "total_counts" in fold_input.obs:
-        total = fold_input.obs["total_counts"].to_numpy(dtype=np.float64)[positions]
-        depth = np.log(np.maximum(total, 1.0))
+        depth = log_depth(fold_input.obs["total_counts"].to_numpy(dtype=np.float64)[positions])
+    neighbours, groups = None, None
+    if context:
+        neighbours, groups = fold_neighbours(fold_input, positions)
+    depth_z = None
+    if depth_targets:
+        if "depth_target" not in fold_input.obs:
+            raise ValueError(
+                "the model has a depth head but the model inputs have no depth_target; rerun "
+                "feature_selection (kedro run --pipelines=feature_selection)"
+            )
+        depth_z = fold_input.obs["depth_target"].to_numpy(dtype=np.float32)[positions]
     return PatchBatches(
         patches,
         fold_input.obs["patch_row"].to_numpy()[positions],
         np.asarray(fold_input.X)[positions],
         aux,
         depth,
+        depth_z,
+        neighbours,
+        groups,
     )
+
+
+def fold_neighbours(fold_input: ad.AnnData, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The grid neighbours of the spots at ``positions`` among themselves (positions into
+    ``positions``), and their sections: a context model's spots (training, validation or
+    held-out spots each see only their own set's)."""
+    from ..st.neighbours import spot_neighbours
+
+    sections = fold_input.obs["section"].astype(str).to_numpy()[positions]
+    xy = np.asarray(fold_input.obsm["spatial"], dtype=float)[positions]
+    return spot_neighbours(xy, sections), sections
 
 
 def fold_fingerprint(
@@ -236,10 +264,24 @@ class FoldTraining:
         task = self.new_task()
         result = fit(
             task,
-            fold_batches(self.fold_input, self.patches, positions, with_aux=self.spec.uses_aux),
+            fold_batches(
+                self.fold_input,
+                self.patches,
+                positions,
+                with_aux=self.spec.uses_aux,
+                depth_targets=self.spec.predicts_depth,
+                context=self.spec.context,
+            ),
             None
             if val is None
-            else fold_batches(self.fold_input, self.patches, val, with_aux=False, with_depth=True),
+            else fold_batches(
+                self.fold_input,
+                self.patches,
+                val,
+                with_aux=False,
+                with_depth=True,
+                context=self.spec.context,
+            ),
             loop_config(self.cfg, epochs, um_per_px=self.um_per_px),
             self.setup,
             checkpoint=self.checkpoints / f"{stage}.pt",
@@ -334,6 +376,7 @@ def fold_job(
     backbone: str,
     aux_weight: float,
     fold: int,
+    context: bool = False,
 ) -> tuple[FoldTraining, list[str]]:
     """One variant's training on one fold, set up (model shape, device, checkpoints).
 
@@ -352,6 +395,9 @@ def fold_job(
         img_size=geometry.size_px,
         n_aux=len(aux_genes) if use_aux else 0,
         aux_weight=aux_weight if use_aux else 0.0,
+        depth_weight=cfg.depth_weight,
+        context=context,
+        depth_detach=cfg.depth_detach,
     )
     job = FoldTraining(
         fold_input,
@@ -385,6 +431,7 @@ def train_fold(
     backbone: str,
     aux_weight: float,
     fold: int,
+    context: bool = False,
 ) -> tuple[ModelBundle, pd.DataFrame]:
     """Train one variant on one fold: epoch selection on the inner split, then the final model.
 
@@ -411,6 +458,7 @@ def train_fold(
         backbone=backbone,
         aux_weight=aux_weight,
         fold=fold,
+        context=context,
     )
     spec, use_aux = job.spec, job.spec.uses_aux
     fold_splits = splits[splits["fold"] == fold]
@@ -448,7 +496,7 @@ def train_fold(
         train_patients=sorted(outer.loc[outer["role"] == "train", "patient"].unique().tolist()),
         test_patients=sorted(outer.loc[outer["role"] == "test", "patient"].unique().tolist()),
         training={
-            **cfg.model_dump(exclude={"backbones", "aux_weights", "probes"}),
+            **cfg.model_dump(exclude={"backbones", "aux_weights", "contexts", "probes"}),
             "best_epoch": best_epoch,
             # JSON null where there is no inner validation (strict JSON has no NaN)
             **{k: v if np.isfinite(v) else None for k, v in inner_figures.items()},

@@ -20,6 +20,7 @@ from ..atomic import atomic_file
 from ..metrics import partial_pearson_per_gene, pearson_per_gene
 from ..seeding import local_seed
 from .augment import ScannerAugmentation
+from .context import ContextBank, require_neighbours, uses_context
 from .data import InputNormaliser, PatchBatches, color_jitter, dihedral, make_loader
 from .devices import DeviceSetup, autocast, cudnn_autotune, make_generator, synchronize
 from .predict import predict, predict_images, predict_loader, prediction_loader
@@ -165,10 +166,23 @@ def fit(
 
 
 def _batches_digest(*parts: PatchBatches | None) -> str:
-    """A hash of the rows and (auxiliary) targets of ``parts`` (not of the patch pixels)."""
+    """A hash of the rows, (auxiliary, depth) targets and spot neighbours of ``parts`` (not
+    of the patch pixels)."""
     digest = hashlib.blake2b(digest_size=16)
     for part in parts:
-        for array in (None, None, None) if part is None else (part.rows, part.targets, part.aux):
+        arrays = (
+            (None,) * 6
+            if part is None
+            else (
+                part.rows,
+                part.targets,
+                part.aux,
+                part.depth_targets,
+                part.neighbours,
+                part.groups,
+            )
+        )
+        for array in arrays:
             array = np.zeros(0) if array is None else np.ascontiguousarray(array)
             digest.update(f"{array.dtype}{array.shape}".encode())
             digest.update(array.tobytes())
@@ -201,8 +215,9 @@ def _fit(
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.amp_dtype == torch.float16)
     signature = {
         # 2: separate shuffling and augmentation streams; 3: data and inputs; 4: validation
-        # median r and partial r in the history
-        "format": 4,
+        # median r and partial r in the history; 5: the depth head's targets, the spots'
+        # neighbours and sections (context models)
+        "format": 5,
         "config": asdict(cfg),
         "n_train": len(train),
         "n_val": len(val) if val is not None else 0,
@@ -253,7 +268,19 @@ def _fit(
     )
     normalise = InputNormaliser.for_task(task, setup.device, channels_last=setup.channels_last)
     scanner = cfg.scanner
+    context = uses_context(task)
+    if context:
+        require_neighbours(train.neighbours, train.groups, desc)
+        bank_loader = prediction_loader(train, setup, batch_size=max(cfg.batch_size, 64))
     for epoch in range(start, cfg.epochs):
+        bank = None
+        if context:  # the neighbours' embeddings this epoch (no gradients, no augmentation)
+            embeddings = predict_images(
+                task, (b["images"] for b in bank_loader), setup, features=True
+            )
+            bank = ContextBank(
+                torch.from_numpy(embeddings).to(setup.device), train.neighbours, train.groups
+            )
         task.train()
         sums: dict[str, torch.Tensor] = {}  # on the device, read once per epoch
         seen, tic = 0, time.perf_counter()
@@ -277,8 +304,10 @@ def _fit(
             x = color_jitter(x, cfg.color_jitter, augment_generator)
             targets = batch["targets"].to(setup.device, non_blocking=True)
             aux = batch["aux"].to(setup.device, non_blocking=True) if "aux" in batch else None
+            depth = batch["depth"].to(setup.device, non_blocking=True) if "depth" in batch else None
+            spots = bank.context(batch["index"]) if bank is not None else None
             with autocast(setup):
-                out = task(x, targets, aux)
+                out = task(x, targets, aux, depth, spots)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out["loss"]).backward()
             scaler.step(optimizer)
@@ -354,9 +383,10 @@ def _validate(
 
     ``val_mean_r`` (mean over genes) picks the epoch; ``val_median_r`` and, when ``val``
     has each spot's read depth, ``val_median_partial_r`` (given the log total count) are
-    the figures settings are compared by (:mod:`brstnet.training.selection`).
+    the figures settings are compared by (:mod:`brstnet.training.selection`); with a
+    depth head, ``val_depth_r`` is its r with the spots' log read depth.
     """
-    pred = predict_loader(task, loader, setup)
+    pred, depth = predict_loader(task, loader, setup, depth=True)
     r = pearson_per_gene(val.targets, pred)
     record["val_loss"] = float(np.mean((pred - val.targets) ** 2))
     record["val_mean_r"] = _finite_stat(np.nanmean, r)
@@ -364,6 +394,10 @@ def _validate(
     if val.log_depth is not None:
         partial = partial_pearson_per_gene(val.targets, pred, val.log_depth)
         record["val_median_partial_r"] = _finite_stat(np.nanmedian, partial)
+        if np.isfinite(depth).all():  # the depth head's r with the log read depth
+            record["val_depth_r"] = float(
+                pearson_per_gene(val.log_depth[:, None], depth[:, None])[0]
+            )
     best = max(
         (h["val_mean_r"] for h in result.history if np.isfinite(h["val_mean_r"])),
         default=-np.inf,

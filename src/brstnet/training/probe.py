@@ -50,9 +50,13 @@ def encoder_task(
     img_size: int,
     source: str | None = None,
     cache_dir: str | None = None,
+    depth: bool = False,
 ) -> torch.nn.Module:
-    """An expression task on ``encoder`` with its pretrained trunk (heads untrained)."""
-    spec = ModelSpec.for_backbone(encoder, n_main=n_main, img_size=img_size)
+    """An expression task on ``encoder`` with its pretrained trunk (heads untrained; a
+    depth head with ``depth``)."""
+    spec = ModelSpec.for_backbone(
+        encoder, n_main=n_main, img_size=img_size, depth_weight=1.0 if depth else 0.0
+    )
     task = spec.build(seed=0)
     load_encoder_weights(task.model.trunk, encoder, source=source, cache_dir=cache_dir)
     return task
@@ -80,6 +84,17 @@ def extract_features(
     return torch.cat(out).cpu().numpy()
 
 
+def _linear_ridge(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """RidgeCV on standardised ``x``, folded into one linear map of the raw ``x``:
+    weight [n_out, F], bias [n_out], the chosen penalty."""
+    scaler = StandardScaler().fit(x)
+    ridge = RidgeCV(alphas=ALPHAS).fit(scaler.transform(x), y)
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    weight = np.atleast_2d(ridge.coef_) / scale  # [n_out, F]
+    bias = np.atleast_1d(ridge.intercept_) - weight @ scaler.mean_
+    return weight, bias, float(ridge.alpha_)
+
+
 def fit_probe(
     fold_input: ad.AnnData, features: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -87,27 +102,30 @@ def fit_probe(
 
     Args:
         fold_input: The fold's model input (X targets; obs ``role``, ``passes_tissue``,
-            ``patch_row``).
+            ``patch_row``; ``depth_target`` for the depth head).
         features: [N_store, F] encoder features (rows as the patch store's).
 
     Returns:
         weight [n_main, F] and bias [n_main] acting on the raw features (the
-        standardisation folded in), and what was fitted (penalty, training r).
+        standardisation folded in), and what was fitted (penalty, training r; with a
+        ``depth_target``, ``depth_weight`` [1, F] and ``depth_bias`` [1]: a second ridge,
+        the depth head's).
     """
     train = training_rows(fold_input)
     x = np.asarray(features, dtype=np.float64)[fold_input.obs["patch_row"].to_numpy()[train]]
     y = np.asarray(fold_input.X, dtype=np.float64)[train]
-    scaler = StandardScaler().fit(x)
-    ridge = RidgeCV(alphas=ALPHAS).fit(scaler.transform(x), y)
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
-    weight = ridge.coef_ / scale  # [n_main, F]
-    bias = ridge.intercept_ - weight @ scaler.mean_
+    weight, bias, alpha = _linear_ridge(x, y)
     fitted = x @ weight.T + bias
-    info = {
-        "alpha": float(ridge.alpha_),
+    info: dict[str, Any] = {
+        "alpha": alpha,
         "training_spots": int(len(train)),
         "train_mean_r": float(np.nanmean(pearson_per_gene(y, fitted))),
     }
+    if "depth_target" in fold_input.obs:
+        depth = fold_input.obs["depth_target"].to_numpy(np.float64)[train]
+        depth_weight, depth_bias, _ = _linear_ridge(x, depth)
+        info["depth_weight"] = depth_weight.astype(np.float32)
+        info["depth_bias"] = depth_bias.astype(np.float32)
     return weight.astype(np.float32), bias.astype(np.float32), info
 
 
@@ -116,13 +134,18 @@ def probe_bundle(
     weight: np.ndarray,
     bias: np.ndarray,
     config: dict[str, Any],
+    depth: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ModelBundle:
-    """The encoder with the probe as its main head, as a bundle."""
+    """The encoder with the probe as its main head (and its depth ridge as its depth
+    head, given as ``depth`` = (weight [1, F], bias [1])), as a bundle."""
     from .bundle import ModelBundle
 
     with torch.no_grad():
         task.model.head.weight.copy_(torch.from_numpy(weight))
         task.model.head.bias.copy_(torch.from_numpy(bias))
+        if depth is not None:
+            task.model.depth_head.weight.copy_(torch.from_numpy(depth[0]))
+            task.model.depth_head.bias.copy_(torch.from_numpy(depth[1]))
     state = {k: v.detach().cpu().clone() for k, v in task.state_dict().items()}
     return ModelBundle(config=config, state_dict=state)
 
@@ -148,18 +171,25 @@ def train_probe(
     started = time.time()
     check_encoder_geometry(encoder, geometry)
     weight, bias, info = fit_probe(fold_input, features)
+    depth = (info.pop("depth_weight"), info.pop("depth_bias")) if "depth_weight" in info else None
     task = encoder_task(
         encoder,
         n_main=fold_input.n_vars,
         img_size=geometry.size_px,
         source=source,
         cache_dir=cache_dir,
+        depth=depth is not None,
     )
     outer = splits[(splits["fold"] == fold) & (splits["inner_fold"] == OUTER)]
     config = bundle_config(
         variant=variant,
         fold=fold,
-        spec=ModelSpec.for_backbone(encoder, n_main=fold_input.n_vars, img_size=geometry.size_px),
+        spec=ModelSpec.for_backbone(
+            encoder,
+            n_main=fold_input.n_vars,
+            img_size=geometry.size_px,
+            depth_weight=1.0 if depth is not None else 0.0,
+        ),
         geometry=geometry,
         fold_input=fold_input,
         aux_genes=[],
@@ -182,4 +212,4 @@ def train_probe(
         info["train_mean_r"],
     )
     history = pd.DataFrame([{"stage": "probe", "epoch": 0, **info}])
-    return probe_bundle(task, weight, bias, config), history
+    return probe_bundle(task, weight, bias, config, depth), history

@@ -39,26 +39,30 @@ SCORES = ["inner_val_median_r", "inner_val_median_partial_r", "inner_val_mean_r"
 
 @dataclass(frozen=True)
 class Candidate:
-    """One setting to score: a backbone, its auxiliary weight and parameter overrides."""
+    """One setting to score: a backbone, its auxiliary weight, spatial context and
+    parameter overrides."""
 
     name: str
     backbone: str = "resnet18"
     aux_weight: float = 1.0
     overrides: dict[str, Any] = field(default_factory=dict)
+    context: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Candidate:
-        """From ``{name, backbone?, aux_weight?, overrides?}`` (a YAML list entry)."""
-        unknown = set(raw) - {"name", "backbone", "aux_weight", "overrides"}
+        """From ``{name, backbone?, aux_weight?, context?, overrides?}`` (a YAML list entry)."""
+        unknown = set(raw) - {"name", "backbone", "aux_weight", "context", "overrides"}
         if unknown or "name" not in raw:
             raise ValueError(
-                f"a candidate has keys name, backbone, aux_weight, overrides; got {sorted(raw)}"
+                "a candidate has keys name, backbone, aux_weight, context, overrides; got "
+                f"{sorted(raw)}"
             )
         return cls(
             str(raw["name"]),
             str(raw.get("backbone", "resnet18")),
             float(raw.get("aux_weight", 1.0)),
             dict(raw.get("overrides") or {}),
+            bool(raw.get("context", False)),
         )
 
 
@@ -124,6 +128,7 @@ def score_candidate(
             backbone=candidate.backbone,
             aux_weight=candidate.aux_weight,
             fold=fold,
+            context=candidate.context,
         )
         fold_splits = splits[splits["fold"] == fold]
         results, history = train_inner_folds(job, fold_splits[fold_splits["inner_fold"] != OUTER])

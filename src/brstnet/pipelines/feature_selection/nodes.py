@@ -106,7 +106,12 @@ def fit_target_statistics(
     """
     cfg = parse(FeatureSelectionParams, params).targets
     return targets.target_statistics(
-        materialise(sections), splits, gene_panels, transform=cfg.transform, zscore=cfg.zscore
+        materialise(sections),
+        splits,
+        gene_panels,
+        transform=cfg.transform,
+        zscore=cfg.zscore,
+        smoothing=cfg.smoothing,
     )
 
 
@@ -134,4 +139,5 @@ def build_model_inputs(
         patch_store.index,
         transform=cfg.transform,
         zscore=cfg.zscore,
+        smoothing=cfg.smoothing,
     )

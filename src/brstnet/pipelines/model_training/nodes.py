@@ -32,6 +32,7 @@ def train_fold(
     backbone: str,
     aux_weight: float,
     fold: int,
+    context: bool = False,
 ) -> tuple[training_bundle.ModelBundle, pd.DataFrame]:
     """Train one variant on one fold (see :mod:`brstnet.training.folds`).
 
@@ -51,6 +52,7 @@ def train_fold(
         backbone=backbone,
         aux_weight=aux_weight,
         fold=fold,
+        context=context,
     )
 
 
@@ -102,7 +104,7 @@ def fit_probe(
         fold=fold,
         source=cfg.encoder_weights.get(encoder),
         cache_dir=cfg.hf_cache_dir,
-        training=cfg.model_dump(exclude={"backbones", "aux_weights", "probes"}),
+        training=cfg.model_dump(exclude={"backbones", "aux_weights", "contexts", "probes"}),
     )
 
 

@@ -18,13 +18,23 @@ __all__ = ["base_pipeline", "create_pipeline", "namespace"]
 
 
 def base_pipeline(
-    variant: str, backbone: str, aux_weight: float, fold: int, pretrained: str | None = None
+    variant: str,
+    backbone: str,
+    aux_weight: float,
+    fold: int,
+    context: bool = False,
+    pretrained: str | None = None,
 ) -> Pipeline:
     """Train one variant on one fold (inputs shared, outputs namespaced); ``pretrained``:
     the dataset of the fold's pretrained trunk it starts from."""
     train = nodes.train_fold if pretrained is None else nodes.train_fold_pretrained
     bound = partial(
-        train, variant_name=variant, backbone=backbone, aux_weight=aux_weight, fold=fold
+        train,
+        variant_name=variant,
+        backbone=backbone,
+        aux_weight=aux_weight,
+        fold=fold,
+        context=context,
     )
     func = update_wrapper(bound, train)
     inputs = ["model_inputs", "splits", "patch_store", "params:model_training"]
@@ -61,7 +71,9 @@ def create_pipeline(
     tags = dict(pretrained or {})
     pipes = [
         Pipeline(
-            base_pipeline(v.name, v.backbone, v.aux_weight, f, pretrained=trunk(tags, v.name, f)),
+            base_pipeline(
+                v.name, v.backbone, v.aux_weight, f, v.context, pretrained=trunk(tags, v.name, f)
+            ),
             namespace=namespace(v.name, f),
             inputs={"model_inputs", "splits", "patch_store"} | _named(trunk(tags, v.name, f)),
             parameters={"params:model_training"},
