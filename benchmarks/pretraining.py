@@ -152,11 +152,16 @@ def part_probe(args) -> None:
             tic = time.perf_counter()
             features = extract_features(task, store.patches, setup, batch_size=64)
             seconds = time.perf_counter() - tic
-            scores = inner_probe_scores(fold_input, features, splits, fold, pca_dims=args.pca)
-            rows.append({"fold": fold, "encoder": name, **scores, "features_s": seconds})
+            for ridge in ("hest", "loo"):
+                scores = inner_probe_scores(
+                    fold_input, features, splits, fold, pca_dims=args.pca, ridge=ridge
+                )
+                rows.append({"fold": fold, "encoder": name, "ridge": ridge, **scores})
+            rows[-2]["features_s"] = rows[-1]["features_s"] = seconds
     print(
-        f"PCA {args.pca} + ridge, inner split only (train on inner-train sections, score "
-        "inner-validation sections):"
+        f"standardise, PCA {args.pca}, ridge (hest: HEST-Bench's fixed penalty; loo: by "
+        "leave-one-out); fitted on the inner-train sections, scored on the inner-validation "
+        "sections only:"
     )
     print(pd.DataFrame(rows).round(4).to_string(index=False))
 

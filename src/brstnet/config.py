@@ -312,7 +312,10 @@ class PretrainingParams(_Strict):
     blur_sigma_um: float = Field(0.0, ge=0.0)
     dihedral: bool = True
     checkpoint_dir: str = "data/06_models/checkpoints"
-    probe_pca_dims: int | None = Field(256, ge=1)  # HEST-Bench: PCA to 256, then ridge
+    # the SSL probe (model_training.ssl_probe): standardise, PCA, ridge (HEST-Bench: 256,
+    # fixed penalty 100 / (components x genes) = hest; loo: penalty by leave-one-out)
+    probe_pca_dims: int | None = Field(256, ge=1)
+    probe_ridge: Literal["hest", "loo"] = "hest"
 
     @field_validator("backbone")
     @classmethod

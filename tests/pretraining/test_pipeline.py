@@ -170,8 +170,10 @@ def test_the_ssl_probe_is_its_own_evaluated_variant(ssl_run: dict) -> None:
     catalog, tmp = ssl_run["catalog"], ssl_run["tmp"]
     bundle = load_bundle(tmp / "project/data/06_models/test_resnet_ssl_probe_fold1")
     training = bundle.config["training"]
-    assert training["probe"] == "pca_ridge" and training["pretrained"]["fold"] == 1
+    assert training["probe"] == "pca_ridge_hest" and training["pretrained"]["fold"] == 1
     assert 1 <= training["pca_dims"] <= 256
+    # the depth head's ridge too, on the same standardised principal components
+    assert bundle.spec.depth_weight == 1.0 and bundle.build_task().model.depth_head is not None
     history = catalog.load("test_resnet_ssl_probe_fold1.training_history")
     assert history["stage"].tolist() == ["probe"]
     summary = catalog.load("evaluation_summary")

@@ -195,3 +195,31 @@ def test_a_fold_started_from_other_weights_in_the_same_file_is_another_training(
     first = fingerprint(b"pretrained once")
     assert fingerprint(b"pretrained again") != first
     assert fingerprint(b"pretrained once") == first
+
+
+def test_the_probe_is_hest_benchs_pipeline_folded_into_one_linear_map() -> None:
+    """Standardise, PCA, ridge with HEST-Bench's fixed penalty and no intercept (its
+    train_test_reg), folded into weight and bias on the raw features."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import Ridge, RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from brstnet.pretraining.probe import fit_linear_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 12)) * rng.uniform(0.1, 5, 12) + 3
+    y = x[:, :3] @ rng.normal(size=(3, 4)) + rng.normal(size=(40, 4))
+    new = rng.normal(size=(7, 12)) * 2 + 3
+    weight, bias, info = fit_linear_probe(x, y, pca_dims=5, ridge="hest")
+    hest = make_pipeline(
+        StandardScaler(), PCA(n_components=5), Ridge(alpha=100 / (5 * 4), fit_intercept=False)
+    ).fit(x, y)
+    np.testing.assert_allclose(new @ weight.T + bias, hest.predict(new), rtol=1e-4, atol=1e-4)
+    assert info == {"alpha": 5.0, "pca_dims": 5, "ridge": "hest"}
+    weight, bias, info = fit_linear_probe(x, y, pca_dims=None, ridge="loo")
+    from brstnet.training.probe import ALPHAS
+
+    loo = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS)).fit(x, y)
+    np.testing.assert_allclose(new @ weight.T + bias, loo.predict(new), rtol=1e-4, atol=1e-4)
+    assert info["pca_dims"] == 12 and info["alpha"] == loo[-1].alpha_

@@ -1,12 +1,14 @@
-"""The frozen-encoder probe on a pretrained trunk: HEST-Bench's protocol, PCA then ridge.
+"""The frozen-encoder probe on a pretrained trunk: HEST-Bench's protocol.
 
 Fold k's probe runs fold k's own encoder (pretrained on fold k's training patients'
-slides, or on its held-out patients' too when asked) over the patch store, reduces the
-features to ``pca_dims`` principal components fitted on the fold's training spots only
-(HEST-Bench: 256), and fits the ridge of :func:`brstnet.training.probe.fit_probe`
-(standardised inputs, penalty by leave-one-out on the training spots). PCA and ridge are
-linear, so both fold into the model's head: the bundle is an ordinary model bundle that
-evaluation, robustness and ``brstnet predict`` run through the encoder unchanged.
+slides, or on its held-out patients' too when asked) over the patch store; on the fold's
+training spots only it standardises the features, keeps ``pca_dims`` principal
+components (HEST-Bench: 256) and fits a ridge regression: HEST-Bench's fixed penalty
+100 / (components x genes) without intercept (``ridge: hest``, its ``train_test_reg``),
+or the penalty chosen by leave-one-out as the foundation-encoder probe does
+(``ridge: loo``). Standardisation, PCA and ridge are linear, so they fold into the
+model's head: the bundle is an ordinary model bundle that evaluation, robustness and
+``brstnet predict`` run through the encoder unchanged.
 
 With an inner split, the same probe is also fitted on the inner training sections and
 scored on the inner validation sections (``inner_val_median_r``): the figure settings are
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
-from sklearn.linear_model import RidgeCV
+from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from ..features.rows import training_rows, validation_rows
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
     from ..training.bundle import ModelBundle
     from ..training.devices import DeviceSetup
 
-__all__ = ["fit_pca", "inner_probe_scores", "pretrained_task", "train_ssl_probe"]
+__all__ = ["fit_linear_probe", "inner_probe_scores", "pretrained_task", "train_ssl_probe"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,28 +58,48 @@ def pretrained_task(
     return task
 
 
-def fit_pca(features: np.ndarray, dims: int | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Principal axes of ``features`` ([n, F]): (components [d, F], mean [F]), with
-    d = min(dims, n, F); None when ``dims`` is None or keeps every dimension anyway."""
-    n, width = features.shape
-    if dims is None or dims >= width:
-        return None
-    pca = PCA(n_components=min(dims, n, width), svd_solver="full").fit(features)
-    return pca.components_.astype(np.float64), pca.mean_.astype(np.float64)
+def fit_linear_probe(
+    x: np.ndarray, y: np.ndarray, *, pca_dims: int | None = 256, ridge: str = "hest"
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Standardise, PCA, ridge (HEST-Bench's probe), as one linear map of the raw features.
 
+    Args:
+        x: [n, F] training features.
+        y: [n, G] training targets.
+        pca_dims: Principal components kept (at most n and F; None: no PCA).
+        ridge: ``hest``: HEST-Bench's fixed penalty 100 / (d x G) on d components, no
+            intercept (its ``train_test_reg``); ``loo``: the penalty chosen by
+            leave-one-out on the training spots, with an intercept (scikit-learn's
+            ``RidgeCV``, as the foundation-encoder probe).
 
-def _project(features: np.ndarray, pca: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-    x = np.asarray(features, dtype=np.float64)
-    return x if pca is None else (x - pca[1]) @ pca[0].T
-
-
-def _fold_pca(weight, bias, pca):
-    """A linear map of PCA scores as a map of the raw features."""
-    if pca is None:
-        return weight, bias
-    components, mean = pca
-    raw = np.asarray(weight, np.float64) @ components
-    return raw.astype(np.float32), (np.asarray(bias, np.float64) - raw @ mean).astype(np.float32)
+    Returns:
+        weight [G, F] and bias [G] acting on raw features, and what was fitted (``alpha``,
+        ``pca_dims``).
+    """
+    if ridge not in ("hest", "loo"):
+        raise ValueError(f"unknown probe ridge {ridge!r}; use hest or loo")
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    y = y.reshape(len(y), -1)
+    scaler = StandardScaler().fit(x)
+    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    z = (x - scaler.mean_) / scale
+    project = np.eye(x.shape[1])  # [d, F] on the standardised features
+    centre = np.zeros(x.shape[1])
+    if pca_dims is not None and min(pca_dims, *x.shape) < x.shape[1]:
+        pca = PCA(n_components=min(pca_dims, *x.shape), svd_solver="full").fit(z)
+        project, centre = pca.components_, pca.mean_
+    scores = (z - centre) @ project.T
+    if ridge == "hest":
+        alpha = 100.0 / (scores.shape[1] * y.shape[1])
+        model = Ridge(alpha=alpha, fit_intercept=False).fit(scores, y)
+    else:
+        model = RidgeCV(alphas=frozen.ALPHAS).fit(scores, y)
+        alpha = float(model.alpha_)
+    on_standardised = np.atleast_2d(model.coef_) @ project  # [G, F]
+    weight = on_standardised / scale
+    bias = np.atleast_1d(model.intercept_) - on_standardised @ (scaler.mean_ / scale + centre)
+    info = {"alpha": float(alpha), "pca_dims": int(project.shape[0]), "ridge": ridge}
+    return weight.astype(np.float32), np.asarray(bias, np.float32).reshape(-1), info
 
 
 def inner_probe_scores(
@@ -86,28 +108,27 @@ def inner_probe_scores(
     splits: pd.DataFrame,
     fold: int,
     *,
-    pca_dims: int | None,
+    pca_dims: int | None = 256,
+    ridge: str = "hest",
 ) -> dict[str, float]:
-    """PCA + ridge fitted on each inner split's training sections, scored on its
+    """The probe fitted on each inner split's training sections, scored on its
     validation sections: mean and median per-gene Pearson r (averaged over inner folds;
     NaN without an inner split)."""
     inner = splits[(splits["fold"] == fold) & (splits["inner_fold"] != OUTER)]
     means, medians = [], []
     patch_rows = fold_input.obs["patch_row"].to_numpy()
+    features = np.asarray(features, np.float64)
     targets = np.asarray(fold_input.X, dtype=np.float64)
     for _, part in inner.groupby("inner_fold"):
         train = training_rows(fold_input, list(part.loc[part["role"] == "train", "section"]))
         val = validation_rows(fold_input, list(part.loc[part["role"] == "val", "section"]))
         if len(train) < 2 or len(val) < 2:
             continue
-        x_train = np.asarray(features, np.float64)[patch_rows[train]]
-        pca = fit_pca(x_train, pca_dims)
-        scaler = StandardScaler().fit(_project(x_train, pca))
-        ridge = RidgeCV(alphas=frozen.ALPHAS).fit(
-            scaler.transform(_project(x_train, pca)), targets[train]
+        weight, bias, _ = fit_linear_probe(
+            features[patch_rows[train]], targets[train], pca_dims=pca_dims, ridge=ridge
         )
-        x_val = scaler.transform(_project(np.asarray(features, np.float64)[patch_rows[val]], pca))
-        r = pearson_per_gene(targets[val], ridge.predict(x_val))
+        predicted = features[patch_rows[val]] @ weight.T.astype(np.float64) + bias
+        r = pearson_per_gene(targets[val], predicted)
         if np.isfinite(r).any():
             means.append(float(np.nanmean(r)))
             medians.append(float(np.nanmedian(r)))
@@ -129,6 +150,7 @@ def train_ssl_probe(
     backbone: str,
     fold: int,
     pca_dims: int | None = 256,
+    ridge: str = "hest",
     batch_size: int = 64,
     training: dict[str, Any] | None = None,
 ) -> tuple[ModelBundle, pd.DataFrame]:
@@ -143,6 +165,8 @@ def train_ssl_probe(
         trunk: The fold's pretrained trunk (None: a random trunk, the control).
         setup: Where the features are computed.
         pca_dims: Principal components kept before the ridge (None: all).
+        ridge: ``hest`` (HEST-Bench's fixed penalty) or ``loo`` (see
+            :func:`fit_linear_probe`).
         training: Settings recorded in the bundle's ``training`` block.
 
     Raises:
@@ -157,16 +181,19 @@ def train_ssl_probe(
     task = pretrained_task(backbone, fold_input.n_vars, geometry.size_px, trunk)
     features = frozen.extract_features(task, patches, setup, batch_size=batch_size)
     train = training_rows(fold_input)
-    pca = fit_pca(
-        np.asarray(features, np.float64)[fold_input.obs["patch_row"].to_numpy()[train]], pca_dims
-    )
-    weight, bias, info = frozen.fit_probe(fold_input, _project(features, pca))
-    weight, bias = _fold_pca(weight, bias, pca)
+    x = np.asarray(features, np.float64)[fold_input.obs["patch_row"].to_numpy()[train]]
+    y = np.asarray(fold_input.X, np.float64)[train]
+    weight, bias, info = fit_linear_probe(x, y, pca_dims=pca_dims, ridge=ridge)
+    info["training_spots"] = int(len(train))
+    info["train_mean_r"] = float(np.nanmean(pearson_per_gene(y, x @ weight.T + bias)))
     depth = None
-    if "depth_weight" in info:  # a depth head's ridge, where fit_probe fits one
-        depth = _fold_pca(info.pop("depth_weight"), info.pop("depth_bias"), pca)
-    info["pca_dims"] = int(pca[0].shape[0]) if pca is not None else int(features.shape[1])
-    info.update(inner_probe_scores(fold_input, features, splits, fold, pca_dims=pca_dims))
+    if "depth_target" in fold_input.obs:  # a depth head, where the targets have one
+        depth_y = fold_input.obs["depth_target"].to_numpy(np.float64)[train]
+        depth_weight, depth_bias, _ = fit_linear_probe(x, depth_y, pca_dims=pca_dims, ridge=ridge)
+        depth = (depth_weight, depth_bias)
+    info.update(
+        inner_probe_scores(fold_input, features, splits, fold, pca_dims=pca_dims, ridge=ridge)
+    )
     spec_args = {"depth_weight": 1.0} if depth is not None else {}
     task = pretrained_task(backbone, fold_input.n_vars, geometry.size_px, trunk, **spec_args)
     config = bundle_config(
@@ -182,7 +209,7 @@ def train_ssl_probe(
         test_patients=fold_patients(splits, fold, "test"),
         training={
             **(training or {}),
-            "probe": "pca_ridge",
+            "probe": f"pca_ridge_{ridge}",
             "encoder": "random" if trunk is None else "pretrained",
             "pretrained": None if trunk is None else trunk.metadata,
             "best_epoch": 0,
@@ -194,7 +221,7 @@ def train_ssl_probe(
         },
     )
     logger.info(
-        "%s fold %d: PCA %d + ridge probe on %d training spots, alpha %g, training r %.3f, "
+        "%s fold %d: PCA %d + ridge probe on %d training spots, alpha %.3g, training r %.3f, "
         "inner validation median r %.3f",
         variant,
         fold,

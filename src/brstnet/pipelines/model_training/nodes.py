@@ -169,6 +169,7 @@ def fit_ssl_probe(
         backbone=backbone,
         fold=fold,
         pca_dims=pre.probe_pca_dims,
+        ridge=pre.probe_ridge,
         batch_size=max(cfg.batch_size, 64),
         # the encoder's settings: its MLflow run shows how it was pretrained
         training={
