@@ -8,7 +8,10 @@ next to the ridge baseline fitted and scored on the same inner split. No held-ou
 is read: this is how the default configuration is chosen (README, "Choosing settings").
 
 Candidates come from a YAML list (``--candidates``), each ``{name, backbone, aux_weight,
-context, overrides: {model_training key: value}}``, or the built-in list below. They are
+context, pretrain, overrides: {model_training key: value}}``, or the built-in list below.
+A candidate with ``pretrain: true`` fine-tunes from a SimCLR encoder (the ``pretraining``
+parameters) pretrained on the inner split's training sections' tissue windows only (run
+``kedro run --pipelines=pretraining --to-outputs=pretraining_windows`` first). They are
 scored on the catalog's targets (``feature_selection.targets``: library-normalised by
 default), against the ridge on the same targets. Results go to
 ``data/08_reporting/inner_selection.csv`` (and per fold to ``inner_selection_folds.csv``),
@@ -33,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: Settings tried for the CPU default (resnet18, 112 px) on library-normalised targets
 #: (issue 24): the depth head (detached, the default, or steering the trunk), the
-#: auxiliary head, spatial context (the spot's grid neighbours and section). Earlier
+#: auxiliary head, spatial context (the spot's grid neighbours and section), a SimCLR
+#: encoder pretrained on the inner training slides' tissue windows. Earlier
 #: searches (issue 13, log1p targets: scanner augmentations, learning rate, weight decay,
 #: epochs) are in the README.
 CANDIDATES = [
@@ -42,6 +46,8 @@ CANDIDATES = [
     {"name": "aux_depth_steers", "overrides": {"depth_detach": False}},
     {"name": "noaux_depth", "aux_weight": 0.0},
     {"name": "aux_depth_ctx", "context": True},
+    {"name": "aux_depth_ssl", "pretrain": True},
+    {"name": "aux_depth_ctx_ssl", "context": True, "pretrain": True},
 ]
 
 
@@ -59,6 +65,7 @@ def main() -> int:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
+    from brstnet.pretraining.train import pretrain_sections
     from brstnet.training.selection import (
         Candidate,
         score_candidate,
@@ -82,6 +89,13 @@ def main() -> int:
         store = catalog.load("patch_store")
         splits = catalog.load("splits")
         partitions = catalog.load("model_inputs")
+        pretrain_encoder = None
+        if any(c.pretrain for c in candidates):
+            windows, pretraining = catalog.load("pretraining_windows"), params["pretraining"]
+
+            def pretrain_encoder(sections, out_dir):
+                return pretrain_sections(windows, sections, pretraining, out_dir)
+
     fold_inputs = {
         int(key.removeprefix("fold_")): (value() if callable(value) else value)
         for key, value in partitions.items()
@@ -108,6 +122,7 @@ def main() -> int:
             store.geometry,
             training,
             checkpoint_dir=REPO / "data/06_models/selection",
+            pretrain_encoder=pretrain_encoder,
         )
         print(f"{candidate.name}: {time.perf_counter() - tic:.0f} s", flush=True)
         table = selection_table(rows)  # written after every candidate: nothing lost

@@ -153,3 +153,78 @@ def test_a_candidate_with_unknown_keys_is_refused() -> None:
     assert Candidate.from_dict({"name": "a", "overrides": {"lr": 0.1}}).overrides == {"lr": 0.1}
     with pytest.raises(ValueError, match="candidate has keys"):
         Candidate.from_dict({"name": "a", "lr": 0.1})
+
+
+def _window_store(patches: np.ndarray, sections: list[str], geometry):
+    from brstnet.st.patch_store import PatchStore
+
+    index = pd.DataFrame({"section": sections, "row": np.arange(len(sections))})
+    return PatchStore(patches, index, geometry.to_dict())
+
+
+#: A short SimCLR run on the tiny test backbone.
+PRETRAINING = {
+    "backbone": "test_resnet",
+    "epochs": 1,
+    "batch_size": 4,
+    "projection_hidden": 16,
+    "projection_dim": 8,
+    "device": "cpu",
+}
+
+
+def test_a_pretraining_candidate_starts_from_an_encoder_of_its_inner_training_slides(
+    tmp_path,
+) -> None:
+    from brstnet.pretraining.train import pretrain_sections
+    from brstnet.pretraining.weights import load_trunk
+
+    fold_input, splits, patches, geometry, cfg = _fold_job(tmp_path)
+    # the tissue windows: the spots' patches of each section (the store has two spare rows)
+    rows = fold_input.obs["patch_row"].to_numpy()
+    windows = _window_store(patches[rows], list(fold_input.obs["section"]), geometry)
+    asked, files = [], []
+
+    def encoder(sections, out_dir):
+        asked.append(sections)
+        files.append(pretrain_sections(windows, sections, PRETRAINING, out_dir))
+        return files[-1]
+
+    def score(candidate, **kw):
+        return score_candidate(
+            candidate,
+            {0: fold_input},
+            splits,
+            patches,
+            geometry,
+            cfg.model_dump(),
+            checkpoint_dir=tmp_path / "selection",
+            **kw,
+        )
+
+    with pytest.raises(ValueError, match="pretrains: give pretrain_encoder"):
+        score(Candidate("ssl", "test_resnet", pretrain=True))
+    ssl = score(Candidate("ssl", "test_resnet", pretrain=True), pretrain_encoder=encoder)
+    # the inner split trains on A1 and validates on A2: the encoder sees A1's windows only
+    assert asked == [["A1"]]
+    assert load_trunk(files[0]).metadata == {
+        "backbone": "test_resnet",
+        "sections": ["A1"],
+        "windows": 5,
+    }
+    plain = score(Candidate("plain", "test_resnet"))
+    assert ssl[0]["inner_val_mean_r"] != plain[0]["inner_val_mean_r"]  # other start, other fit
+    # the same request reuses the encoder; another section set is another encoder
+    stamp = files[0].stat().st_mtime_ns
+    assert (
+        pretrain_sections(windows, ["A1"], PRETRAINING, tmp_path / "selection/pretrained")
+        == (files[0])
+    )
+    assert files[0].stat().st_mtime_ns == stamp
+    other = pretrain_sections(windows, ["A2"], PRETRAINING, tmp_path / "selection/pretrained")
+    assert other != files[0] and other.is_file()
+
+
+def test_a_candidate_reads_pretrain_from_yaml() -> None:
+    assert Candidate.from_dict({"name": "a", "pretrain": True, "context": True}).pretrain
+    assert not Candidate.from_dict({"name": "a"}).pretrain

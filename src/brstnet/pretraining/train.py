@@ -11,11 +11,13 @@ weights. A checkpoint written by another pretraining (settings, windows) is not 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_file
+from ..config import PretrainingParams
 from ..models.backbones import backbone_spec
 from ..seeding import local_seed
 from ..training.augment import ScannerAugmentation
@@ -32,12 +35,19 @@ from ..training.devices import (
     autocast,
     cudnn_autotune,
     make_generator,
+    resolve_device,
     synchronize,
 )
 from ..training.loop import LoopConfig, make_optimizer, make_scheduler
 from .simclr import SimCLR, nt_xent, two_views
+from .weights import PretrainedTrunk, save_trunk
+from .windows import fold_window_rows
 
-__all__ = ["PretrainConfig", "PretrainResult", "pretrain", "windows_digest"]
+if TYPE_CHECKING:
+    from ..st.geometry import PatchGeometry
+    from ..st.patch_store import PatchStore
+
+__all__ = ["PretrainConfig", "PretrainResult", "pretrain", "pretrain_sections", "windows_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +76,33 @@ class PretrainConfig:
     blur_um: float = 0.0
     um_per_px: float | None = None
     seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: PretrainingParams, geometry: PatchGeometry) -> PretrainConfig:
+        """The run's settings from the validated ``pretraining`` parameters, at the
+        window store's geometry (its pixel size scales the scanner views)."""
+        return cls(
+            backbone=params.backbone,
+            img_size=geometry.size_px,
+            epochs=params.epochs,
+            batch_size=params.batch_size,
+            optimizer=params.optimizer,
+            lr=params.lr,
+            momentum=params.momentum,
+            weight_decay=params.weight_decay,
+            scheduler=params.scheduler,
+            method=params.method,
+            temperature=params.temperature,
+            projection_hidden=params.projection_hidden,
+            projection_dim=params.projection_dim,
+            crop_scale=params.crop_scale,
+            dihedral=params.dihedral,
+            stain_jitter=params.stain_jitter,
+            max_pixel_um=params.resolution_jitter_um,
+            blur_um=params.blur_sigma_um,
+            um_per_px=geometry.window_um / geometry.size_px,
+            seed=params.seed,
+        )
 
     def __post_init__(self) -> None:
         if self.method != "simclr":
@@ -303,3 +340,43 @@ def _pretrain(windows, rows, cfg, setup, checkpoint, desc, fingerprint, on_epoch
         k: v.detach().cpu().contiguous().clone() for k, v in model.trunk.state_dict().items()
     }
     return result
+
+
+def pretrain_sections(
+    windows: PatchStore, sections: list[str], pretraining: dict[str, Any], out_dir: Path
+) -> Path:
+    """Pretrain an encoder on ``sections``' tissue windows with the ``pretraining``
+    parameters, as the pipeline does for a fold (the inner selection's encoders, one per
+    inner split).
+
+    Written to ``out_dir/<backbone>_<digest>.safetensors``, the digest of the parameters,
+    sections and window geometry: the same request reuses the file, another never does;
+    checkpoints in the folder of that name resume an interrupted run.
+    """
+    cfg = PretrainingParams.model_validate(pretraining)
+    request = {
+        "params": cfg.model_dump(exclude={"checkpoint_dir"}),
+        "sections": sorted(sections),
+        "geometry": windows.geometry.to_dict(),
+    }
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode())
+    out = Path(out_dir) / f"{cfg.backbone}_{digest.hexdigest()[:12]}"
+    path = out.with_suffix(".safetensors")
+    if path.is_file():
+        return path
+    rows = fold_window_rows(windows.index, sections, max_windows=cfg.max_windows, seed=cfg.seed)
+    setup = resolve_device(
+        cfg.device, amp=cfg.amp, num_workers=cfg.num_workers, compile=cfg.compile
+    )
+    result = pretrain(
+        windows.patches,
+        rows,
+        PretrainConfig.from_params(cfg, windows.geometry),
+        setup,
+        checkpoint=out / "simclr.pt",
+        desc=f"pretrain {out.name}",
+        fingerprint=windows_digest(windows.patches, rows) + str(windows.geometry.to_dict()),
+    )
+    metadata = {"backbone": cfg.backbone, "sections": sections, "windows": len(rows)}
+    save_trunk(PretrainedTrunk(metadata, state=result.trunk_state, checkpoints=out), path)
+    return path

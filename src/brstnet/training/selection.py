@@ -7,6 +7,11 @@ median partial r given read depth (the spot's log total count) of the validation
 spots. The ridge baseline is fitted and scored on the same inner split, so a candidate
 is read against it before any held-out spot is looked at.
 
+A candidate that starts from a self-supervised encoder (``pretrain``) gets one per inner
+split, pretrained on that split's training sections' tissue windows only: the inner
+validation section's image is never seen, as the held-out patients' slides are not in
+the pipeline's pretraining.
+
 Folds without an inner split (a single training section) cannot score settings and are
 left out; the table says which folds were used.
 """
@@ -14,6 +19,7 @@ left out; the table says which folds were used.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,22 +53,23 @@ class Candidate:
     aux_weight: float = 1.0
     overrides: dict[str, Any] = field(default_factory=dict)
     context: bool = False
+    pretrain: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Candidate:
-        """From ``{name, backbone?, aux_weight?, context?, overrides?}`` (a YAML list entry)."""
-        unknown = set(raw) - {"name", "backbone", "aux_weight", "context", "overrides"}
+        """From ``{name, backbone?, aux_weight?, context?, pretrain?, overrides?}`` (a YAML
+        list entry)."""
+        keys = ["name", "backbone", "aux_weight", "context", "pretrain", "overrides"]
+        unknown = set(raw) - set(keys)
         if unknown or "name" not in raw:
-            raise ValueError(
-                "a candidate has keys name, backbone, aux_weight, context, overrides; got "
-                f"{sorted(raw)}"
-            )
+            raise ValueError(f"a candidate has keys {', '.join(keys)}; got {sorted(raw)}")
         return cls(
             str(raw["name"]),
             str(raw.get("backbone", "resnet18")),
             float(raw.get("aux_weight", 1.0)),
             dict(raw.get("overrides") or {}),
             bool(raw.get("context", False)),
+            bool(raw.get("pretrain", False)),
         )
 
 
@@ -97,6 +104,7 @@ def score_candidate(
     training: dict[str, Any],
     *,
     checkpoint_dir: Path,
+    pretrain_encoder: Callable[[list[str], Path], Path] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``candidate`` on the inner folds of every fold that has them; one row per fold.
 
@@ -105,12 +113,18 @@ def score_candidate(
         training: The run's ``model_training`` parameters; the candidate's overrides
             are applied on top.
         checkpoint_dir: Where the candidate's checkpoints go (a rerun resumes them).
+        pretrain_encoder: ``(sections, folder) -> weights file``: pretrains an encoder on
+            the sections' tissue windows (:func:`brstnet.pretraining.train.pretrain_sections`
+            with the window store and parameters bound); needed by a candidate that
+            pretrains.
 
     Returns:
         Rows with ``candidate``, ``fold``, ``best_epoch`` and :data:`SCORES`.
     """
     from ..config import TrainingParams
 
+    if candidate.pretrain and pretrain_encoder is None:
+        raise ValueError(f"candidate {candidate.name} pretrains: give pretrain_encoder")
     params = {
         **training,
         **candidate.overrides,
@@ -119,19 +133,28 @@ def score_candidate(
     cfg = TrainingParams.model_validate(params)
     rows = []
     for fold in inner_folds(splits):
-        job, _ = fold_job(
-            fold_inputs[fold],
-            patches,
-            geometry,
-            cfg,
-            variant=candidate.name,
-            backbone=candidate.backbone,
-            aux_weight=candidate.aux_weight,
-            fold=fold,
-            context=candidate.context,
-        )
-        fold_splits = splits[splits["fold"] == fold]
-        results, history = train_inner_folds(job, fold_splits[fold_splits["inner_fold"] != OUTER])
+        fold_splits = splits[(splits["fold"] == fold) & (splits["inner_fold"] != OUTER)]
+        results, history = [], []
+        for _, part in fold_splits.groupby("inner_fold"):
+            fold_cfg = cfg
+            if candidate.pretrain:
+                sections = sorted(part.loc[part["role"] == "train", "section"].astype(str))
+                weights = pretrain_encoder(sections, checkpoint_dir / "pretrained")
+                fold_cfg = cfg.model_copy(update={"initial_weights": str(weights)})
+            job, _ = fold_job(
+                fold_inputs[fold],
+                patches,
+                geometry,
+                fold_cfg,
+                variant=candidate.name,
+                backbone=candidate.backbone,
+                aux_weight=candidate.aux_weight,
+                fold=fold,
+                context=candidate.context,
+            )
+            fit, rows_inner = train_inner_folds(job, part)
+            results += fit
+            history += rows_inner
         epoch, _ = select_epoch([[h["val_mean_r"] for h in r.history] for r in results], cfg.epochs)
         rows.append(
             {

@@ -63,28 +63,7 @@ def pretrain_fold(
     geometry = store.geometry
     sections = fold_sections(splits, fold, include_target=cfg.include_target_slides)
     rows = fold_window_rows(store.index, sections, max_windows=cfg.max_windows, seed=cfg.seed)
-    config = PretrainConfig(
-        backbone=cfg.backbone,
-        img_size=geometry.size_px,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        optimizer=cfg.optimizer,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        scheduler=cfg.scheduler,
-        method=cfg.method,
-        temperature=cfg.temperature,
-        projection_hidden=cfg.projection_hidden,
-        projection_dim=cfg.projection_dim,
-        crop_scale=cfg.crop_scale,
-        dihedral=cfg.dihedral,
-        stain_jitter=cfg.stain_jitter,
-        max_pixel_um=cfg.resolution_jitter_um,
-        blur_um=cfg.blur_sigma_um,
-        um_per_px=geometry.window_um / geometry.size_px,
-        seed=cfg.seed,
-    )
+    config = PretrainConfig.from_params(cfg, geometry)
     name = f"{cfg.tag}_fold{fold}"
     checkpoints = Path(cfg.checkpoint_dir) / f"pretrain_{name}"
     setup = resolve_device(
