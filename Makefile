@@ -7,7 +7,7 @@ export DO_NOT_TRACK := true
 export KEDRO_DISABLE_TELEMETRY := true
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install browser run test lint viz mlflow-ui screenshots clean-data
+.PHONY: install browser slurm-packages slurm-up slurm-down run test lint viz mlflow-ui screenshots clean-data
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,20 @@ browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
 		echo "installing Chromium (apt-get)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+# SLURM from Debian's packages (slurmctld, slurmd, sbatch, munge) for the SLURM tests and
+# `make slurm-up`; skipped when installed
+slurm-packages:
+	@command -v sbatch >/dev/null && test -x /usr/sbin/slurmctld && test -x /usr/sbin/munged || { \
+		echo "installing SLURM (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
+			slurmctld slurmd slurm-client munge; }
+
+slurm-up: install slurm-packages  ## a one-node SLURM cluster on this machine (config in .slurm/)
+	$(BIN)/python -m tests.slurm up --dir .slurm
+
+slurm-down: install  ## stop it
+	$(BIN)/python -m tests.slurm down --dir .slurm
 
 run: install  ## the main job on the default real data
 	$(BIN)/kedro run --pipelines=training

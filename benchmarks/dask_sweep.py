@@ -8,7 +8,9 @@ auxiliary head x 2 folds) in real Kedro sessions:
 1. SequentialRunner, torch using ``--seq-threads`` threads (default: every core; several
    values: one sequential run each);
 2. DaskRunner on a LocalCluster of ``--workers`` processes, ``--threads`` torch threads
-   each (the models are deleted before each run, so every run trains them all).
+   each (the models are deleted before each run, so every run trains them all); with
+   ``--cluster slurm``, on a one-node SLURM cluster started on this machine
+   (:mod:`tests.slurm`, Debian's packages): ``--workers`` sbatch jobs of one worker each.
 
 Prints the wall times (Dask's includes starting the cluster and the workers' imports),
 the per-namespace training times, the ratios, and whether the Dask run trained the same
@@ -16,6 +18,7 @@ weights as each sequential run (it should where the torch threads per process ma
 
     python benchmarks/dask_sweep.py --epochs 2
     python benchmarks/dask_sweep.py --epochs 2 --workers 2 --threads 1 --seq-threads 2 1
+    python benchmarks/dask_sweep.py --epochs 2 --cluster slurm --seq-threads 1
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -81,6 +85,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per Dask worker")
     parser.add_argument("--seq-threads", type=int, nargs="+", default=[os.cpu_count() or 1])
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
+    parser.add_argument("--cluster", choices=["local", "slurm"], default="local")
     args = parser.parse_args()
 
     import torch
@@ -96,6 +101,27 @@ def main() -> int:
         "dashboard_address": "127.0.0.1:0",
     }
     tmp = Path(tempfile.mkdtemp(prefix="dask_sweep_"))
+    slurm = None
+    if args.cluster == "slurm":
+        sys.path.insert(0, str(REPO))
+        from tests.slurm import install, start
+
+        reason = install()
+        if reason:
+            parser.error(reason)
+        slurm = start(tmp / "slurm")
+        os.environ.update(slurm.env)
+        dask = {
+            **dask,
+            "cluster": "slurm",
+            "slurm": {
+                "gpus": 0,
+                "cores": args.threads,
+                "memory": "8GB",
+                "jobs": args.workers,
+                "log_directory": str(tmp / "slurm/logs"),
+            },
+        }
     project = make_project(tmp / "project", args.her2st.resolve(), args.epochs, dask)
     os.chdir(project)
     bootstrap_project(project)
@@ -114,7 +140,12 @@ def main() -> int:
         shutil.rmtree(project / "data/08_reporting/training")
 
     runner = DaskRunner()
-    on_dask = run(project, runner, ["model_training"])
+    try:
+        on_dask = run(project, runner, ["model_training"])
+    finally:
+        jobs = slurm.completed_jobs() if slurm is not None else []
+        if slurm is not None:
+            slurm.stop()
     trained_weights = weights(project)
 
     trained = [r for r in runner.node_runs if r.name.endswith(".train_model")]
@@ -122,12 +153,19 @@ def main() -> int:
     print(f"model_training, {len(trained)} namespaces, {args.epochs} epochs, cpus={os.cpu_count()}")
     for threads, (seconds, _) in sequential.items():
         print(f"sequential: {seconds:7.1f} s  (1 process, {threads} torch thread(s))")
-    print(
-        f"dask:       {on_dask:7.1f} s  ({args.workers} worker processes x {args.threads} torch "
-        "thread(s); includes cluster start and the workers' imports)"
+    where = (
+        f"{args.workers} SLURM jobs of 1 worker" if slurm else f"{args.workers} worker processes"
     )
+    print(
+        f"dask:       {on_dask:7.1f} s  ({where} x {args.threads} torch thread(s); includes "
+        "cluster start, job start and the workers' imports)"
+    )
+    if slurm is not None:
+        states = ", ".join(f"job {j['JobId']} {j['JobState']}" for j in jobs)
+        print(f"  SLURM jobs submitted: {len(jobs)} ({states})")
     for r in sorted(trained, key=lambda r: r.started):
-        print(f"  {r.namespace:28s} {r.seconds:6.1f} s on {r.worker}")
+        job = f", SLURM job {r.job}" if r.job else ""
+        print(f"  {r.namespace:28s} {r.seconds:6.1f} s on {r.worker}{job}")
     if trained:
         span = max(r.finished for r in trained) - min(r.started for r in trained)
         print(f"  trainings from first start to last end: {span:.1f} s")

@@ -8,154 +8,35 @@ Kedro sessions with kedro-mlflow and a temporary sqlite tracking store per proje
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
 import socket
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
-from kedro.runner import SequentialRunner
 from mlflow.tracking import MlflowClient
 
 from brstnet.parameter_check import ParameterError
 from brstnet.runners import DaskRunner
 from brstnet.runners.clusters import ClusterError, make_slurm_cluster, visible_gpus
 from brstnet.runners.config import load_settings
-from tests.synthetic import project_catalog, project_copy, write_section
-
-PIPELINES = ["model_training", "evaluation"]
-VARIANTS = ("test_resnet_aux", "test_resnet_noaux")
-NAMESPACES = {f"{v}_fold{k}" for v in VARIANTS for k in (0, 1)}
-DASK = {
-    "cluster": "local",
-    "local": {"n_workers": 2},
-    "torch_threads": 1,  # the sequential runs here use 1 torch thread too
-    "dashboard_address": "127.0.0.1:0",
-    "retries": 2,
-}
-
-
-def _tiny_parameters(root: Path) -> dict:
-    return {
-        "data_processing": {
-            "sections": ["A1", "A2", "B1"],
-            "source": {"local_dir": str(root)},
-            "qc": {"min_total_reads": 0},
-            "stain": {"reference_section": "A1"},
-            "patches": {"window_um": 150, "size_px": 32},
-        },
-        "feature_selection": {"panel": {"n_genes": 3}},
-        "model_training": {
-            "epochs": 2,
-            "batch_size": 8,
-            "backbones": ["test_resnet"],
-            "aux_weights": [1.0, 0.0],
-        },
-    }
-
-
-class _Messages(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@contextmanager
-def _in_project(project: Path):
-    """Work in ``project`` with 1 torch thread; restore cwd, threads and MLflow after."""
-    from kedro.framework.startup import bootstrap_project
-
-    cwd, threads, uri = Path.cwd(), torch.get_num_threads(), mlflow.get_tracking_uri()
-    os.chdir(project)
-    torch.set_num_threads(1)
-    try:
-        bootstrap_project(project)
-        yield
-    finally:
-        while mlflow.active_run() is not None:  # leave no run of this store active
-            mlflow.end_run()
-        mlflow.set_tracking_uri(uri)
-        torch.set_num_threads(threads)
-        os.chdir(cwd)
-
-
-def run_session(project: Path, runner, **run_kwargs) -> list[str]:
-    """``kedro run`` in ``project`` with ``runner``; returns the project's log messages
-    (records from the Dask workers are forwarded to this process)."""
-    from kedro.framework.session import KedroSession
-
-    handler = _Messages()
-    project_logger = logging.getLogger("brstnet")
-    with _in_project(project):
-        level = project_logger.level
-        project_logger.addHandler(handler)
-        project_logger.setLevel(logging.INFO)
-        try:
-            with KedroSession.create(project_path=project) as session:
-                session.run(runner=runner, **run_kwargs)
-        finally:
-            project_logger.removeHandler(handler)
-            project_logger.setLevel(level)
-    return handler.messages
-
-
-def own_tracking_store(project: Path) -> None:
-    """An absolute tracking URI per project: MLflow caches its store by URI, so with the
-    project's relative ``sqlite:///mlflow.db`` every project in this process would share
-    the first one's database."""
-    uri = f"sqlite:///{project / 'mlflow.db'}"
-    (project / "conf/local/mlflow.yml").write_text(
-        yaml.safe_dump({"server": {"mlflow_tracking_uri": uri}})
-    )
-
-
-def copy_of(prepared: Path, dest: Path, dask: dict | None = None) -> Path:
-    shutil.copytree(prepared, dest)
-    own_tracking_store(dest)
-    if dask is not None:
-        (dest / "conf/local/dask.yml").write_text(yaml.safe_dump(dask))
-    return dest
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    """A project whose data_processing and feature_selection are done (sequentially)."""
-    tmp = tmp_path_factory.mktemp("dask")
-    root = tmp / "her2st"
-    for seed, section in enumerate(("A1", "A2", "B1")):
-        write_section(root, section, seed=seed, n_x=5, n_y=4)
-    project = project_copy(tmp / "prepared", _tiny_parameters(root))
-    own_tracking_store(project)
-    raw = project / "data/01_raw"
-    raw.mkdir(parents=True)
-    (raw / "her2st_manifest.json").write_text(f'{{"root": "{root}"}}')  # synthetic: no download
-    run_session(
-        project,
-        SequentialRunner(),
-        pipeline_names=["data_processing", "feature_selection"],
-        from_nodes=["read_sections"],
-    )
-    return project
-
-
-@pytest.fixture(scope="module")
-def sequential(prepared: Path, tmp_path_factory) -> Path:
-    project = copy_of(prepared, tmp_path_factory.mktemp("seq") / "project")
-    run_session(project, SequentialRunner(), pipeline_names=PIPELINES)
-    return project
+from tests.runners.helpers import (
+    DASK,
+    NAMESPACES,
+    PIPELINES,
+    VARIANTS,
+    assert_same_table,
+    copy_of,
+    per_gene,
+    run_session,
+)
+from tests.synthetic import project_catalog
 
 
 @pytest.fixture(scope="module")
@@ -166,24 +47,11 @@ def on_dask(prepared: Path, tmp_path_factory) -> dict:
     return {"project": project, "runner": runner, "messages": messages}
 
 
-def _per_gene(project: Path, variant: str) -> pd.DataFrame:
-    return pd.read_csv(project / f"data/08_reporting/evaluation/{variant}_per_gene.csv")
-
-
-def _assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    assert list(a.columns) == list(b.columns) and len(a) == len(b) > 0
-    numeric = a.select_dtypes("number").columns
-    assert len(numeric) > 5
-    np.testing.assert_allclose(a[numeric], b[numeric], rtol=0, atol=1e-6, equal_nan=True)
-    others = [c for c in a.columns if c not in numeric]
-    pd.testing.assert_frame_equal(a[others], b[others])
-
-
 def test_dask_gives_the_sequential_metrics(sequential: Path, on_dask: dict) -> None:
     for variant in (*VARIANTS, "baseline_mean", "baseline_ridge", "reference_read_depth"):
-        _assert_same_table(_per_gene(on_dask["project"], variant), _per_gene(sequential, variant))
+        assert_same_table(per_gene(on_dask["project"], variant), per_gene(sequential, variant))
     summary = "data/08_reporting/evaluation_summary.csv"
-    _assert_same_table(pd.read_csv(on_dask["project"] / summary), pd.read_csv(sequential / summary))
+    assert_same_table(pd.read_csv(on_dask["project"] / summary), pd.read_csv(sequential / summary))
     # the trainings really ran on the two worker processes, not in this one
     trained = [r for r in on_dask["runner"].node_runs if r.name.endswith(".train_model")]
     assert {r.namespace for r in trained} == NAMESPACES
@@ -325,8 +193,8 @@ def test_only_missing_outputs_resumes_a_half_done_sweep(
     trained = {r.namespace for r in runner.node_runs if r.name.endswith(".train_model")}
     assert trained == {unfinished}
     assert all(m.stat().st_mtime_ns == t for m, t in stamps.items() if unfinished not in str(m))
-    _assert_same_table(
-        _per_gene(project, "test_resnet_noaux"), _per_gene(sequential, "test_resnet_noaux")
+    assert_same_table(
+        per_gene(project, "test_resnet_noaux"), per_gene(sequential, "test_resnet_noaux")
     )
     # now complete: the training pipeline has nothing left to run, no cluster is started
     runner = DaskRunner(cluster="address", address=scheduler)
@@ -425,8 +293,9 @@ def test_scheduler_without_gpu_workers(prepared: Path) -> None:
             _direct_run(prepared, settings)
 
 
-@pytest.mark.skipif(shutil.which("sbatch") is not None, reason="this machine has SLURM")
-def test_slurm_without_sbatch(prepared: Path) -> None:
+def test_slurm_without_sbatch(prepared: Path, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a login node without SLURM's commands
+    assert shutil.which("sbatch") is None
     with pytest.raises(ClusterError, match="sbatch is not on PATH"):
         _direct_run(prepared, {"cluster": "slurm"})
 

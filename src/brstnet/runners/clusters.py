@@ -14,10 +14,12 @@ import logging
 import os
 import shlex
 import shutil
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,27 @@ class Cluster:
     description: str
     expected_workers: int | None  # None: whatever connects (an existing scheduler)
     torch_threads: int | None
+    # the batch jobs the cluster submitted (their ids, as the scheduler knows them); None
+    # for clusters without jobs
+    jobs: Callable[[], list[str]] | None = None
+    _seen: dict[str, None] = field(default_factory=dict, repr=False)
+
+    def job_ids(self) -> list[str]:
+        """Every job submitted so far, including those that have ended."""
+        if self.jobs is not None:
+            self._seen.update(dict.fromkeys(self.jobs()))
+        return list(self._seen)
+
+    def lost(self) -> str | None:
+        """Why no node can run any more (every job of the run has ended and no worker
+        is left), or None while the cluster can still run them."""
+        jobs = self.job_ids()
+        if not jobs or self.client.scheduler_info(n_workers=-1)["workers"]:
+            return None
+        states = slurm_jobs(jobs)
+        if any(state in SLURM_LIVE for state, _ in states.values()):
+            return None
+        return f"every SLURM job of this run has ended ({describe_jobs(states)})"
 
 
 def visible_gpus() -> int:
@@ -222,7 +245,51 @@ def _slurm(settings: DaskSettings, project_path: Path, where: str) -> tuple[Clus
         f"SLURMCluster: {s.jobs} job(s) x {processes} worker process(es) on {s.gpus} GPU(s), "
         f"{threads} torch threads each (queue {s.queue or 'default'})"
     )
-    return Cluster(_connect(made), description, s.jobs * processes, threads), made
+    return Cluster(
+        _connect(made), description, s.jobs * processes, threads, partial(_job_ids, made)
+    ), made
+
+
+#: SLURM job states from which a job may still start or is running.
+SLURM_LIVE = {
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "REQUEUED",
+    "RESIZING",
+    "SUSPENDED",
+}
+
+
+def slurm_jobs(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """SLURM's state and reason for each job (``squeue -t all``); a job SLURM no longer
+    knows (purged after MinJobAge) is ``("ENDED", "no longer known to SLURM")``."""
+    out: dict[str, tuple[str, str]] = {}
+    if job_ids:
+        done = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i|%T|%r"],
+            capture_output=True,
+            text=True,
+        )
+        for line in done.stdout.splitlines():
+            job, _, rest = line.partition("|")
+            state, _, reason = rest.partition("|")
+            out[job.strip()] = (state.strip(), reason.strip())
+    return {j: out.get(j, ("ENDED", "no longer known to SLURM")) for j in job_ids}
+
+
+def describe_jobs(states: dict[str, tuple[str, str]]) -> str:
+    """``job 12 (TIMEOUT: TimeLimit), job 13 (PENDING: BeginTime)``."""
+    shown = []
+    for job, (state, reason) in states.items():
+        why = f": {reason}" if reason and reason != "None" else ""
+        shown.append(f"job {job} ({state}{why})")
+    return ", ".join(shown)
+
+
+def _job_ids(made: Any) -> list[str]:
+    return [str(j.job_id) for j in list(made.workers.values()) if getattr(j, "job_id", None)]
 
 
 def slurm_processes(settings: DaskSettings) -> int:
@@ -318,6 +385,13 @@ def _wait_for_workers(cluster: Cluster, settings: DaskSettings, where: str) -> N
     try:
         cluster.client.wait_for_workers(n or 1, timeout=timeout)
     except TimeoutError:
+        if cluster.jobs is not None:
+            jobs = describe_jobs(slurm_jobs(cluster.job_ids()))
+            raise ClusterError(
+                f"no SLURM job started within {timeout:g} s ({jobs}); "
+                f"raise wait_for_workers_s in {where} (null waits for the queue), or check the "
+                "partition and limits with squeue / sinfo. The jobs are cancelled"
+            ) from None
         raise ClusterError(
             f"no{'t all' if n and n > 1 else ''} Dask worker(s) connected within {timeout:g} s "
             f"({cluster.description}); raise wait_for_workers_s in {where} or start workers"

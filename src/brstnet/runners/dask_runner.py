@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from itertools import chain
@@ -224,21 +226,36 @@ class DaskRunner(AbstractRunner):
         spans: dict[str | None, list[NodeRun]] = defaultdict(list)
         submit([n for n in nodes if not upstream[n]])
         with tqdm(total=len(nodes), desc="Dask nodes", unit="node", disable=None) as bar:
-            for future in pending:
-                node = futures[future]
-                if future.status != "finished":
-                    self._fail(client, futures, future, node, settings, where)
-                record: NodeRun = future.result()
-                future.release()
-                done_nodes.add(node)
-                self.node_runs.append(record)
-                bar.update()
-                self._log_finished(node, record, spans, left, len(nodes))
-                self._release_datasets(node, catalog, load_counts, pipeline)
-                submit([c for c in downstream[node] if upstream[c] <= done_nodes])
+            try:
+                for future in _finished(pending, cluster):
+                    node = futures[future]
+                    if future.status != "finished":
+                        self._fail(client, futures, future, node, settings, where)
+                    record: NodeRun = future.result()
+                    future.release()
+                    done_nodes.add(node)
+                    self.node_runs.append(record)
+                    bar.update()
+                    self._log_finished(node, record, spans, left, len(nodes))
+                    self._release_datasets(node, catalog, load_counts, pipeline)
+                    submit([c for c in downstream[node] if upstream[c] <= done_nodes])
+            except _ClusterLost as lost:
+                self._stop_lost(client, futures, str(lost), where)
         if len(done_nodes) != len(nodes):  # cannot happen for a valid Kedro pipeline
             missing = sorted(n.name for n in set(nodes) - done_nodes)
             raise DaskRunnerError(f"nodes never became ready: {missing[:5]}")
+
+    def _stop_lost(self, client: Any, futures: dict[Any, Node], why: str, where: str) -> None:
+        """Every job of the run has ended: cancel what is left and say how to resume."""
+        left = sorted(node.name for f, node in futures.items() if f.status == "pending")
+        client.cancel([f for f in futures if f.status == "pending"])
+        shown = ", ".join(left[:4]) + (" ..." if len(left) > 4 else "")
+        raise DaskRunnerError(
+            f"{why} and no Dask worker is left; {len(left)} node(s) did not finish ({shown}). "
+            "The outputs already written are kept: run the same command with "
+            "--only-missing-outputs to resume (trainings resume from their checkpoints); a "
+            f"job that hit its time limit needs a longer slurm.walltime ({where})"
+        )
 
     def _log_finished(
         self,
@@ -250,10 +267,11 @@ class DaskRunner(AbstractRunner):
     ) -> None:
         """One line per node; one line per namespace once its last node is done."""
         self._logger.info(
-            "Completed node %s in %.1f s on %s (%d of %d)",
+            "Completed node %s in %.1f s on %s%s (%d of %d)",
             node.name,
             record.seconds,
             record.worker,
+            f", SLURM job {record.job}" if record.job else "",
             len(self.node_runs),
             total,
         )
@@ -307,6 +325,29 @@ class DaskRunner(AbstractRunner):
         if not any(node.name in note for note in getattr(error, "__notes__", [])):
             error.add_note(f"in Kedro node {node.name!r} (on Dask)")  # failed before it ran
         raise error.with_traceback(traceback)
+
+
+class _ClusterLost(Exception):
+    """No worker is left and none will come (the message says why)."""
+
+
+def _finished(pending: Any, cluster: Cluster, *, check_every_s: float = 5.0) -> Iterator[Any]:
+    """The futures of ``pending`` (a ``distributed.as_completed``) as they finish; while
+    none does, ask the cluster every ``check_every_s`` whether any worker can still come
+    (:meth:`Cluster.lost`), so that a run whose SLURM jobs have all ended stops instead of
+    waiting for ever."""
+    last = time.monotonic()
+    while not pending.is_empty():
+        if pending.has_ready():
+            yield from pending.next_batch(block=False)
+            last = time.monotonic()
+            continue
+        if time.monotonic() - last >= check_every_s:
+            last = time.monotonic()
+            why = cluster.lost()
+            if why is not None:
+                raise _ClusterLost(why)
+        time.sleep(0.05)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from typing import Any
 #: Project loggers whose records are forwarded from the workers to the driver.
 FORWARDED_LOGGER = "brstnet"
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class WorkerContext:
@@ -56,6 +58,7 @@ class NodeRun:
     pid: int
     started: float
     finished: float
+    job: str | None = None  # the SLURM job it ran in (SLURM_JOB_ID), if any
 
     @property
     def seconds(self) -> float:
@@ -81,7 +84,15 @@ def run_node(node_bytes: bytes, catalog_bytes: bytes, context_bytes: bytes) -> N
     from kedro.runner.task import Task
 
     worker = _worker_address()
+    job = os.environ.get("SLURM_JOB_ID")
     _prepare_process(context)
+    logger.info(
+        "Running node %s on %s, pid %d%s",
+        node.name,
+        worker,
+        os.getpid(),
+        f", SLURM job {job}" if job else "",
+    )
     hook_manager = _hook_manager(context.hooks)
     _use_session_tracking(context)
     try:
@@ -93,9 +104,10 @@ def run_node(node_bytes: bytes, catalog_bytes: bytes, context_bytes: bytes) -> N
             run_id=context.run_id,
         ).execute()
     except Exception as exc:
-        exc.add_note(f"in Kedro node {node.name!r} (Dask worker {worker}, pid {os.getpid()})")
+        where = f"Dask worker {worker}, pid {os.getpid()}" + (f", SLURM job {job}" if job else "")
+        exc.add_note(f"in Kedro node {node.name!r} ({where})")
         raise
-    return NodeRun(node.name, node.namespace, worker, os.getpid(), started, time.time())
+    return NodeRun(node.name, node.namespace, worker, os.getpid(), started, time.time(), job)
 
 
 def _worker_address() -> str:
@@ -119,6 +131,14 @@ def _prepare_process(context: WorkerContext) -> None:
     project = logging.getLogger(FORWARDED_LOGGER)
     project.setLevel(context.log_level)
     project.propagate = False  # forwarded to the driver, not printed twice here
+    if os.environ.get("SLURM_JOB_ID") and not any(
+        getattr(h, "_brstnet_job_log", False) for h in project.handlers
+    ):
+        # in a batch job the records also go to the job's own output file (log_directory)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._brstnet_job_log = True  # type: ignore[attr-defined]
+        project.addHandler(handler)
 
 
 def _hook_manager(hooks: tuple[tuple[str, Any], ...]) -> Any:
