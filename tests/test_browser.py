@@ -42,7 +42,7 @@ def test_mlflow_runs_table_and_kedro_viz_flowchart_in_chromium(tmp_path: Path) -
     # kedro-viz draws the training pipeline: its nodes and namespaces
     nodes = set(seen.flowchart_nodes)
     assert {"acquire_raw_data", "build_model_inputs", "log_best_variant"} <= nodes
-    assert {"resnet18_aux_fold0", "resnet18_aux_fold1"} <= nodes  # namespaces, collapsed
+    assert {"resnet18_aux_ctx_fold0", "resnet18_aux_ctx_fold1"} <= nodes  # namespaces, collapsed
     for shot in seen.screenshots:
         image = np.asarray(Image.open(shot).convert("L"), dtype=float)
         assert image.shape[1] == 2400 and image.std() > 10, shot  # a page, not a blank

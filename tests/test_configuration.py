@@ -48,7 +48,7 @@ def test_env_option_and_kedro_env_register_the_same_namespaces(project: Path, mo
 
 
 def test_default_environment_registers_the_base_grid(project: Path) -> None:
-    assert _registered(project) == [f"resnet18_aux_fold{k}.train_model" for k in (0, 1)]
+    assert _registered(project) == [f"resnet18_aux_ctx_fold{k}.train_model" for k in (0, 1)]
 
 
 def test_params_that_change_the_grid_take_effect(project: Path) -> None:
@@ -58,11 +58,11 @@ def test_params_that_change_the_grid_take_effect(project: Path) -> None:
     }
     names = _registered(project, runtime_params=runtime)
     assert names == [
-        f"{b}_aux0p5_fold{k}.train_model" for b in ("test_resnet", "test_vit") for k in range(3)
+        f"{b}_aux0p5_ctx_fold{k}.train_model" for b in ("test_resnet", "test_vit") for k in range(3)
     ]
     # evaluation follows the same grid
     evaluation = _registered(project, "evaluation", runtime_params=runtime)
-    assert "test_vit_aux0p5_fold2.predict_held_out" in evaluation
+    assert "test_vit_aux0p5_ctx_fold2.predict_held_out" in evaluation
     # and the sections decide the leave-one-patient-out folds
     sections = {"data_processing": {"sections": ["B4", "C2", "E1", "G2"]}}
     assert len(_registered(project, runtime_params=sections)) == 4  # one variant x 4 patients
@@ -79,10 +79,10 @@ def test_sessions_in_one_process_each_get_their_own_grid(project: Path) -> None:
             return sorted(node.namespace for node in pipelines["model_training"].nodes)
 
     both = {"model_training": {"aux_weights": [1.0, 0.0]}}
-    with_and_without = [f"resnet18_{a}_fold{k}" for a in ("aux", "noaux") for k in (0, 1)]
+    with_and_without = [f"resnet18_{a}_ctx_fold{k}" for a in ("aux", "noaux") for k in (0, 1)]
     assert names(runtime_params=both) == with_and_without
     model_training.create_pipeline()  # built by hand: does not count as registered
-    assert names() == ["resnet18_aux_fold0", "resnet18_aux_fold1"]
+    assert names() == ["resnet18_aux_ctx_fold0", "resnet18_aux_ctx_fold1"]
     assert len(names(env="brstnet")) == 40
     assert names(runtime_params=both) == with_and_without
 

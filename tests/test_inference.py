@@ -25,7 +25,7 @@ PIXEL = 0.688
 
 @pytest.fixture(scope="module")
 def model(real_run: Path):
-    bundle = load_model(real_run / "data/06_models/test_resnet_aux_fold0")
+    bundle = load_model(real_run / "data/06_models/test_resnet_aux_ctx_fold0")
     assert bundle.config["train_patients"] == ["C"] and bundle.config["test_patients"] == ["B"]
     return bundle
 
@@ -73,7 +73,7 @@ def test_grid_covers_the_tissue_and_round_trips_through_scanpy(model, b4, tmp_pa
     np.testing.assert_allclose(result.layers["log1p"], np.log1p(counts), rtol=1e-4, atol=1e-5)
     result.write_h5ad(tmp_path / "b4.h5ad")
     back = sc.read_h5ad(tmp_path / "b4.h5ad")
-    assert back.shape == result.shape and back.uns["model"]["variant"] == "test_resnet_aux"
+    assert back.shape == result.shape and back.uns["model"]["variant"] == "test_resnet_aux_ctx"
     np.testing.assert_allclose(back.obsm["spatial"], grid)
 
 
@@ -126,7 +126,7 @@ def test_bad_inputs(model, b4, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no tissue found"):
         predict_slide(model, blank, pixel_size_um=PIXEL)
     with pytest.raises(
-        DataError, match=r"genes \['NOTAGENE'\] are not in the panel of model test_resnet_aux"
+        DataError, match=r"genes \['NOTAGENE'\] are not in the panel of model test_resnet_aux_ctx"
     ):
         check_genes(model, ["ERBB2", "NOTAGENE"])
 
@@ -134,7 +134,7 @@ def test_bad_inputs(model, b4, tmp_path: Path) -> None:
 @pytest.mark.real_data
 def test_console_command(real_run: Path, b4, tmp_path: Path, capsys) -> None:
     _, _, image = b4
-    model_dir = real_run / "data/06_models/test_resnet_aux_fold0"
+    model_dir = real_run / "data/06_models/test_resnet_aux_ctx_fold0"
     assert (
         predict_command(
             [
@@ -176,7 +176,7 @@ def test_inference_pipeline_logs_to_mlflow(real_run: Path, b4, monkeypatch) -> N
     _, _, image = b4
     local = real_run / "conf/local/parameters_inference.yml"
     inference = {
-        "model": "data/06_models/test_resnet_aux_fold0",
+        "model": "data/06_models/test_resnet_aux_ctx_fold0",
         "slides": {"B4": str(image)},
         "pixel_size_um": {"B4": PIXEL},
         "pitch_um": 400,
@@ -193,7 +193,7 @@ def test_inference_pipeline_logs_to_mlflow(real_run: Path, b4, monkeypatch) -> N
         mlflow.end_run()
     result = sc.read_h5ad(real_run / "data/07_model_output/slides/B4.h5ad")
     assert (
-        result.uns["model_source"] == "data/06_models/test_resnet_aux_fold0"
+        result.uns["model_source"] == "data/06_models/test_resnet_aux_ctx_fold0"
         and result.uns["pitch_um"] == 400
     )
     assert (real_run / "data/08_reporting/slides/B4_maps.png").is_file()
@@ -339,3 +339,49 @@ def test_a_pitch_that_is_not_positive_is_a_one_line_error(
         predict_slide(load_model(model), slide, pixel_size_um=1.0, pitch_um=-50)
     # and a good one predicts: the same model and slide are fine
     assert predict_command([*argv, "400", "--pixel-size", "1.0"]) == 0
+
+
+def _unknown_backbone(config: dict) -> None:
+    config["model"]["backbone"] = "resnet18_from_the_future"
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("out-is-a-file", "--out {out} is a file; give a folder"),
+        ("out-under-a-file", "--out {out}/maps is under the file {out}; give a folder"),
+        ("unknown-backbone", "names backbone 'resnet18_from_the_future', which this version"),
+        ("cuda-without-gpu", "--device cuda: device 'cuda' was asked for but torch sees no GPU"),
+        ("pixel-size-100", "a 150.0 um window is 2 px at 100 um/px, too few to show tissue"),
+    ],
+)
+def test_predict_refuses_bad_arguments_in_one_line(
+    tiny_bundle, tmp_path: Path, capsys, monkeypatch, case: str, says: str
+) -> None:
+    """Failed before: raw tracebacks (FileExistsError, NotADirectoryError, ValueError,
+    RuntimeError), or, for a pixel size of 100 um, 9,876 batches of 1.5 px windows."""
+    import torch
+
+    model, slide = tiny_bundle
+    out = tmp_path / "out"
+    pixel_size, device = "1.0", "cpu"
+    if case == "out-is-a-file":
+        out.write_text("not a folder")
+    elif case == "out-under-a-file":
+        out.write_text("not a folder")
+        out = out / "maps"
+    elif case == "unknown-backbone":
+        model = _damaged_copy(model, tmp_path, _edit_config(_unknown_backbone))
+    elif case == "cuda-without-gpu":
+        device = "cuda"
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU machine
+    elif case == "pixel-size-100":
+        pixel_size = "100"
+    argv = [str(slide), "--model", str(model), "--out", str(out), "--pixel-size", pixel_size]
+    with pytest.raises(SystemExit) as exit_info:
+        predict_command([*argv, "--device", device])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("brstnet predict: error: ")
+    assert says.format(out=tmp_path / "out") in line, line

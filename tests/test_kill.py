@@ -30,14 +30,14 @@ SECTIONS = {"BC1_C1": ("BC1", "C1"), "BC1_C2": ("BC1", "C2"), "BC2_C1": ("BC2", 
 #: the bundles' config.json without when they trained: see SAME_CONFIG).
 SAME_BYTES = (
     "data/08_reporting/evaluation_summary.csv",
-    "data/08_reporting/evaluation/test_resnet_aux_metrics.json",
-    "data/08_reporting/evaluation/test_resnet_aux_per_gene.csv",
-    "data/06_models/test_resnet_aux_fold0/model.safetensors",
-    "data/06_models/test_resnet_aux_fold1/model.safetensors",
+    "data/08_reporting/evaluation/test_resnet_aux_ctx_metrics.json",
+    "data/08_reporting/evaluation/test_resnet_aux_ctx_per_gene.csv",
+    "data/06_models/test_resnet_aux_ctx_fold0/model.safetensors",
+    "data/06_models/test_resnet_aux_ctx_fold1/model.safetensors",
 )
 SAME_CONFIG = (
-    "data/06_models/test_resnet_aux_fold0/config.json",
-    "data/06_models/test_resnet_aux_fold1/config.json",
+    "data/06_models/test_resnet_aux_ctx_fold0/config.json",
+    "data/06_models/test_resnet_aux_ctx_fold1/config.json",
 )
 #: When a fold trained (config.json's training block): the only part that may differ.
 TRAINING_SPAN = ("started_at", "ended_at", "train_seconds")
@@ -123,10 +123,10 @@ def test_kill_9_during_training_then_a_rerun_gives_the_uninterrupted_numbers(
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(timeout=60)
     assert victim.returncode == -signal.SIGKILL
-    assert not (killed / "data/06_models/test_resnet_aux_fold1").exists()  # during training
+    assert not (killed / "data/06_models/test_resnet_aux_ctx_fold1").exists()  # during training
 
     rerun = _finish(_kedro_run(killed, tmp_path / "rerun.log"), tmp_path / "rerun.log")
-    assert "test_resnet_aux fold 0 final: resuming from" in rerun
+    assert "test_resnet_aux_ctx fold 0 final: resuming from" in rerun
     assert "final.pt after epoch" in rerun
     _finish(uninterrupted, tmp_path / "reference.log")
 
@@ -135,7 +135,7 @@ def test_kill_9_during_training_then_a_rerun_gives_the_uninterrupted_numbers(
     for relpath in SAME_CONFIG:
         assert _settings(killed / relpath) == _settings(reference / relpath), relpath
     for fold in (0, 1):
-        relpath = f"data/08_reporting/training/test_resnet_aux_fold{fold}_history.csv"
+        relpath = f"data/08_reporting/training/test_resnet_aux_ctx_fold{fold}_history.csv"
         pd.testing.assert_frame_equal(
             pd.read_csv(killed / relpath).drop(columns="images_per_s"),
             pd.read_csv(reference / relpath).drop(columns="images_per_s"),

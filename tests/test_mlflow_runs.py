@@ -108,6 +108,30 @@ def test_a_new_session_forgets_the_previous_sessions_mlflow_run(tmp_path, monkey
     assert mlflow_hook.run_id is None
 
 
+def test_a_damaged_tracking_store_is_named_before_mlflow_opens_it(tmp_path, monkeypatch) -> None:
+    """Failed before: sqlite3.DatabaseError "file is not a database" with its SQL, the file
+    not named."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from tests.synthetic import project_copy
+
+    project = project_copy(tmp_path / "project")
+    (project / "mlflow.db").write_bytes(b"this is not an sqlite file" * 40)
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    with pytest.raises(ValueError) as err, KedroSession.create(project_path=project) as session:
+        session.load_context()
+    store = (project / "mlflow.db").resolve()
+    assert str(err.value).startswith(
+        f"the MLflow tracking store {store} is not an SQLite database (damaged, or another "
+        f"file): move it aside (mv {store} {store}.broken)"
+    )
+    (project / "mlflow.db").unlink()  # a new store is created where there is none
+    with KedroSession.create(project_path=project) as session:
+        session.load_context()
+
+
 def _started(run) -> int:
     return run.info.start_time
 
@@ -129,14 +153,14 @@ def test_a_tracked_kedro_run_carries_its_best_variant_system_metrics_and_view(re
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if r.info.run_name == "training"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert {r.info.run_name for r in children} >= {"test_resnet_aux", "baseline_ridge"}
+    assert {r.info.run_name for r in children} >= {"test_resnet_aux_ctx", "baseline_ridge"}
     view = json.loads(experiment.tags[SHARED_VIEW_PREFIX + COMPARISON_VIEW])
     # the latest tracked `kedro run` opens expanded (the inference test may run one later)
     latest = max((r for r in runs if "mlflow.parentRunId" not in r.data.tags), key=_started)
     assert view["runsExpanded"] == {latest.info.run_id: True}
     summary = pd.read_csv(real_run / "data/08_reporting/evaluation_summary.csv")
-    row = summary.set_index("variant").loc["test_resnet_aux"]  # the one trained variant
-    assert parent.data.params["best_variant"] == "test_resnet_aux"
+    row = summary.set_index("variant").loc["test_resnet_aux_ctx"]  # the one trained variant
+    assert parent.data.params["best_variant"] == "test_resnet_aux_ctx"
     assert parent.data.params["backbone"] == "test_resnet"
     assert parent.data.metrics["median_r"] == pytest.approx(row["median_r"])
     assert parent.data.metrics["genes_r_gt_0_5"] == row["genes_r_gt_0_5"]

@@ -32,7 +32,7 @@ def test_results_notebook_executes(real_run: Path) -> None:
     text = "".join(
         str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for o in outputs
     )
-    assert "baseline_ridge" in text and "test_resnet_aux" in text
+    assert "baseline_ridge" in text and "test_resnet_aux_ctx" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2  # the two plots
     summary = pd.read_csv(real_run / "data/08_reporting/evaluation_summary.csv")
     models = summary[~summary["variant"].str.startswith(("baseline", "reference"))]

@@ -66,6 +66,16 @@ def predict_command(argv: list[str] | None = None) -> int:
                 f"brstnet predict: error: {flag} must be a positive number of micrometres, "
                 f"got {value:g}: give {fix}\n",
             )
+    for parent in (args.out, *args.out.parents):
+        if parent.exists() and not parent.is_dir():
+            what = "is a file" if parent == args.out else f"is under the file {parent}"
+            parser.exit(2, f"brstnet predict: error: --out {args.out} {what}; give a folder\n")
+    from .training.devices import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except (RuntimeError, ValueError) as err:  # an unknown name, or CUDA without a GPU
+        parser.exit(2, f"brstnet predict: error: --device {args.device}: {err}\n")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from .inference.models import load_model

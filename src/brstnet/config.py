@@ -125,6 +125,12 @@ class DataProcessingParams(_Strict):
 
     @model_validator(mode="after")
     def _reference_in_sections(self) -> DataProcessingParams:
+        from brstnet.st.readers import ReaderOptions, patient_from_name
+
+        # an unknown section first: it is the cause when the reference is missing too
+        options = ReaderOptions(**self.reader.model_dump())
+        for section in self.sections:
+            patient_from_name(self.dataset, section, options)
         ref = self.stain.reference_section
         if self.stain.method is not None and ref is not None and ref not in self.sections:
             raise ValueError(

@@ -145,6 +145,16 @@ class TrackingHooks:
 
         root = Path(context.project_path).resolve().as_posix()
         OmegaConf.register_new_resolver(PROJECT_ROOT_RESOLVER, lambda: root, replace=True)
+        loader = context.config_loader
+        # kedro-mlflow adds this pattern in its own hook, which runs after this one
+        loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+        try:
+            uri = str(loader["mlflow"]["server"]["mlflow_tracking_uri"])
+        except Exception:  # noqa: BLE001 - no mlflow.yml or key: kedro-mlflow's defaults apply
+            return
+        from brstnet.mlflow_runs import check_tracking_store
+
+        check_tracking_store(uri)
 
     @hook_impl(trylast=True)  # after kedro-mlflow's hook has started this run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:

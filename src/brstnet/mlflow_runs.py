@@ -11,6 +11,7 @@ owner record (started elsewhere, or before owners were recorded) are left as the
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .processes import Owner
@@ -80,3 +81,29 @@ def end_orphaned_runs(
             owner,
         )
     return ended
+
+
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_tracking_store(uri: str) -> None:
+    """Refuse a sqlite tracking store whose file is not an SQLite database, naming it
+    (MLflow would fail with ``file is not a database`` and its SQL, naming no file).
+
+    Raises:
+        ValueError: the file exists, is not empty and is not an SQLite database.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.is_file() or path.stat().st_size == 0:
+        return  # MLflow creates it
+    with open(path, "rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise ValueError(
+            f"the MLflow tracking store {path} is not an SQLite database (damaged, or another "
+            f"file): move it aside (mv {path} {path}.broken) to start a new store, or restore "
+            "it from a backup (server.mlflow_tracking_uri in conf/base/mlflow.yml names it)"
+        )

@@ -20,7 +20,7 @@ from tests.synthetic import dp_params, project_catalog
 
 def _run_tiny(root: Path, **overrides) -> dict:
     overrides["stain"] = {"reference_section": None, **overrides.get("stain", {})}
-    params = dp_params(sections=["A1", "B1"], **overrides)
+    params = dp_params(**{"sections": ["A1", "B1"], **overrides})
     catalog = project_catalog(root.parent / "project")
     catalog["params:data_processing"] = params
     catalog["raw_manifest"] = {"root": str(root)}
@@ -80,6 +80,9 @@ def test_a_typo_in_parameters_names_the_key(tiny_her2st: Path) -> None:
         ValueError, match=r"stain.reference_section 'C2' is not among sections \['A1', 'B1'\]"
     ):
         _run_tiny(tiny_her2st, stain={"reference_section": "C2"})
+    # failed before: an unknown section was reported as a missing stain reference
+    with pytest.raises(ValueError, match=r"unknown her2st section 'Z9'; valid sections are A1,"):
+        _run_tiny(tiny_her2st, sections=["Z9"], stain={"reference_section": "C2"})
 
 
 def _spot_file(her2st_dir: Path, section: str) -> pd.DataFrame:

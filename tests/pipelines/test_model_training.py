@@ -58,6 +58,7 @@ def tiny_run(tmp_path_factory) -> dict:
         batch_size=8,
         backbones=["test_resnet"],
         aux_weights=[1.0, 0.0],
+        contexts=[False],  # BrST-Net's pair; the default's context model: test_kill, real_run
         checkpoint_dir=str(tmp / "ckpt"),
         probes=["test_encoder"],
         hf_cache_dir=str(write_test_encoder_cache(tmp / "hub")),
@@ -455,7 +456,7 @@ def test_default_and_brstnet_configurations(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("KEDRO_ENV", raising=False)
     monkeypatch.chdir(project_copy(tmp_path / "project"))
     variants, folds = variant_grid()
-    assert [v[0] for v in variants] == ["resnet18_aux"] and folds == 2
+    assert [v[0] for v in variants] == ["resnet18_aux_ctx"] and folds == 2
     monkeypatch.setenv("KEDRO_ENV", "brstnet")
     variants, _ = variant_grid()
     assert len(variants) == 20 and {v[2] for v in variants} == {0.0, 1.0}

@@ -17,14 +17,14 @@ def test_per_gene_table_has_every_panel_gene_with_finite_r(real_run: Path) -> No
     panels = pd.read_parquet(real_run / "data/05_model_input/gene_panels.parquet")
     main = panels[(panels["fold"] >= 0) & (panels["set"] == "main")]
     table = pd.read_csv(
-        real_run / "data/08_reporting/evaluation/test_resnet_aux_per_gene.csv"
+        real_run / "data/08_reporting/evaluation/test_resnet_aux_ctx_per_gene.csv"
     ).set_index("gene")
     assert set(table.index) == set(main["gene"]) and table.index.is_unique
     assert len(main[main["fold"] == 0]) == len(main[main["fold"] == 1]) == 250
     # every gene a fold predicts and its held-out patient expresses (non-constant) has a finite r
     for fold, patient in ((0, "B"), (1, "C")):
         predictions = ad.read_h5ad(
-            real_run / f"data/07_model_output/test_resnet_aux_fold{fold}_predictions.h5ad"
+            real_run / f"data/07_model_output/test_resnet_aux_ctx_fold{fold}_predictions.h5ad"
         )
         assert set(predictions.obs["patient"]) == {patient}
         expressed = np.asarray(predictions.layers["observed_counts"]).std(axis=0) > 0
@@ -35,18 +35,18 @@ def test_per_gene_table_has_every_panel_gene_with_finite_r(real_run: Path) -> No
         "variant"
     )
     assert set(summary.index) == {
-        "test_resnet_aux",
+        "test_resnet_aux_ctx",
         "baseline_mean",
         "baseline_ridge",
         "reference_read_depth",
     }
-    assert summary.loc["test_resnet_aux", "test_spots"] == 110 + 182 + 177
+    assert summary.loc["test_resnet_aux_ctx", "test_spots"] == 110 + 182 + 177
     # gene-specific numbers: finite for a model; the read-depth reference has no partial r
-    assert np.isfinite(summary.loc["test_resnet_aux", "median_partial_r"])
-    assert np.isfinite(summary.loc["test_resnet_aux", "median_r_libnorm"])
+    assert np.isfinite(summary.loc["test_resnet_aux_ctx", "median_partial_r"])
+    assert np.isfinite(summary.loc["test_resnet_aux_ctx", "median_r_libnorm"])
     assert np.isnan(summary.loc["reference_read_depth", "median_partial_r"])
     assert (
-        real_run / "data/08_reporting/evaluation/test_resnet_aux_gene_maps.png"
+        real_run / "data/08_reporting/evaluation/test_resnet_aux_ctx_gene_maps.png"
     ).stat().st_size > 10_000
 
 
@@ -57,7 +57,7 @@ def test_mlflow_holds_one_child_run_per_variant_under_the_kedro_run(real_run: Pa
     children = {r.info.run_name: r for r in runs if "mlflow.parentRunId" in r.data.tags}
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert set(children) == {
-        "test_resnet_aux",
+        "test_resnet_aux_ctx",
         "baseline_mean",
         "baseline_ridge",
         "reference_read_depth",
@@ -65,8 +65,8 @@ def test_mlflow_holds_one_child_run_per_variant_under_the_kedro_run(real_run: Pa
     assert len(parents) == 1 and {c.data.tags["mlflow.parentRunId"] for c in children.values()} == {
         parents[0].info.run_id
     }
-    assert children["test_resnet_aux"].data.metrics["genes_positive"] >= 0
-    model = children["test_resnet_aux"].data.metrics
+    assert children["test_resnet_aux_ctx"].data.metrics["genes_positive"] >= 0
+    model = children["test_resnet_aux_ctx"].data.metrics
     assert {"median_partial_r", "pixel_size_4um_median_r", "jpeg_q50_median_r_kept"} <= set(model)
     assert children["reference_read_depth"].data.tags["brstnet.kind"] == "reference"
 
@@ -82,13 +82,13 @@ def test_robustness_recuts_the_held_out_slides_as_the_store_did(real_run: Path) 
         "stain_shift_0.3",
         "jpeg_q50",
     ]
-    assert set(robust["variant"]) == {"test_resnet_aux"}
+    assert set(robust["variant"]) == {"test_resnet_aux_ctx"}
     robust = robust.set_index("condition")
     summary = pd.read_csv(real_run / "data/08_reporting/evaluation_summary.csv").set_index(
         "variant"
     )
     assert robust.loc["original", "median_r"] == pytest.approx(
-        summary.loc["test_resnet_aux", "median_r"], abs=1e-6
+        summary.loc["test_resnet_aux_ctx", "median_r"], abs=1e-6
     )
     assert robust.loc["original", "median_r_kept"] == 1.0
     assert np.isfinite(robust["median_r"]).all()

@@ -43,7 +43,7 @@ def _settings(**model_training) -> dict:
 
 def test_the_default_training_pipeline_has_no_pretraining() -> None:
     params = _settings()
-    assert [v.name for v in variant_grid(params).variants] == ["test_resnet_aux"]
+    assert [v.name for v in variant_grid(params).variants] == ["test_resnet_aux_ctx"]
     assert pretrained_tags(params) == {}
     assert _params("model_training")["init"] is None
     assert _params("model_training")["ssl_probe"] is False
@@ -52,11 +52,11 @@ def test_the_default_training_pipeline_has_no_pretraining() -> None:
 def test_ssl_variants_are_named_apart_and_read_their_folds_trunks() -> None:
     params = _settings(init="pretrained", ssl_probe=True)
     names = [v.name for v in variant_grid(params).variants]
-    assert names == ["test_resnet_aux_ssl", "test_resnet_ssl_probe"]
+    assert names == ["test_resnet_aux_ctx_ssl", "test_resnet_ssl_probe"]
     assert pretrained_tags(params) == {n: "test_resnet" for n in names}
     params["pretraining"]["include_target_slides"] = True
     names = [v.name for v in variant_grid(params).variants]
-    assert names == ["test_resnet_aux_ssl_tgt", "test_resnet_ssl_probe_tgt"]
+    assert names == ["test_resnet_aux_ctx_ssl_tgt", "test_resnet_ssl_probe_tgt"]
     pipe = model_training.create_pipeline(variant_grid(params).variants, 2, pretrained_tags(params))
     assert "pretrained_test_resnet_tgt_fold1" in pipe.inputs()
     assert {n.name for n in pretraining.create_pipeline("test_resnet_tgt", 2).nodes} == {
@@ -161,7 +161,7 @@ def test_each_fold_pretrains_on_its_training_patients_windows(ssl_run: dict) -> 
 def test_fine_tuning_starts_from_the_folds_trunk(ssl_run: dict) -> None:
     tmp = ssl_run["tmp"]
     for fold in (0, 1):
-        bundle = load_bundle(tmp / f"project/data/06_models/test_resnet_aux_ssl_fold{fold}")
+        bundle = load_bundle(tmp / f"project/data/06_models/test_resnet_aux_ctx_ssl_fold{fold}")
         used = bundle.config["training"]["initial_weights"]
         assert used.endswith(f"data/06_models/pretrained/test_resnet_fold{fold}.safetensors")
 
@@ -177,7 +177,7 @@ def test_the_ssl_probe_is_its_own_evaluated_variant(ssl_run: dict) -> None:
     history = catalog.load("test_resnet_ssl_probe_fold1.training_history")
     assert history["stage"].tolist() == ["probe"]
     summary = catalog.load("evaluation_summary")
-    assert {"test_resnet_ssl_probe", "test_resnet_aux_ssl"} <= set(summary["variant"])
+    assert {"test_resnet_ssl_probe", "test_resnet_aux_ctx_ssl"} <= set(summary["variant"])
     client = MlflowClient(ssl_run["tracking"])
     experiment = client.get_experiment_by_name("brstnet")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}

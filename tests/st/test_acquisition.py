@@ -159,12 +159,45 @@ def test_local_copy_is_copied_and_checked(tmp_path: Path, her2st_dir: Path) -> N
 def test_a_local_copy_that_differs_from_the_published_files_is_refused(
     tmp_path: Path, tiny_her2st: Path
 ) -> None:
-    with pytest.raises(AcquisitionError, match=r"A1.tsv.gz: sha256 .* does not match the recorded"):
+    with pytest.raises(
+        AcquisitionError, match=r"A1.tsv.gz: sha256 .* does not match the recorded"
+    ) as err:
         acquire(
             ["A1"],
             Source(raw_dir=tmp_path / "raw", local_dir=tiny_her2st, base_url=None, commit=COMMIT),
         )
     assert not list((tmp_path / "raw").rglob("*.tsv.gz*"))
+    # failed before: "the file was removed, run again", though the local file is untouched
+    local = tiny_her2st / "data/ST-cnts/A1.tsv.gz"
+    assert str(err.value).endswith(
+        f"replace {local} with the published file, or remove it to download it"
+    )
+    assert local.is_file()
+
+
+def test_a_file_missing_from_the_local_copy_is_named_when_its_download_fails(
+    tmp_path: Path, tiny_her2st: Path
+) -> None:
+    """Failed before: offline, it said to point local_dir at a local copy, which it was."""
+    (tiny_her2st / "data/ST-cnts/A1.tsv.gz").unlink()
+    source = Source(
+        raw_dir=tmp_path / "raw",
+        local_dir=tiny_her2st,
+        base_url="http://127.0.0.1:9/{commit}",  # nothing listens there: offline
+        commit=COMMIT,
+        timeout_s=2,
+        url_schemes=LOCAL,
+    )
+    with pytest.raises(AcquisitionError) as err:
+        acquire(["A1"], source)
+    message = str(err.value)
+    assert message.startswith(
+        f"section A1: data/ST-cnts/A1.tsv.gz is missing from the local copy {tiny_her2st} "
+        "(data_processing.source.local_dir), and downloading it failed: download of "
+    )
+    assert message.endswith(
+        f"Copy the file to {tiny_her2st / 'data/ST-cnts/A1.tsv.gz'}, or run again online"
+    )
 
 
 @pytest.mark.real_data

@@ -110,6 +110,39 @@ def test_spot_centre_outside_image(tiny_her2st: Path) -> None:
         read_section(locate_section(tiny_her2st, "A1"))
 
 
+def test_a_spot_without_a_pixel_position_names_section_and_file(tiny_her2st: Path) -> None:
+    """Failed before: NaN pixel_x was accepted and failed later, in extract_patches,
+    without naming the section or the file."""
+    path = tiny_her2st / "data/ST-spotfiles/A1_selection.tsv"
+    spots = pd.read_csv(path, sep="\t")
+    spots.loc[2, "pixel_x"] = float("nan")
+    spots.to_csv(path, sep="\t", index=False)
+    spot = f"{spots.loc[2, 'x']}x{spots.loc[2, 'y']}"
+    with pytest.raises(DataError) as err:
+        read_section(locate_section(tiny_her2st, "A1"))
+    assert str(err.value).startswith(
+        f"section A1: 1 spot(s) in {path} have no finite pixel position (e.g. spot {spot} at (nan"
+    )
+
+
+@pytest.mark.parametrize("cells", ["integers", "floats"], ids=["numpy-path", "pandas-path"])
+def test_a_gene_name_shared_by_two_columns_is_reported(
+    tiny_her2st: Path, caplog, cells: str
+) -> None:
+    """Failed before: the parser renamed the second column (CPSF3L.1), so the warning
+    that names shared gene names never fired."""
+    first = pd.read_csv(tiny_her2st / "data/ST-cnts/A1.tsv.gz", sep="\t", index_col=0).columns[0]
+
+    def twice(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.rename(columns={frame.columns[1]: first})
+        return frame.astype(float) if cells == "floats" else frame  # 3.0: pandas reads it
+
+    _rewrite_counts(tiny_her2st, "A1", twice)
+    adata = read_section(locate_section(tiny_her2st, "A1"))
+    assert f"1 gene names are shared by several features (e.g. {first})" in caplog.text
+    assert list(adata.var_names[:2]) == [first, f"{first}-1"]  # anndata's suffix, reported
+
+
 def test_non_integer_counts(tiny_her2st: Path) -> None:
     _rewrite_counts(tiny_her2st, "A1", lambda f: f.astype(float) + 0.5)
     with pytest.raises(

@@ -136,6 +136,32 @@ def test_a_changed_plan_starts_afresh(
     np.testing.assert_array_equal(load_patch_store(store).patches, expected.patches)
 
 
+def test_an_unreadable_plan_discards_the_unfinished_store(
+    three_sections: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failed before: a corrupt plan.json (a failed run's leftover) ended every later run
+    in a bare JSON error naming no file, until the folder was deleted by hand."""
+    geometry = _geometry(three_sections)
+    store = tmp_path / "store"
+    child = multiprocessing.get_context("fork").Process(
+        target=_build_and_die, args=(three_sections, geometry, store)
+    )
+    child.start()
+    child.join(60)
+    plan = tmp_path / ".store-partial" / "plan.json"
+    plan.write_bytes(plan.read_bytes()[:40])  # cut mid-write
+    with caplog.at_level(logging.INFO, logger="brstnet.st"):
+        caplog.clear()
+        write_patch_store(three_sections, geometry, store, dataset="her2st")
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("brstnet.st")]
+    assert messages[0].startswith(
+        f"discarding the unfinished patch store {plan.parent}: its plan.json cannot be read ("
+    )
+    assert len([m for m in messages if m.startswith("section ")]) == 3  # all cut afresh
+    expected = build_patch_store(three_sections, geometry, dataset="her2st")
+    np.testing.assert_array_equal(load_patch_store(store).patches, expected.patches)
+
+
 def test_write_patch_store_refuses_bad_arguments(three_sections: dict, tmp_path: Path) -> None:
     geometry = PatchGeometry(window_um=150, size_px=16)
     with pytest.raises(ValueError, match="at least one section"):

@@ -119,21 +119,28 @@ def section_files(section: str, local_dir: Path | None) -> list[str]:
     return files + images
 
 
-def _verify(path: Path, expected: str | None, what: str) -> None:
+def _verify(
+    path: Path, expected: str | None, what: str, fix: str = "the file was removed, run again"
+) -> None:
     if expected is None:
         logger.warning("%s has no recorded sha256 and was not verified", what)
         return
     actual = sha256_of(path)
     if actual != expected:
         path.unlink(missing_ok=True)
-        msg = f"{what}: sha256 {actual} does not match the recorded {expected}; the file was removed, run again"
+        msg = f"{what}: sha256 {actual} does not match the recorded {expected}; {fix}"
         raise AcquisitionError(msg)
 
 
 def _copy(src: Path, dest: Path, expected: str | None) -> None:
     part = dest.with_name(dest.name + ".part")
     shutil.copyfile(src, part)
-    _verify(part, expected, str(src))
+    # the local copy is left as it is: running again would fail the same way
+    fix = (
+        f"the file in the local copy (data_processing.source.local_dir) is damaged or another "
+        f"version: replace {src} with the published file, or remove it to download it"
+    )
+    _verify(part, expected, str(src), fix)
     os.replace(part, dest)
 
 
@@ -262,14 +269,23 @@ def acquire(sections: list[str], source: Source) -> dict:
                 _copy(local / relpath, dest, expected)
                 fetched["copied"] += 1
             elif source.base_url:
-                _download(
-                    source.url(relpath),
-                    dest,
-                    expected,
-                    source.timeout_s,
-                    max_bytes=source.max_download_bytes,
-                    schemes=source.url_schemes,
-                )
+                try:
+                    _download(
+                        source.url(relpath),
+                        dest,
+                        expected,
+                        source.timeout_s,
+                        max_bytes=source.max_download_bytes,
+                        schemes=source.url_schemes,
+                    )
+                except AcquisitionError as err:
+                    if local is None:
+                        raise
+                    raise AcquisitionError(
+                        f"section {section}: {relpath} is missing from the local copy {local} "
+                        f"(data_processing.source.local_dir), and downloading it failed: {err}. "
+                        f"Copy the file to {local / relpath}, or run again online"
+                    ) from err
                 fetched["downloaded"] += 1
             else:
                 msg = f"section {section}: {relpath} is not in the local copy {local} and no base_url is set"

@@ -142,8 +142,17 @@ class PartialStore:
         """Reuse a partial folder written with the same plan, else start a new one."""
         plan_file = self.folder / "plan.json"
         if plan_file.is_file() and (self.folder / "patches.npy").is_file():
-            old = json.loads(plan_file.read_text())
-            if old.get("signature") == self.plan["signature"]:
+            try:
+                old = json.loads(plan_file.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                logger.warning(
+                    "discarding the unfinished patch store %s: its %s cannot be read (%s)",
+                    self.folder,
+                    plan_file.name,
+                    err,
+                )
+                old = {}
+            if isinstance(old, dict) and old.get("signature") == self.plan["signature"]:
                 done = {int(p.stem) for p in (self.folder / "done").glob("*.parquet")}
                 if done:
                     logger.info(
@@ -153,10 +162,11 @@ class PartialStore:
                         len(self.sections),
                     )
                 return done
-            logger.warning(
-                "discarding the unfinished patch store %s: its sections or settings changed",
-                self.folder,
-            )
+            if old:
+                logger.warning(
+                    "discarding the unfinished patch store %s: its sections or settings changed",
+                    self.folder,
+                )
         shutil.rmtree(self.folder, ignore_errors=True)
         (self.folder / "done").mkdir(parents=True)
         with atomic_file(self.folder / "patches.npy") as tmp:

@@ -94,6 +94,11 @@ def cut_patches(
     return patches
 
 
+#: The fewest pixels a window may span on a slide: below this no tissue is recognisable
+#: (a 150 um window at a mistyped 100 um/px would be 1.5 px).
+MIN_WINDOW_PX = 16
+
+
 def check_window(
     geometry: PatchGeometry,
     pixel_size_um: float,
@@ -105,6 +110,12 @@ def check_window(
     """The window in pixels, or a DataError (naming ``where`` and ``fix``) when it does
     not fit the image."""
     window = geometry.window_px(pixel_size_um)
+    if window < MIN_WINDOW_PX:
+        raise DataError(
+            f"{where}: a {geometry.window_um} um window is {window} px at {pixel_size_um:g} "
+            f"um/px, too few to show tissue (at least {MIN_WINDOW_PX}); scanners give about "
+            f"0.1-2 um/px: {fix}"
+        )
     if window > min(slide.height, slide.width):
         msg = (
             f"{where}: a {geometry.window_um} um window is {window} px at "

@@ -56,6 +56,12 @@ def read_count_table(path: str | Path, *, sep: str = "\t") -> pd.DataFrame:
     if frame is None:
         frame = pd.read_csv(path, sep=sep, index_col=0)
         frame.index = frame.index.astype(str)
+        # pandas renames a repeated gene name (CPSF3L, CPSF3L.1): keep the file's names, so
+        # that shared names are reported (assemble_section) and not silently made distinct
+        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str).iloc[0]
+        names = header.iloc[1:]
+        if len(names) == frame.shape[1] and names.notna().all() and names.duplicated().any():
+            frame.columns = pd.Index(names.tolist(), dtype=object)
     return frame
 
 
@@ -76,8 +82,8 @@ def _read_integer_table(path: Path, sep: str) -> pd.DataFrame | None:
         return None
     names = head.decode().split(sep)
     genes = names[1:]
-    if not genes or "" in genes or len(set(genes)) < len(genes):
-        return None  # pandas renames empty and repeated names
+    if not genes or "" in genes:
+        return None  # pandas names empty columns
     spots, _, cells = zip(*(row.partition(delimiter) for row in rows), strict=True)
     try:
         values = np.loadtxt(
@@ -249,6 +255,14 @@ def assemble_section(
 
     width, height = image_size(image, section)
     pixel_xy = positions[["pixel_x", "pixel_y"]].to_numpy(dtype=float)
+    unplaced = ~np.isfinite(pixel_xy).all(axis=1)
+    if unplaced.any():
+        first = positions.index[unplaced][0]
+        raise DataError(
+            f"section {section}: {int(unplaced.sum())} spot(s) in {positions_file} have no "
+            f"finite pixel position (e.g. spot {first} at {_xy(pixel_xy[unplaced][0])}); "
+            "fix or remove those rows of the spot file"
+        )
     outside = (
         (pixel_xy[:, 0] < 0)
         | (pixel_xy[:, 0] >= width)
@@ -260,7 +274,7 @@ def assemble_section(
         first = positions.index[outside][0]
         where = (
             f"{n_outside} spot centres in {positions_file} fall outside image {image} "
-            f"({width} x {height} px), e.g. spot {first} at {tuple(pixel_xy[outside][0])}"
+            f"({width} x {height} px), e.g. spot {first} at {_xy(pixel_xy[outside][0])}"
         )
         if not drop_outside_image or n_outside == len(outside):
             raise DataError(f"section {section}: {where}; check that the image and spot file match")
@@ -316,3 +330,8 @@ def assemble_section(
         spots_outside_image=n_outside,
     )
     return adata
+
+
+def _xy(point: np.ndarray) -> str:
+    """``(812.5, nan)``: a pixel position as people read it."""
+    return f"({float(point[0]):g}, {float(point[1]):g})"

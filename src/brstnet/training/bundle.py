@@ -169,6 +169,14 @@ def load_bundle(path: str | Path) -> ModelBundle:
             f"model {path}: {config_file} lacks or garbles {err} (a model spec, geometry, "
             f"genes and target block are expected); {fix}"
         ) from err
+    from ..models.backbones import BACKBONES
+
+    if spec.backbone not in BACKBONES:
+        raise DataError(
+            f"model {path}: {config_file} names backbone {spec.backbone!r}, which this version "
+            f"of brstnet does not know ({len(BACKBONES)} known, e.g. resnet18, "
+            f"efficientnet_b0); {fix}"
+        )
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as err:
