@@ -76,3 +76,62 @@ def test_kedro_commands_leave_pyproject_unchanged_without_do_not_track(tmp_path:
     assert "training" in listed.stdout
     assert (project / "pyproject.toml").read_bytes() == before
     assert "[tool.kedro_telemetry]" not in (project / "pyproject.toml").read_text()
+
+
+def _kedro(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "kedro"), *args],
+        cwd=cwd,
+        env={**os.environ, "DO_NOT_TRACK": "true", "KEDRO_DISABLE_TELEMETRY": "true", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_project_error_in_a_node_ends_kedro_run_in_one_block(
+    tmp_path: Path, tiny_her2st: Path
+) -> None:
+    """Failed before: 175-407 lines of stderr, 1-5 chained tracebacks, for a one-line
+    cause. Here the local copy's files are not the published ones (their sha256 differs)."""
+    import yaml
+
+    project = project_copy(tmp_path / "project")
+    local = {
+        "data_processing": {
+            "sections": ["A1"],
+            "source": {"local_dir": str(tiny_her2st)},
+            "stain": {"reference_section": "A1"},
+        }
+    }
+    (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(local))
+    for command in (["kedro", "run"], ["brstnet", "run"]):
+        args = ["--pipelines=data_processing"]
+        done = (
+            _kedro("run", *args, cwd=project)
+            if command[0] == "kedro"
+            else _brstnet("run", *args, cwd=project)
+        )
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+        block = done.stderr.strip().splitlines()[-2:]
+        assert block[0].startswith(
+            "kedro run: error in node 'acquire_raw_data': "
+            f"{tiny_her2st / 'data/ST-cnts/A1.tsv.gz'}: sha256 "
+        ), block
+        assert block[0].endswith("or remove it to download it")
+        assert block[1] == (
+            "(the full traceback: logs/last_error.log; BRSTNET_TRACEBACK=1 prints it here)"
+        )
+        saved = (project / "logs/last_error.log").read_text()
+        assert saved.startswith("Traceback") and "AcquisitionError" in saved
+    verbose = _kedro("run", "--pipelines=data_processing", cwd=project, BRSTNET_TRACEBACK="1")
+    assert verbose.returncode == 1 and "Traceback (most recent call last)" in verbose.stderr
+
+
+def test_a_bug_keeps_kedros_traceback(tmp_path: Path) -> None:
+    """Only the project's own errors are shortened: an unknown pipeline is Kedro's."""
+    project = project_copy(tmp_path / "project")
+    done = _kedro("run", "--pipelines=no_such_pipeline", cwd=project)
+    assert done.returncode != 0 and "kedro run: error" not in done.stderr
+    assert "no_such_pipeline" in done.stderr

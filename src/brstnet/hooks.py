@@ -75,6 +75,13 @@ class ProjectHooks:
             _reload_registry()
 
     @hook_impl
+    def on_node_error(self, error: Exception, node: Any) -> None:
+        """Name the node on its error (``kedro run`` prints it in the one-line block,
+        brstnet.cli), unless the Dask runner already has."""
+        if not any(node.name in note for note in getattr(error, "__notes__", [])):
+            error.add_note(f"in Kedro node {node.name!r}")
+
+    @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         from brstnet.pipelines import variants
 
