@@ -316,7 +316,7 @@ def read_image(path: str | Path, section: str, *, buffer: ImageBuffer | None = N
     """Decode a whole (JPEG / PNG) image once, as [H, W, 3] uint8 RGB.
 
     The header is read first through :func:`open_image`, so the decompression-bomb limit
-    holds whichever decoder then reads the pixels (imagecodecs for JPEG, into ``buffer``
+    holds whichever decoder then reads the pixels (libjpeg-turbo for JPEG, into ``buffer``
     when given, else Pillow).
     """
     try:
