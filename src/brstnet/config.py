@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from brstnet.registry import unknown_name
+
 if TYPE_CHECKING:
     from brstnet.st.geometry import PatchGeometry
 
@@ -102,7 +104,7 @@ class DataProcessingParams(_Strict):
         from brstnet.st.readers import DATASETS
 
         if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+            raise ValueError(unknown_name(dataset, DATASETS, "dataset"))
         return dataset
 
     def geometry(self, stain_reference: dict | None) -> PatchGeometry:
@@ -329,9 +331,7 @@ class PretrainingParams(_Strict):
         from brstnet.models.backbones import BACKBONES
 
         if backbone not in BACKBONES:
-            raise ValueError(
-                f"unknown backbone {backbone!r}; valid: {', '.join(sorted(BACKBONES))}"
-            )
+            raise ValueError(unknown_name(backbone, sorted(BACKBONES), "backbone"))
         return backbone
 
     @property

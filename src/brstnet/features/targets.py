@@ -9,6 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ..registry import unknown_name
 from .panel import align_genes, panel_genes
 from .splits import fold_sections
 
@@ -31,7 +32,7 @@ def transform_counts(adata: ad.AnnData, genes: list[str], method: str) -> np.nda
         [n_spots, len(genes)] float32.
     """
     if method not in TRANSFORMS:
-        raise ValueError(f"unknown target transform {method!r}; use one of {TRANSFORMS}")
+        raise ValueError(unknown_name(method, TRANSFORMS, "target transform"))
     if not genes:
         return np.zeros((adata.n_obs, 0), np.float32)
     if method == "library":

@@ -17,6 +17,7 @@ import torch
 from timm.layers import SwiGLUPacked
 from torch import nn
 
+from ..registry import lookup
 from .encoders import UNI2_H_KWARGS, ClassAndMeanTokens
 
 logger = logging.getLogger(__name__)
@@ -210,12 +211,7 @@ def backbone_spec(name: str) -> BackboneSpec:
     Raises:
         ValueError: unknown name, listing the valid ones.
     """
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown backbone {name!r}; valid backbones: {', '.join(sorted(BACKBONES))}"
-        ) from None
+    return lookup(BACKBONES, name, "backbone", sort=True)
 
 
 def create_backbone(name: str, *, img_size: int, pretrained: bool = False) -> tuple[nn.Module, int]:

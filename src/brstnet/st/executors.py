@@ -24,6 +24,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_complet
 from contextlib import contextmanager
 from typing import Any, Literal
 
+from ..registry import unknown_name
 from .errors import DataError
 
 __all__ = ["EXECUTORS", "cpu_count", "each_section", "on_dask_worker", "resolve_executor"]
@@ -56,7 +57,7 @@ def on_dask_worker() -> bool:
 def resolve_executor(name: str) -> str:
     """``processes`` or ``dask`` for ``name`` (``auto``: dask inside a Dask task)."""
     if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")
+        raise ValueError(unknown_name(name, EXECUTORS, "executor"))
     if name == "auto":
         return "dask" if on_dask_worker() else "processes"
     return name

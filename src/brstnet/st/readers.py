@@ -14,6 +14,7 @@ from pathlib import Path
 import anndata as ad
 from tqdm.auto import tqdm
 
+from ..registry import lookup
 from . import he2020, her2st, hest, visium
 from .errors import DataError
 from .executors import each_section
@@ -54,12 +55,7 @@ def get_layout(name: str) -> Layout:
     Raises:
         DataError: unknown name, listing the registered ones.
     """
-    try:
-        return LAYOUTS[name]
-    except KeyError:
-        raise DataError(
-            f"unknown dataset {name!r}; use one of {', '.join(LAYOUTS)} (data_processing.dataset)"
-        ) from None
+    return lookup(LAYOUTS, name, "dataset", where="data_processing.dataset", error=DataError)
 
 
 def sections(dataset: str, root: str | Path) -> list[str]:

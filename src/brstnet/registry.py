@@ -1,0 +1,51 @@
+"""Looking a name up in one of the project's registries (backbones, dataset layouts,
+executors, target transforms): one helper, one message, with the valid names and the
+closest one."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+__all__ = ["lookup", "unknown_name"]
+
+T = TypeVar("T")
+
+
+def unknown_name(name: object, valid: Iterable[str], what: str, where: str = "") -> str:
+    """``unknown backbone 'resnet5O' (did you mean resnet50?); use one of ...``, and
+    `` (where)`` when the name comes from a setting."""
+    names = list(valid)
+    close = difflib.get_close_matches(str(name), names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    source = f" ({where})" if where else ""
+    return f"unknown {what} {name!r}{hint}; use one of {', '.join(names)}{source}"
+
+
+def lookup(
+    registry: Mapping[str, T],
+    name: str,
+    what: str,
+    *,
+    where: str = "",
+    error: type[Exception] = ValueError,
+    sort: bool = False,
+) -> T:
+    """``registry[name]``.
+
+    Args:
+        what: What the names are, for the message (``backbone``, ``dataset``).
+        where: The setting the name comes from (``data_processing.dataset``).
+        error: The exception type to raise (a :class:`~brstnet.st.errors.DataError` for
+            names read from data).
+        sort: List the valid names sorted (else in registration order).
+
+    Raises:
+        error: an unknown name, with :func:`unknown_name`'s message.
+    """
+    try:
+        return registry[name]
+    except KeyError:
+        valid = sorted(registry) if sort else list(registry)
+        raise error(unknown_name(name, valid, what, where)) from None
