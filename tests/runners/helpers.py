@@ -124,3 +124,24 @@ def assert_same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
     np.testing.assert_allclose(a[numeric], b[numeric], rtol=0, atol=1e-6, equal_nan=True)
     others = [c for c in a.columns if c not in numeric]
     pd.testing.assert_frame_equal(a[others], b[others])
+
+
+def act_on_training_worker(runner, project: Path, namespace: str, act, out: dict) -> None:
+    """Once ``namespace`` has written a checkpoint, call ``act(client, worker, pid)`` on
+    the Dask worker training it (for a thread beside the run; ``out["stop"]`` ends the
+    wait); ``out`` gets the pid, the worker, the checkpoints and what ``act`` returns."""
+    import time
+
+    folder = project / "data/06_models/checkpoints" / namespace
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not out.get("stop"):
+        client = runner.client
+        if client is not None and any(folder.glob("*.pt")):
+            for worker, keys in client.processing().items():
+                if any(str(k).startswith(f"{namespace}.train_model-") for k in keys):
+                    pid = client.run(os.getpid, workers=[worker])[worker]
+                    checkpoints = sorted(folder.glob("*.pt"))
+                    done = act(client, worker, pid) or {}
+                    out.update(pid=pid, worker=worker, checkpoints=checkpoints, **done)
+                    return
+        time.sleep(0.01)

@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +30,7 @@ from tests.runners.helpers import (
     NAMESPACES,
     PIPELINES,
     VARIANTS,
+    act_on_training_worker,
     assert_same_table,
     copy_of,
     per_gene,
@@ -102,20 +102,8 @@ def test_dask_logs_dashboard_and_one_line_per_namespace(on_dask: dict) -> None:
     assert float(line.split(" in ")[1].split(" s")[0]) > 0
 
 
-def _kill_when_checkpointed(runner: DaskRunner, project: Path, namespace: str, out: dict) -> None:
-    """SIGKILL the worker process training ``namespace`` once it has written a checkpoint."""
-    folder = project / "data/06_models/checkpoints" / namespace
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not out.get("stop"):
-        client = runner.client
-        if client is not None and any(folder.glob("*.pt")):
-            for worker, keys in client.processing().items():
-                if any(str(k).startswith(f"{namespace}.train_model-") for k in keys):
-                    pid = client.run(os.getpid, workers=[worker])[worker]
-                    os.kill(pid, signal.SIGKILL)
-                    out.update(pid=pid, worker=worker, checkpoints=sorted(folder.glob("*.pt")))
-                    return
-        time.sleep(0.01)
+def _sigkill(client, worker: str, pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
 
 
 def test_worker_killed_during_training(prepared: Path, sequential: Path, tmp_path) -> None:
@@ -129,7 +117,9 @@ def test_worker_killed_during_training(prepared: Path, sequential: Path, tmp_pat
     killed: dict = {}
     target = "test_resnet_aux_fold1"  # inner0 then best_checkpoint: 2 epochs, 1 stage
     killer = threading.Thread(
-        target=_kill_when_checkpointed, args=(runner, project, target, killed), daemon=True
+        target=act_on_training_worker,
+        args=(runner, project, target, _sigkill, killed),
+        daemon=True,
     )
     killer.start()
     try:

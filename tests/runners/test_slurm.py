@@ -33,7 +33,14 @@ import yaml
 from brstnet.runners import DaskRunner
 from brstnet.runners.clusters import ClusterError
 from brstnet.runners.dask_runner import DaskRunnerError
-from tests.runners.helpers import DASK, assert_same_table, copy_of, per_gene, run_session
+from tests.runners.helpers import (
+    DASK,
+    act_on_training_worker,
+    assert_same_table,
+    copy_of,
+    per_gene,
+    run_session,
+)
 from tests.slurm import SlurmCluster, install, start
 
 WORKER_COMMAND = "distributed.cli.dask_worker"
@@ -151,25 +158,19 @@ def test_the_sweep_through_sbatch_gives_the_sequential_summary(
     print(f"sweep through sbatch: {wall:.0f} s, {len(job_logs)} jobs")  # noqa: T201
 
 
-def _freeze_and_cancel(runner, project: Path, namespace: str, slurm, out: dict) -> None:
-    """Once ``namespace`` has a checkpoint: stop its worker process (SIGSTOP, so it cannot
-    finish first), then scancel the job it runs in."""
-    folder = project / "data/06_models/checkpoints" / namespace
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not out.get("stop"):
-        client = runner.client
-        if client is not None and any(folder.glob("*.pt")):
-            for worker, keys in client.processing().items():
-                if any(str(k).startswith(f"{namespace}.train_model-") for k in keys):
-                    pid = client.run(os.getpid, workers=[worker])[worker]
-                    # os.getenv travels by reference: it reads the worker's environment
-                    job = client.run(os.getenv, "SLURM_JOB_ID", workers=[worker])[worker]
-                    assert job, f"worker {worker} is not in a SLURM job"
-                    os.kill(pid, signal.SIGSTOP)
-                    slurm.command("scancel", job)
-                    out.update(pid=pid, job=job)
-                    return
-        time.sleep(0.01)
+def _freeze_and_cancel(slurm: SlurmCluster):
+    """Stop the worker process (SIGSTOP, so it cannot finish first), then scancel the
+    job it runs in."""
+
+    def act(client, worker: str, pid: int) -> dict:
+        # os.getenv travels by reference: it reads the worker's environment
+        job = client.run(os.getenv, "SLURM_JOB_ID", workers=[worker])[worker]
+        assert job, f"worker {worker} is not in a SLURM job"
+        os.kill(pid, signal.SIGSTOP)
+        slurm.command("scancel", job)
+        return {"job": job}
+
+    return act
 
 
 def test_a_job_cancelled_during_a_training(
@@ -186,7 +187,9 @@ def test_a_job_cancelled_during_a_training(
     cancelled: dict = {}
     target = "test_resnet_aux_fold1"
     watcher = threading.Thread(
-        target=_freeze_and_cancel, args=(runner, project, target, slurm, cancelled), daemon=True
+        target=act_on_training_worker,
+        args=(runner, project, target, _freeze_and_cancel(slurm), cancelled),
+        daemon=True,
     )
     watcher.start()
     try:
