@@ -66,7 +66,7 @@ def main() -> int:
     from kedro.framework.startup import bootstrap_project
 
     from brstnet.pretraining.train import pretrain_sections
-    from brstnet.training.selection import (
+    from brstnet.evaluation.selection import (
         Candidate,
         score_candidate,
         score_ridge,

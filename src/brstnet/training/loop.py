@@ -383,7 +383,7 @@ def _validate(
 
     ``val_mean_r`` (mean over genes) picks the epoch; ``val_median_r`` and, when ``val``
     has each spot's read depth, ``val_median_partial_r`` (given the log total count) are
-    the figures settings are compared by (:mod:`brstnet.training.selection`); with a
+    the figures settings are compared by (:mod:`brstnet.evaluation.selection`); with a
     depth head, ``val_depth_r`` is its r with the spots' log read depth.
     """
     pred, depth = predict_loader(task, loader, setup, depth=True)

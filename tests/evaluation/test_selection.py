@@ -11,7 +11,7 @@ import pytest
 
 from brstnet.metrics import partial_pearson_per_gene, pearson_per_gene
 from brstnet.training.folds import inner_validation
-from brstnet.training.selection import (
+from brstnet.evaluation.selection import (
     Candidate,
     inner_folds,
     score_candidate,

@@ -30,7 +30,7 @@ import pandas as pd
 from ..features.rows import training_rows, validation_rows
 from ..features.splits import OUTER
 from ..metrics import partial_pearson_per_gene, pearson_per_gene
-from .folds import fold_job, inner_validation, select_epoch, train_inner_folds
+from ..training.folds import fold_job, inner_validation, select_epoch, train_inner_folds
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -171,7 +171,7 @@ def score_ridge(
     fold_inputs: dict[int, ad.AnnData], splits: pd.DataFrame, patches: np.ndarray
 ) -> list[dict[str, Any]]:
     """The ridge baseline (:mod:`brstnet.evaluation.baselines`) on the same inner splits."""
-    from ..evaluation.baselines import image_features, ridge
+    from .baselines import image_features, ridge
 
     rows = []
     for fold in inner_folds(splits):
