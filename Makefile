@@ -44,9 +44,10 @@ run: install  ## the main job on the default real data
 test: install
 	$(BIN)/pytest
 
-lint: install
+lint: install  ## ruff, and the package's layers and acyclic imports (import-linter, pyproject.toml)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 viz: install  ## interactive pipeline graph on http://127.0.0.1:4141
 	$(BIN)/kedro viz run --host 127.0.0.1 --no-browser

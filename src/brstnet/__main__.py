@@ -8,6 +8,7 @@ unless asked.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,21 +36,25 @@ def main(*args: Any, **kwargs: Any) -> Any:
         return 0
     command, rest = argv[0], argv[1:]
     if command == "predict":
-        from brstnet.command import predict_command
-
-        return predict_command(rest)
+        return command_module().predict_command(rest)
     if command == "run":
         return _kedro_run(rest)
     if command == "mlflow-link":
-        from brstnet.command import mlflow_link_command
-
-        return mlflow_link_command(rest)
+        return command_module().mlflow_link_command(rest)
     sys.stderr.write(f"brstnet: unknown command {command!r}\n\n{USAGE}")
     return 2
 
 
+def command_module() -> Any:
+    """:mod:`brstnet.command`, imported when a command runs (a bare ``brstnet`` prints its
+    help without loading the commands' dependencies)."""
+    return importlib.import_module("brstnet.command")
+
+
 def _kedro_run(*args: Any, **kwargs: Any) -> Any:
     """``kedro run`` of the project in the working directory."""
+    # deferred: importing Kedro configures logging (and prints where from), which a bare
+    # ``brstnet`` or ``brstnet predict`` must not do
     from kedro.framework.cli.utils import find_run_command
     from kedro.framework.project import configure_project
 

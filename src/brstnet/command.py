@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from .atomic import atomic_file
+from .mlflow_views import experiment_url
+from .st.errors import DataError
 
 
 def predict_command(argv: list[str] | None = None) -> int:
@@ -70,6 +72,8 @@ def predict_command(argv: list[str] | None = None) -> int:
         if parent.exists() and not parent.is_dir():
             what = "is a file" if parent == args.out else f"is under the file {parent}"
             parser.exit(2, f"brstnet predict: error: --out {args.out} {what}; give a folder\n")
+    # deferred here and below: torch loads only once the arguments are checked, so
+    # --help and usage errors answer at once
     from .training.devices import resolve_device
 
     try:
@@ -79,8 +83,7 @@ def predict_command(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from .inference.models import load_model
-    from .inference.slide import check_genes, predict_slide, slide_maps_figure
-    from .st.errors import DataError
+    from .inference.slide import check_genes, default_genes, predict_slide, slide_maps_figure
 
     try:
         bundle = load_model(args.model, tracking_uri=args.tracking_uri)
@@ -109,12 +112,6 @@ def predict_command(argv: list[str] | None = None) -> int:
     return 0
 
 
-def default_genes(panel: list[str], n: int = 4) -> list[str]:
-    """ERBB2 when predicted, then the panel's leading (most expressed) genes."""
-    first = [g for g in ("ERBB2",) if g in panel]
-    return first + [g for g in panel if g not in first][: n - len(first)]
-
-
 def mlflow_link_command(argv: list[str] | None = None) -> int:
     """``brstnet mlflow-link``: print the MLflow UI link to the runs table that compares
     the variants (model-training view, comparison columns; see brstnet.mlflow_views)."""
@@ -132,8 +129,6 @@ def mlflow_link_command(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--experiment", default="brstnet")
     args = parser.parse_args(argv)
-    from .mlflow_views import experiment_url
-
     if args.tracking_uri.startswith("sqlite:///") and not Path(args.tracking_uri[10:]).exists():
         link = None
     else:

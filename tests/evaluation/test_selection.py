@@ -9,8 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brstnet.metrics import partial_pearson_per_gene, pearson_per_gene
-from brstnet.training.folds import inner_validation
 from brstnet.evaluation.selection import (
     Candidate,
     inner_folds,
@@ -18,6 +16,10 @@ from brstnet.evaluation.selection import (
     score_ridge,
     selection_table,
 )
+from brstnet.metrics import partial_pearson_per_gene, pearson_per_gene
+from brstnet.training.fold_inputs import FoldData
+from brstnet.training.inner import inner_validation
+from brstnet.training.params import Variant
 from tests.training.test_folds import _fold_job
 
 
@@ -45,15 +47,10 @@ def test_training_records_the_inner_validation_in_history_and_bundle(tmp_path) -
 
     fold_input, splits, patches, geometry, cfg = _fold_job(tmp_path)
     bundle, history = train_fold(
-        fold_input,
+        FoldData(fold_input, patches, geometry, 0),
         splits,
-        patches,
-        geometry,
         cfg,
-        variant="test_resnet_aux",
-        backbone="test_resnet",
-        aux_weight=1.0,
-        fold=0,
+        Variant("test_resnet_aux", "test_resnet", 1.0),
     )
     inner = history[history["stage"] == "inner0"]
     assert {"val_median_r", "val_median_partial_r"} <= set(inner.columns)

@@ -55,17 +55,17 @@ def _bundle(geometry: PatchGeometry, **spec_args) -> ModelBundle:
 
 def _captured(monkeypatch) -> list[np.ndarray]:
     """The uint8 batches predict_slide hands to the model."""
-    from brstnet.training import loop
+    from brstnet.inference import slide
 
     seen: list[np.ndarray] = []
-    real = loop.predict_images
+    real = slide.predict_images
 
     def spy(task, batches, setup, *, tta=False, depth=False):
         kept = [np.asarray(b).copy() for b in batches]
         seen.extend(kept)
         return real(task, kept, setup, tta=tta, depth=depth)
 
-    monkeypatch.setattr(loop, "predict_images", spy)
+    monkeypatch.setattr(slide, "predict_images", spy)
     return seen
 
 

@@ -18,7 +18,8 @@ from brstnet.models import ModelSpec, backbone_spec, create_backbone
 from brstnet.models.encoders import EncoderNotFoundError, hub_snapshot, load_encoder_weights
 from brstnet.st.geometry import PatchGeometry
 from brstnet.training.devices import resolve_device
-from brstnet.training.folds import FoldTraining, check_encoder_geometry
+from brstnet.training.fold_inputs import check_encoder_geometry
+from brstnet.training.folds import FoldTraining
 from tests.synthetic import (
     TEST_ENCODER_REPO,
     TEST_ENCODER_REVISION,

@@ -62,7 +62,7 @@ def test_crop_keeps_the_shape_and_scale_one_is_the_identity() -> None:
 def test_views_come_from_the_generator_alone() -> None:
     images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), np.uint8))
     norm = InputNormaliser((0.5,) * 3, (0.25,) * 3, torch.device("cpu"))
-    scanner = ScannerAugmentation(stain=0.2)
+    scanner = ScannerAugmentation(stain_jitter=0.2)
 
     def views(seed: int):
         return two_views(

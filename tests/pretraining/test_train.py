@@ -178,7 +178,7 @@ def test_a_fold_started_from_other_weights_in_the_same_file_is_another_training(
     whether a checkpoint is resumed) follows the file's content, not only its name."""
     from brstnet.config import TrainingParams
     from brstnet.st.geometry import PatchGeometry
-    from brstnet.training.folds import fold_fingerprint
+    from brstnet.training.fold_inputs import fold_fingerprint
     from tests.evaluation.folds import make_fold
 
     fold_input, patches = make_fold()

@@ -74,9 +74,9 @@ def test_blur_is_in_micrometres() -> None:
 
 def test_physical_augmentations_need_the_pixel_size() -> None:
     with pytest.raises(ValueError, match="micrometres per pixel"):
-        ScannerAugmentation(max_pixel_um=4.0)
+        ScannerAugmentation(resolution_jitter_um=4.0)
     assert not ScannerAugmentation().active
-    assert ScannerAugmentation(stain=0.1).active
+    assert ScannerAugmentation(stain_jitter=0.1).active
 
 
 def test_the_loop_trains_with_scanner_augmentation_reproducibly() -> None:
@@ -84,7 +84,9 @@ def test_the_loop_trains_with_scanner_augmentation_reproducibly() -> None:
     base = dict(epochs=2, batch_size=8, optimizer="adamw", lr=3e-3, scheduler="constant", seed=3)
     cpu = resolve_device("cpu")
     plain = fit(_task(), data, None, LoopConfig(**base), cpu).history
-    augmented = LoopConfig(**base, stain_jitter=0.2, max_pixel_um=4.0, blur_um=1.0, um_per_px=1.34)
+    augmented = LoopConfig(
+        **base, stain_jitter=0.2, resolution_jitter_um=4.0, blur_sigma_um=1.0, um_per_px=1.34
+    )
     a = fit(_task(), data, None, augmented, cpu).history
     b = fit(_task(), data, None, augmented, cpu).history
     assert [h["loss"] for h in a] == [h["loss"] for h in b]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
-from brstnet.config import TrainingParams
-from brstnet.training.folds import loop_config, select_epoch
+from brstnet.config import PretrainingParams, TrainingParams
+from brstnet.training.fold_inputs import FoldData
+from brstnet.training.inner import select_epoch
+from brstnet.training.loop import LoopConfig
+from brstnet.training.params import Variant
 
 
 def test_best_epoch_is_the_best_mean_over_inner_folds() -> None:
@@ -22,10 +25,40 @@ def test_nan_epochs_are_skipped_and_no_validation_gives_the_default() -> None:
     assert select_epoch([], default=7)[0] == 7
 
 
-def test_loop_config_takes_the_training_parameters() -> None:
-    cfg = TrainingParams(backbones=["test_resnet"], lr=0.02, batch_size=4, optimizer="adamw")
-    loop = loop_config(cfg, epochs=5)
+def test_loop_config_takes_the_training_parameters_under_their_own_names() -> None:
+    cfg = TrainingParams(
+        backbones=["test_resnet"],
+        lr=0.02,
+        batch_size=4,
+        optimizer="adamw",
+        lr_reference_batch=8,
+        stain_jitter=0.2,
+        resolution_jitter_um=4.0,
+        blur_sigma_um=1.5,
+        color_jitter=0.1,
+        dihedral=False,
+    )
+    loop = LoopConfig.from_params(cfg, epochs=5, um_per_px=1.34)
     assert (loop.epochs, loop.lr, loop.batch_size, loop.optimizer) == (5, 0.02, 4, "adamw")
+    assert (loop.lr_reference_batch, loop.color_jitter, loop.dihedral) == (8, 0.1, False)
+    assert loop.scanner.stain_jitter == 0.2 and loop.scanner.resolution_jitter_um == 4.0
+    assert (loop.scanner.blur_sigma_um, loop.scanner.um_per_px) == (1.5, 1.34)
+    # every loop setting but the per-fit ones is a model_training parameter of the same name
+    own = {f for f in LoopConfig.__dataclass_fields__} - {"epochs", "um_per_px"}
+    assert own <= set(TrainingParams.model_fields)
+
+
+def test_loop_config_from_the_pretraining_parameters_keeps_the_loop_defaults_elsewhere() -> None:
+    pre = PretrainingParams(lr=0.005, batch_size=16, optimizer="sgd", momentum=0.5, seed=3)
+    loop = LoopConfig.from_params(pre, epochs=2)
+    assert (loop.lr, loop.batch_size, loop.optimizer, loop.momentum, loop.seed) == (
+        0.005,
+        16,
+        "sgd",
+        0.5,
+        3,
+    )
+    assert loop.lr_scaling == "none" and loop.scaled_lr == 0.005  # not a pretraining setting
 
 
 def _fold_job(tmp_path, stain: dict | None = None):
@@ -92,23 +125,30 @@ def test_a_checkpoint_from_another_geometry_is_not_resumed(tmp_path, monkeypatch
     from brstnet.training.folds import train_fold
 
     fold_input, splits, patches, geometry, cfg = _fold_job(tmp_path)
-    kwargs = dict(variant="test_resnet_aux", backbone="test_resnet", aux_weight=1.0, fold=0)
     _kill_after_first_epoch(monkeypatch)
     with pytest.raises(_Killed):
-        train_fold(fold_input, splits, patches, geometry, cfg, **kwargs)
+        train_fold(
+            FoldData(fold_input, patches, geometry, 0),
+            splits,
+            cfg,
+            Variant("test_resnet_aux", "test_resnet", 1.0),
+        )
     monkeypatch.undo()
     assert list((tmp_path / "ckpt" / "test_resnet_aux_fold0").glob("*.pt"))
     stained = {"method": "macenko", "stain_matrix": [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]]}
     other = geometry.__class__(150.0, 32, 0.5, stained)
-    resumed, _ = train_fold(fold_input, splits, patches, other, cfg, **kwargs)
+    resumed, _ = train_fold(
+        FoldData(fold_input, patches, other, 0),
+        splits,
+        cfg,
+        Variant("test_resnet_aux", "test_resnet", 1.0),
+    )
     assert "starting afresh (differs in: inputs)" in caplog.text
     fresh, _ = train_fold(
-        fold_input,
+        FoldData(fold_input, patches, other, 0),
         splits,
-        patches,
-        other,
         cfg.model_copy(update={"checkpoint_dir": str(tmp_path / "fresh")}),
-        **kwargs,
+        Variant("test_resnet_aux", "test_resnet", 1.0),
     )
     for key, value in fresh.state_dict.items():
         assert torch.equal(resumed.state_dict[key], value), key
@@ -125,14 +165,17 @@ def test_checkpoints_outlive_the_fold_until_its_bundle_is_saved(tmp_path, caplog
     from brstnet.training.folds import train_fold
 
     fold_input, splits, patches, geometry, cfg = _fold_job(tmp_path)
-    kwargs = dict(variant="test_resnet_aux", backbone="test_resnet", aux_weight=1.0, fold=0)
-    bundle, history = train_fold(fold_input, splits, patches, geometry, cfg, **kwargs)
+    data, variant = (
+        FoldData(fold_input, patches, geometry, 0),
+        Variant("test_resnet_aux", "test_resnet", 1.0),
+    )
+    bundle, history = train_fold(data, splits, cfg, variant)
     checkpoints = tmp_path / "ckpt" / "test_resnet_aux_fold0"
     assert [p.name for p in checkpoints.glob("*.pt")] == ["inner0.pt"]
     # killed before the bundle was written: the rerun resumes from the finished checkpoint
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        again, history_again = train_fold(fold_input, splits, patches, geometry, cfg, **kwargs)
+        again, history_again = train_fold(data, splits, cfg, variant)
     assert "test_resnet_aux fold 0 inner0: resuming from" in caplog.text
     assert "epoch 1/2" not in caplog.text  # nothing retrained
     assert history_again.equals(history)
@@ -160,22 +203,17 @@ def test_a_context_variant_trains_and_predicts_its_held_out_fold(tmp_path) -> No
     import numpy as np
 
     from brstnet.evaluation.predictions import predict_fold
-    from brstnet.training.folds import fold_neighbours, train_fold
+    from brstnet.training.fold_inputs import fold_neighbours
+    from brstnet.training.folds import train_fold
 
     fold_input, splits, patches, geometry, cfg = _fold_job(tmp_path)
     # the spots on a square grid per section (make_fold lays them on one row)
     fold_input.obsm["spatial"] = np.array([(100.0 * (i % 5), 100.0 * (i // 5)) for i in range(14)])
     bundle, history = train_fold(
-        fold_input,
+        FoldData(fold_input, patches, geometry, 0),
         splits,
-        patches,
-        geometry,
         cfg,
-        variant="test_resnet_aux_ctx",
-        backbone="test_resnet",
-        aux_weight=1.0,
-        fold=0,
-        context=True,
+        Variant("test_resnet_aux_ctx", "test_resnet", 1.0, context=True),
     )
     assert bundle.spec.context and bundle.spec.predicts_depth
     assert np.isfinite(history["val_mean_r"]).all() and np.isfinite(history["val_depth_r"]).all()

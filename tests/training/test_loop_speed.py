@@ -14,7 +14,6 @@ import brstnet.training.loop as loop
 from brstnet.config import TrainingParams
 from brstnet.training.data import InputNormaliser, dihedral_transform
 from brstnet.training.devices import DeviceSetup, resolve_device
-from brstnet.training.folds import loop_config
 from brstnet.training.loop import LoopConfig, fit, predict
 from tests.training.test_loop import CFG, _data, _task
 
@@ -87,7 +86,7 @@ def test_lr_scaling_comes_from_the_parameters() -> None:
     params = TrainingParams(
         backbones=["test_resnet"], batch_size=128, lr=2e-3, lr_scaling="sqrt", lr_reference_batch=32
     )
-    assert loop_config(params, epochs=3).scaled_lr == pytest.approx(4e-3)
+    assert LoopConfig.from_params(params, epochs=3).scaled_lr == pytest.approx(4e-3)
     with pytest.raises(ValueError, match="lr_scaling"):
         TrainingParams(backbones=["test_resnet"], lr_scaling="cubic")
 

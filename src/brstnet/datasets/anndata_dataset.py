@@ -6,6 +6,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import anndata as ad
+import h5py
+from anndata.io import read_elem
 from kedro.io import AbstractDataset, DatasetError
 
 from brstnet.atomic import atomic_file
@@ -64,9 +66,6 @@ class AnnDataDataset(AbstractDataset[ad.AnnData, ad.AnnData]):
         """The spots without their expression: ``obs``, ``obsm`` and ``uns`` as saved, no
         genes (``n_vars`` 0). Reads a fraction of the file (a her2st section: 0.02 s
         against 0.08 s), for work on positions and images alone (cutting patches)."""
-        import h5py
-        from anndata.io import read_elem
-
         with h5py.File(self._path(), "r") as file:
             return ad.AnnData(
                 obs=read_elem(file["obs"]),

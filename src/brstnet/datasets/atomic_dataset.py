@@ -12,9 +12,11 @@ kedro-viz previews: a PNG shows as an image, a CSV as a table (``kedro viz build
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets._typing import ImagePreview, TablePreview
 
@@ -62,16 +64,12 @@ class AtomicDataset(AbstractDataset[Any, Any]):
 
     def _image_preview(self) -> ImagePreview:  # kedro-viz matches the exact name
         """The PNG, base64-encoded, for kedro-viz (None before it is written)."""
-        import base64
-
         if not self._exists():
             return None
         return ImagePreview(base64.b64encode(Path(self._filepath).read_bytes()).decode("ascii"))
 
     def _table_preview(self, nrows: int = 5) -> TablePreview:
         """The first rows of the CSV, for kedro-viz (None before it is written)."""
-        import pandas as pd
-
         if not self._exists():
             return None
         head = pd.read_csv(Path(self._filepath), nrows=nrows)

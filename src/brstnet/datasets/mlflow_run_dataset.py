@@ -21,9 +21,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from kedro.io import AbstractDataset, DatasetError
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from brstnet.evaluation.tracking import TrackedRun
+from brstnet.inference.pyfunc import log_bundle_model
+from brstnet.mlflow_runs import owner_tags
+from brstnet.mlflow_views import set_experiment_views
+from brstnet.training.bundle import save_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +51,6 @@ class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
     @staticmethod
     def _parent(client):
         """The kedro-mlflow run of this session, if it lives in the current tracking store."""
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
         active = mlflow.active_run()
         if active is None:
             return None
@@ -64,13 +69,6 @@ class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
         )
 
     def save(self, data: TrackedRun) -> None:
-        from mlflow.tracking import MlflowClient
-
-        from brstnet.inference.pyfunc import log_bundle_model
-        from brstnet.mlflow_runs import owner_tags
-        from brstnet.mlflow_views import set_experiment_views
-        from brstnet.training.bundle import save_bundle
-
         client = MlflowClient()
         parent = self._parent(client)
         # the owner lets a later run mark this one KILLED if this process is killed
@@ -121,8 +119,6 @@ def _ms(seconds: float | None) -> int | None:
 
 def log_contents(client, run_id: str, data: TrackedRun) -> None:
     """Log ``data``'s params, metrics and epoch curves into run ``run_id``."""
-    from mlflow.entities import Metric, Param
-
     now = int(time.time() * 1000)
     params = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(data.params.items())]
     metrics = [
@@ -142,8 +138,6 @@ def log_contents(client, run_id: str, data: TrackedRun) -> None:
 
 def latest_run(experiment: str, run_name: str) -> dict:
     """The params, metrics and tags of the latest run named ``run_name``."""
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
     runs = (
@@ -173,11 +167,6 @@ class MlflowParentRunDataset(MlflowChildRunDataset):
     run's data."""
 
     def save(self, data: TrackedRun) -> None:
-        from mlflow.exceptions import MlflowException
-        from mlflow.tracking import MlflowClient
-
-        from brstnet.mlflow_runs import owner_tags
-
         client = MlflowClient()
         parent = self._parent(client)
         if parent is not None:

@@ -8,6 +8,9 @@ from typing import Any
 
 from kedro.io import AbstractDataset
 
+from brstnet.pretraining.weights import load_trunk, save_trunk
+from brstnet.pretraining.windows import WindowStoreBuild
+
 from .patch_store_dataset import PatchStoreDataset
 
 
@@ -18,8 +21,6 @@ class WindowStoreDataset(PatchStoreDataset):
     (resuming after the sections an interrupted run finished)."""
 
     def save(self, data) -> None:
-        from brstnet.pretraining.windows import WindowStoreBuild
-
         if isinstance(data, WindowStoreBuild):
             data.write(Path(self._path))
         else:
@@ -37,13 +38,9 @@ class TrunkWeightsDataset(AbstractDataset):
         self.metadata = metadata
 
     def load(self):
-        from brstnet.pretraining.weights import load_trunk
-
         return load_trunk(Path(self._filepath))
 
     def save(self, data) -> None:
-        from brstnet.pretraining.weights import save_trunk
-
         save_trunk(data, Path(self._filepath))
 
     def _exists(self) -> bool:

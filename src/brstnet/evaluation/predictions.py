@@ -135,7 +135,7 @@ def predict_fold(
     """
     from brstnet.training.data import PatchBatches
     from brstnet.training.devices import resolve_device
-    from brstnet.training.folds import fold_neighbours
+    from brstnet.training.fold_inputs import fold_neighbours
     from brstnet.training.loop import predict
 
     config = bundle.config

@@ -244,7 +244,7 @@ def evaluate_robustness(
     from brstnet.features.targets import predicted_log_depth
     from brstnet.training.data import PatchBatches
     from brstnet.training.devices import resolve_device
-    from brstnet.training.folds import fold_neighbours
+    from brstnet.training.fold_inputs import fold_neighbours
     from brstnet.training.loop import predict
 
     from .predictions import check_panel, predictions_anndata

@@ -30,7 +30,11 @@ import pandas as pd
 from ..features.rows import training_rows, validation_rows
 from ..features.splits import OUTER
 from ..metrics import partial_pearson_per_gene, pearson_per_gene
-from ..training.folds import fold_job, inner_validation, select_epoch, train_inner_folds
+from ..training.fold_inputs import FoldData
+from ..training.folds import fold_job, train_inner_folds
+from ..training.inner import inner_validation, select_epoch
+from ..training.params import TrainingParams, Variant
+from .baselines import image_features, ridge
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -121,8 +125,6 @@ def score_candidate(
     Returns:
         Rows with ``candidate``, ``fold``, ``best_epoch`` and :data:`SCORES`.
     """
-    from ..config import TrainingParams
-
     if candidate.pretrain and pretrain_encoder is None:
         raise ValueError(f"candidate {candidate.name} pretrains: give pretrain_encoder")
     params = {
@@ -142,15 +144,14 @@ def score_candidate(
                 weights = pretrain_encoder(sections, checkpoint_dir / "pretrained")
                 fold_cfg = cfg.model_copy(update={"initial_weights": str(weights)})
             job, _ = fold_job(
-                fold_inputs[fold],
-                patches,
-                geometry,
+                FoldData(fold_inputs[fold], patches, geometry, fold),
                 fold_cfg,
-                variant=candidate.name,
-                backbone=candidate.backbone,
-                aux_weight=candidate.aux_weight,
-                fold=fold,
-                context=candidate.context,
+                Variant(
+                    candidate.name,
+                    candidate.backbone,
+                    candidate.aux_weight,
+                    context=candidate.context,
+                ),
             )
             fit, rows_inner = train_inner_folds(job, part)
             results += fit
@@ -171,8 +172,6 @@ def score_ridge(
     fold_inputs: dict[int, ad.AnnData], splits: pd.DataFrame, patches: np.ndarray
 ) -> list[dict[str, Any]]:
     """The ridge baseline (:mod:`brstnet.evaluation.baselines`) on the same inner splits."""
-    from .baselines import image_features, ridge
-
     rows = []
     for fold in inner_folds(splits):
         fold_input = fold_inputs[fold]

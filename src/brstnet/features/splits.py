@@ -239,3 +239,8 @@ def fold_patients(splits: pd.DataFrame, fold: int, role: str) -> list[str]:
         (splits["fold"] == fold) & (splits["inner_fold"] == OUTER) & (splits["role"] == role)
     ]
     return sorted(part["patient"].unique().tolist())
+
+
+def fold_patient_lists(splits: pd.DataFrame, fold: int) -> dict[str, list[str]]:
+    """``train_patients`` and ``test_patients`` of one outer fold (a bundle records both)."""
+    return {f"{role}_patients": fold_patients(splits, fold, role) for role in ("train", "test")}

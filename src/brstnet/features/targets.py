@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..registry import unknown_name
+from ..st.neighbours import spot_neighbours
 from .panel import align_genes, panel_genes
 from .splits import fold_sections
 
@@ -120,8 +121,6 @@ def smooth_targets(values: np.ndarray, adata: ad.AnnData) -> np.ndarray:
     Returns:
         [n_spots, n_genes] float32: the mean over the spot and its neighbours.
     """
-    from ..st.neighbours import spot_neighbours
-
     neighbours = spot_neighbours(
         np.asarray(adata.obsm["spatial"], dtype=float), adata.obs["section"].astype(str).to_numpy()
     )

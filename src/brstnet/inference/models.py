@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
+
+import mlflow
+from mlflow.models import Model
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from ..st.errors import DataError
 from ..training.bundle import ModelBundle, load_bundle
+from .pyfunc import BUNDLE_ARTIFACT
 
 
 def _store(tracking_uri: str | None):
     """The tracking store (and with it the model registry) ``tracking_uri`` for a while;
     the process's own one again afterwards."""
-    from contextlib import nullcontext
-
     if tracking_uri is None:
         return nullcontext()
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
     return _use_tracking_uri(tracking_uri)
 
 
 def _bundle_in_model(folder: Path, spec: str) -> Path:
     """The bundle folder inside a downloaded MLflow model (its ``bundle`` artifact)."""
-    from mlflow.models import Model
-
-    from .pyfunc import BUNDLE_ARTIFACT
-
     flavor = Model.load(str(folder / "MLmodel")).flavors.get("python_function", {})
     artifact = flavor.get("artifacts", {}).get(BUNDLE_ARTIFACT)
     if artifact is None:
@@ -44,8 +42,6 @@ def load_model(spec: str | Path, *, tracking_uri: str | None = None) -> ModelBun
     ``models:/<name>/<version>`` (the bundle is its ``bundle`` artifact)."""
     spec = str(spec)
     if "://" in spec or spec.startswith("runs:/") or spec.startswith("models:/"):
-        import mlflow
-
         with tempfile.TemporaryDirectory() as tmp:
             try:  # the store is passed, never set process-wide
                 with _store(tracking_uri):  # models:/ names resolve in its registry too

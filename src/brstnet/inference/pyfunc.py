@@ -12,20 +12,23 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow
 import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import Model, infer_signature
+from mlflow.pyfunc import PythonModel
+
+from .. import __version__
+from ..training.bundle import ModelBundle, load_bundle
+from ..training.context import predict_from_embeddings, uses_context
+from ..training.devices import resolve_device
+from ..training.loop import predict_images
 
 logger = logging.getLogger(__name__)
 
-try:
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover - mlflow is a dependency; keeps the import light
-    PythonModel = object  # type: ignore[misc,assignment]
-
 if TYPE_CHECKING:
-    import pandas as pd
     from mlflow.models.model import ModelInfo
-
-    from ..training.bundle import ModelBundle
 
 #: The artifact name of the bundle folder inside a logged model.
 BUNDLE_ARTIFACT = "bundle"
@@ -42,8 +45,6 @@ class BundleModel(PythonModel):
     """
 
     def load_context(self, context: Any) -> None:
-        from ..training.bundle import load_bundle
-
         self.bundle = load_bundle(context.artifacts[BUNDLE_ARTIFACT])
         self.task = None
 
@@ -60,11 +61,6 @@ class BundleModel(PythonModel):
 def predict_patches(bundle: ModelBundle, patches: Any, *, task=None) -> pd.DataFrame:
     """The bundle's predictions for ``patches`` ([N, H, W, 3] uint8) on CPU, one column per
     gene in the training target scale (see :class:`BundleModel`)."""
-    import pandas as pd
-
-    from ..training.devices import resolve_device
-    from ..training.loop import predict_images
-
     images = np.asarray(patches)
     size = bundle.geometry.size_px
     if images.ndim != 4 or images.shape[1:] != (size, size, 3):
@@ -74,8 +70,6 @@ def predict_patches(bundle: ModelBundle, patches: Any, *, task=None) -> pd.DataF
         )
     task = bundle.build_task() if task is None else task
     setup = resolve_device("cpu")
-    from ..training.context import predict_from_embeddings, uses_context
-
     if uses_context(task):
         # patches come without positions: no neighbours, the batch is the section
         logger.warning(
@@ -130,12 +124,6 @@ def log_bundle_model(
         name: The logged model's name (``fold<k>``).
         run_id: The run that produced it.
     """
-    import mlflow
-    import torch
-    from mlflow.models import Model, infer_signature
-
-    from .. import __version__
-
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
     # created here, in the run's experiment (Model.log alone files it under the active one)

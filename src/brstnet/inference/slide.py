@@ -13,15 +13,20 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+import tifffile
 from tqdm.auto import tqdm
 
 from ..features.targets import convert_scale, predicted_log_depth
 from ..st.errors import DataError
+from ..st.neighbours import spot_neighbours
 from ..st.patches import check_window, cut_patches
 from ..st.slides import TIFF_SUFFIXES, Slide, open_slide
 from ..st.stain import StainNormalizer
 from ..st.tissue import background_fractions, tissue_mask
 from ..training.bundle import ModelBundle
+from ..training.context import predict_from_embeddings
+from ..training.devices import resolve_device
+from ..training.loop import predict_images
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +43,6 @@ def slide_pixel_size(path: str | Path, given: float | None) -> float:
         return float(given)
     path = Path(path)
     if path.suffix.lower() in TIFF_SUFFIXES:
-        import tifffile
-
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             res, unit = page.tags.get("XResolution"), page.tags.get("ResolutionUnit")
@@ -113,11 +116,6 @@ def predict_slide(
         on the training scale = depth x composition); obsm["spatial"], var = genes, uns =
         model, pixel size and geometry.
     """
-    from ..st.neighbours import spot_neighbours
-    from ..training.context import predict_from_embeddings
-    from ..training.devices import resolve_device
-    from ..training.loop import predict_images
-
     if positions is None and not pitch_um > 0:
         raise DataError(
             f"slide {slide_path}: pitch_um must be > 0 micrometres, got {pitch_um:g}; set the "
@@ -206,6 +204,12 @@ def predict_slide(
     return out
 
 
+def default_genes(panel: list[str], n: int = 4) -> list[str]:
+    """ERBB2 when predicted, then the panel's leading (most expressed) genes."""
+    first = [g for g in ("ERBB2",) if g in panel]
+    return first + [g for g in panel if g not in first][: n - len(first)]
+
+
 def check_genes(bundle: ModelBundle, genes: list[str]) -> list[str]:
     """Requested genes must be in the model's panel (else an error listing what is)."""
     panel = set(bundle.config["genes"])
@@ -225,6 +229,7 @@ DEPTH_MAP = "log read depth"
 def slide_maps_figure(result: ad.AnnData, genes: list[str]):
     """Predicted maps over the slide's H&E, as a PIL image: the depth head's log read
     depth first (when the model has one), then ``genes`` (z-scored targets)."""
+    # deferred: matplotlib loads only when a map is drawn, not for predictions alone
     from ..evaluation.plots import prediction_maps, to_image
 
     slide = open_slide(result.uns["slide"], Path(result.uns["slide"]).name)

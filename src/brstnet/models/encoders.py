@@ -29,8 +29,14 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.layers import SwiGLUPacked
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+from safetensors.torch import load_file
+from timm.layers import resample_abs_pos_embed
 from torch import nn
+
+from .layers import ClassAndMeanTokens, timm_kwargs
+from .specs import backbone_spec
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +51,6 @@ def hub_snapshot(repo_id: str, *, cache_dir: str | Path | None = None) -> Path:
     Raises:
         EncoderNotFoundError: not in the cache, saying how to get it there.
     """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     try:
         return Path(snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True))
     except LocalEntryNotFoundError:
@@ -124,8 +127,6 @@ def _weights_file(path: Path) -> Path:
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -136,8 +137,6 @@ def transformers_trunk(timm_name: str, args: dict, weights: Path) -> nn.Module:
     The position embeddings are resampled when the checkpoint's patch grid differs from
     the model's (timm's ``resample_abs_pos_embed``, as timm does for its own weights).
     """
-    from timm.layers import resample_abs_pos_embed
-
     model = timm.create_model(timm_name, pretrained=False, **args)
     state = transformers_vit_to_timm(_read_weights(_weights_file(weights)))
     if "pos_embed" in state and state["pos_embed"].shape != model.pos_embed.shape:
@@ -220,14 +219,12 @@ def load_encoder_weights(
         EncoderNotFoundError: weights neither configured nor cached.
         ValueError: the weights do not fit the registered architecture.
     """
-    from .backbones import backbone_spec
-
     spec = backbone_spec(name)
     target = trunk.vit if isinstance(trunk, ClassAndMeanTokens) else trunk
     try:  # timm loads the file into the registered architecture, then we copy it
         pretrained = pretrained_trunk(
             spec.timm_name,
-            spec.kwargs,
+            timm_kwargs(spec.kwargs),
             hub=spec.hub,
             source=source,
             cache_dir=cache_dir,
@@ -246,35 +243,3 @@ def load_encoder_weights(
             f"missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}"
         )
     logger.info("encoder %s: %d pretrained tensors loaded", name, len(state))
-
-
-class ClassAndMeanTokens(nn.Module):
-    """Virchow / Virchow2's embedding: the class token and the mean of the patch tokens
-    (register tokens left out), concatenated."""
-
-    def __init__(self, vit: nn.Module) -> None:
-        super().__init__()
-        self.vit = vit
-        self.num_features = 2 * int(vit.num_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.vit.forward_features(x)
-        skip = int(getattr(self.vit, "num_prefix_tokens", 1))
-        return torch.cat([tokens[:, 0], tokens[:, skip:].mean(dim=1)], dim=-1)
-
-
-#: ViT-H/14 with SwiGLU MLPs and 8 register tokens (UNI2-h's model card).
-UNI2_H_KWARGS = {
-    "img_size": 224,
-    "patch_size": 14,
-    "depth": 24,
-    "num_heads": 24,
-    "init_values": 1e-5,
-    "embed_dim": 1536,
-    "mlp_ratio": 2.66667 * 2,
-    "no_embed_class": True,
-    "mlp_layer": SwiGLUPacked,
-    "act_layer": nn.SiLU,
-    "reg_tokens": 8,
-    "dynamic_img_size": True,
-}

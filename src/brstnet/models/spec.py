@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD, backbone_spec
+from .specs import IMAGENET_MEAN, IMAGENET_STD, backbone_spec
 
 if TYPE_CHECKING:
     from .task import ExpressionTask
@@ -112,6 +112,7 @@ class ModelSpec:
             seed: Seeds the weight initialisation inside a forked RNG, so the
                 process-wide random state is left as it was.
         """
+        # deferred: the spec is read without torch (bundle metadata, parameter checks)
         from ..seeding import local_seed
         from .task import ExpressionModel, ExpressionTask
 

@@ -28,10 +28,12 @@ from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from ..features.rows import training_rows, validation_rows
-from ..features.splits import OUTER, fold_patients
+from ..features.splits import OUTER, fold_patient_lists
 from ..metrics import pearson_per_gene
 from ..models import ModelSpec
 from ..training import probe as frozen
+from ..training.bundle import bundle_config
+from ..training.folds import training_span
 from .weights import PretrainedTrunk
 
 if TYPE_CHECKING:
@@ -172,12 +174,9 @@ def train_ssl_probe(
     Raises:
         ValueError: the trunk was pretrained for another backbone, input size or fold.
     """
-    from ..training.bundle import bundle_config
-    from ..training.folds import training_span
-
     started = time.time()
     if trunk is not None:
-        _check_trunk(trunk, backbone=backbone, img_size=geometry.size_px, fold=fold)
+        check_trunk(trunk, backbone=backbone, img_size=geometry.size_px, fold=fold)
     task = pretrained_task(backbone, fold_input.n_vars, geometry.size_px, trunk)
     features = frozen.extract_features(task, patches, setup, batch_size=batch_size)
     train = training_rows(fold_input)
@@ -205,8 +204,7 @@ def train_ssl_probe(
         geometry=geometry,
         fold_input=fold_input,
         aux_genes=[],
-        train_patients=fold_patients(splits, fold, "train"),
-        test_patients=fold_patients(splits, fold, "test"),
+        **fold_patient_lists(splits, fold),
         training={
             **(training or {}),
             "probe": f"pca_ridge_{ridge}",
@@ -237,7 +235,7 @@ def train_ssl_probe(
     return frozen.probe_bundle(task, weight, bias, config), history
 
 
-def _check_trunk(trunk: PretrainedTrunk, *, backbone: str, img_size: int, fold: int) -> None:
+def check_trunk(trunk: PretrainedTrunk, *, backbone: str, img_size: int, fold: int) -> None:
     meta = trunk.metadata
     wrong = {
         key: (meta.get(key), want)

@@ -22,113 +22,32 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler
-from tqdm.auto import tqdm
 
-from ..atomic import atomic_file
-from ..config import PretrainingParams
 from ..models.backbones import backbone_spec
 from ..seeding import local_seed
-from ..training.augment import ScannerAugmentation
-from ..training.data import InputNormaliser, PatchBatches
+from ..training.checkpoint import LoopState
+from ..training.data import InputNormaliser, PatchBatches, epoch_batches
 from ..training.devices import (
     DeviceSetup,
     autocast,
     cudnn_autotune,
+    first_step_timer,
     make_generator,
     resolve_device,
-    synchronize,
 )
-from ..training.loop import LoopConfig, make_optimizer, make_scheduler
+from ..training.optim import make_optimizer, make_scheduler
+from .params import PretrainingParams
+from .run_config import PretrainConfig
 from .simclr import SimCLR, nt_xent, two_views
 from .weights import PretrainedTrunk, save_trunk
 from .windows import fold_window_rows
 
 if TYPE_CHECKING:
-    from ..st.geometry import PatchGeometry
     from ..st.patch_store import PatchStore
 
 __all__ = ["PretrainConfig", "PretrainResult", "pretrain", "pretrain_sections", "windows_digest"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """What defines one pretraining run (besides its windows)."""
-
-    backbone: str
-    img_size: int
-    epochs: int
-    batch_size: int = 64
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-6
-    scheduler: str = "cosine"
-    method: str = "simclr"
-    temperature: float = 0.2
-    projection_hidden: int = 512
-    projection_dim: int = 128
-    crop_scale: float = 0.5
-    dihedral: bool = True
-    stain_jitter: float = 0.1
-    max_pixel_um: float | None = None
-    blur_um: float = 0.0
-    um_per_px: float | None = None
-    seed: int = 0
-
-    @classmethod
-    def from_params(cls, params: PretrainingParams, geometry: PatchGeometry) -> PretrainConfig:
-        """The run's settings from the validated ``pretraining`` parameters, at the
-        window store's geometry (its pixel size scales the scanner views)."""
-        return cls(
-            backbone=params.backbone,
-            img_size=geometry.size_px,
-            epochs=params.epochs,
-            batch_size=params.batch_size,
-            optimizer=params.optimizer,
-            lr=params.lr,
-            momentum=params.momentum,
-            weight_decay=params.weight_decay,
-            scheduler=params.scheduler,
-            method=params.method,
-            temperature=params.temperature,
-            projection_hidden=params.projection_hidden,
-            projection_dim=params.projection_dim,
-            crop_scale=params.crop_scale,
-            dihedral=params.dihedral,
-            stain_jitter=params.stain_jitter,
-            max_pixel_um=params.resolution_jitter_um,
-            blur_um=params.blur_sigma_um,
-            um_per_px=geometry.window_um / geometry.size_px,
-            seed=params.seed,
-        )
-
-    def __post_init__(self) -> None:
-        if self.method != "simclr":
-            raise ValueError(f"unknown pretraining method {self.method!r}; use simclr")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-
-    @property
-    def loop(self) -> LoopConfig:
-        """The optimiser and schedule settings as the training loop's (same builders)."""
-        return LoopConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            scheduler=self.scheduler,
-            seed=self.seed,
-        )
-
-    @property
-    def scanner(self) -> ScannerAugmentation:
-        return ScannerAugmentation(
-            self.stain_jitter, self.max_pixel_um, self.blur_um, self.um_per_px
-        )
 
 
 @dataclass
@@ -227,29 +146,14 @@ def _pretrain(windows, rows, cfg, setup, checkpoint, desc, fingerprint, on_epoch
         "rows": hashlib.blake2b(np.asarray(rows, np.int64).tobytes(), digest_size=16).hexdigest(),
         "inputs": fingerprint,
     }
+    loop_state = LoopState(
+        model, optimizer, scheduler, scaler, sampler_generator, augment_generator, "model"
+    )
     result, start = PretrainResult(), 0
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state.get("signature") == signature:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            sampler_generator.set_state(state["sampler_generator"])
-            augment_generator.set_state(state["augment_generator"])
-            torch.set_rng_state(state["torch_rng"])
-            result.history = list(state["history"])
-            start = int(state["epoch"])
-            logger.info("%s: resuming from %s after epoch %d", desc, checkpoint, start)
-        else:
-            saved = state.get("signature") or {}
-            logger.warning(
-                "%s: checkpoint %s was written by another pretraining; starting afresh "
-                "(differs in: %s)",
-                desc,
-                checkpoint,
-                ", ".join(k for k in signature if saved.get(k) != signature[k]),
-            )
+    state = loop_state.resume(checkpoint, signature, desc=desc, other="by another pretraining")
+    if state is not None:
+        result.history = list(state["history"])
+        start = int(state["epoch"])
     if start < cfg.epochs and setup.compile:
         model.compile(dynamic=False)  # in place: state_dict keys unchanged
     loader = _loader(PatchBatches(windows, rows), cfg.batch_size, sampler_generator, setup)
@@ -261,38 +165,26 @@ def _pretrain(windows, rows, cfg, setup, checkpoint, desc, fingerprint, on_epoch
         model.train()
         total = torch.zeros((), dtype=torch.float64, device=setup.device)
         seen, tic = 0, time.perf_counter()
-        for batch in tqdm(
-            iter(loader),
-            total=len(loader),
-            desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            leave=False,
-        ):
-            first = result.first_step_s is None
-            if first:
-                synchronize(setup)
-                step_tic = time.perf_counter()
-            v1, v2 = two_views(
-                batch["images"],
-                normalise,
-                augment_generator,
-                crop_scale=cfg.crop_scale,
-                scanner=scanner,
-                flips=cfg.dihedral,
-            )
-            with autocast(setup):
-                z = model(torch.cat([v1, v2]))
-            n = len(v1)
-            loss = nt_xent(z[:n], z[n:], cfg.temperature)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += loss.detach().double() * n
-            seen += n
-            if first:
-                synchronize(setup)
-                result.first_step_s = time.perf_counter() - step_tic
+        for batch in epoch_batches(loader, desc, epoch, cfg.epochs):
+            with first_step_timer(result, setup):
+                v1, v2 = two_views(
+                    batch["images"],
+                    normalise,
+                    augment_generator,
+                    crop_scale=cfg.crop_scale,
+                    scanner=scanner,
+                    flips=cfg.dihedral,
+                )
+                with autocast(setup):
+                    z = model(torch.cat([v1, v2]))
+                n = len(v1)
+                loss = nt_xent(z[:n], z[n:], cfg.temperature)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += loss.detach().double() * n
+                seen += n
         scheduler.step()
         mean_loss = float(total) / max(seen, 1)  # one host synchronisation per epoch
         if not np.isfinite(mean_loss):
@@ -318,22 +210,7 @@ def _pretrain(windows, rows, cfg, setup, checkpoint, desc, fingerprint, on_epoch
             record["images_per_s"],
         )
         if checkpoint is not None:
-            with atomic_file(checkpoint) as tmp:
-                torch.save(
-                    {
-                        "signature": signature,
-                        "epoch": epoch + 1,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "sampler_generator": sampler_generator.get_state(),
-                        "augment_generator": augment_generator.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "history": result.history,
-                    },
-                    tmp,
-                )
+            loop_state.save(checkpoint, signature, epoch + 1, history=result.history)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
     result.trunk_state = {

@@ -5,7 +5,6 @@ run's settings in the file's metadata."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -14,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ..atomic import atomic_file
+from ..models.backbones import load_initial_weights
 
-__all__ = ["PretrainedTrunk", "file_digest", "load_trunk", "save_trunk"]
+__all__ = ["PretrainedTrunk", "load_trunk", "save_trunk"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +47,6 @@ class PretrainedTrunk:
 
     def load_into(self, module: torch.nn.Module) -> None:
         """Load the weights into a trunk built by :func:`brstnet.models.create_backbone`."""
-        from ..models import load_initial_weights
-
         if self.path is not None:
             load_initial_weights(module, self.path)
         elif self.state is not None:
@@ -58,8 +58,6 @@ class PretrainedTrunk:
 def save_trunk(trunk: PretrainedTrunk, path: str | Path) -> None:
     """Write ``trunk.state`` to ``path`` atomically (metadata as JSON strings), then
     remove its checkpoints."""
-    from safetensors.torch import save_file
-
     if trunk.state is None:
         raise ValueError(f"nothing to save at {path}: the pretrained trunk holds no weights")
     metadata = {k: json.dumps(v, default=str) for k, v in trunk.metadata.items()}
@@ -73,8 +71,6 @@ def save_trunk(trunk: PretrainedTrunk, path: str | Path) -> None:
 
 def load_trunk(path: str | Path) -> PretrainedTrunk:
     """The file's metadata and path (the weights are read when loaded into a trunk)."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -83,15 +79,3 @@ def load_trunk(path: str | Path) -> PretrainedTrunk:
     with safe_open(str(path), framework="pt") as handle:
         raw = handle.metadata() or {}
     return PretrainedTrunk(metadata={k: json.loads(v) for k, v in raw.items()}, path=path)
-
-
-def file_digest(path: str | Path | None) -> str | None:
-    """blake2b of a file's bytes (None for no path or a missing file): initial weights
-    belong in a training's fingerprint by content, not by name."""
-    if not path or not Path(path).is_file():
-        return None
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..features.splits import OUTER
 from ..st.errors import DataError
 from ..st.geometry import PatchGeometry, um_to_px
 from ..st.patch_store import PartialStore
@@ -243,8 +244,6 @@ def fold_sections(splits: pd.DataFrame, fold: int, *, include_target: bool = Fal
     Raises:
         ValueError: the fold is not in ``splits``.
     """
-    from ..features.splits import OUTER
-
     outer = splits[(splits["fold"] == fold) & (splits["inner_fold"] == OUTER)]
     if outer.empty:
         raise ValueError(

@@ -127,19 +127,19 @@ class ScannerAugmentation:
     """Stain, resolution and focus augmentation of training batches.
 
     Attributes:
-        stain: :func:`stain_jitter` strength (0 = off).
-        max_pixel_um: :func:`resolution_jitter`'s coarsest pixel size (None = off).
-        blur_um: :func:`blur`'s largest sigma in micrometres (0 = off).
+        stain_jitter: :func:`stain_jitter` strength (0 = off).
+        resolution_jitter_um: :func:`resolution_jitter`'s coarsest pixel size (None = off).
+        blur_sigma_um: :func:`blur`'s largest sigma in micrometres (0 = off).
         um_per_px: The patches' micrometres per pixel (patch window / patch size).
     """
 
-    stain: float = 0.0
-    max_pixel_um: float | None = None
-    blur_um: float = 0.0
+    stain_jitter: float = 0.0
+    resolution_jitter_um: float | None = None
+    blur_sigma_um: float = 0.0
     um_per_px: float | None = None
 
     def __post_init__(self) -> None:
-        physical = (self.max_pixel_um is not None) or self.blur_um > 0
+        physical = (self.resolution_jitter_um is not None) or self.blur_sigma_um > 0
         if physical and not (self.um_per_px and self.um_per_px > 0):
             raise ValueError(
                 "resolution and blur augmentation need the patches' micrometres per pixel"
@@ -147,14 +147,16 @@ class ScannerAugmentation:
 
     @property
     def active(self) -> bool:
-        return self.stain > 0 or self.max_pixel_um is not None or self.blur_um > 0
+        return (
+            self.stain_jitter > 0 or self.resolution_jitter_um is not None or self.blur_sigma_um > 0
+        )
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """[B, 3, H, W] in [0, 1] -> augmented, same shape (stain, then optics)."""
         if not self.active:
             return x
-        x = stain_jitter(x, self.stain, generator)
+        x = stain_jitter(x, self.stain_jitter, generator)
         if self.um_per_px:
-            x = resolution_jitter(x, self.um_per_px, self.max_pixel_um, generator)
-            x = blur(x, self.um_per_px, self.blur_um, generator)
+            x = resolution_jitter(x, self.um_per_px, self.resolution_jitter_um, generator)
+            x = blur(x, self.um_per_px, self.blur_sigma_um, generator)
         return x

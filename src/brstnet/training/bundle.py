@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..atomic import atomic_folder
 from ..models import ExpressionTask, ModelSpec
+from ..models.specs import BACKBONES
 from ..st.errors import DataError
 from ..st.geometry import PatchGeometry
 
@@ -143,8 +145,6 @@ def load_bundle(path: str | Path) -> ModelBundle:
             ``model.safetensors`` truncated or corrupt, or weights that are not those of
             the model ``config.json`` describes (each names the file and the fix).
     """
-    from safetensors import SafetensorError
-
     path = Path(path)
     weights, config_file = path / "model.safetensors", path / "config.json"
     fix = "copy the model folder again (both files), or retrain it (kedro run --pipelines=model_training)"
@@ -169,8 +169,6 @@ def load_bundle(path: str | Path) -> ModelBundle:
             f"model {path}: {config_file} lacks or garbles {err} (a model spec, geometry, "
             f"genes and target block are expected); {fix}"
         ) from err
-    from ..models.backbones import BACKBONES
-
     if spec.backbone not in BACKBONES:
         raise DataError(
             f"model {path}: {config_file} names backbone {spec.backbone!r}, which this version "

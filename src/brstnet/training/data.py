@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from tqdm.auto import tqdm
 
 
 class PatchBatches(Dataset):
@@ -181,6 +182,21 @@ _DIHEDRAL_STEPS = torch.tensor(
     [[0, 0, 0], [1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 1, 0], [1, 1, 1], [0, 0, 1], [1, 0, 0]],
     dtype=torch.bool,
 )
+
+
+def epoch_batches(loader: DataLoader, desc: str, epoch: int, epochs: int) -> tqdm:
+    """One epoch's batches of ``loader`` behind a progress bar (``<desc> epoch k/n``).
+
+    One ``iter()`` per epoch: tqdm.auto calls ``iter()`` on an iterable it is given, and
+    each call restarts persistent workers (a wasted permutation and prefetch per epoch).
+    """
+    return tqdm(
+        iter(loader),
+        total=len(loader),
+        desc=f"{desc} epoch {epoch + 1}/{epochs}",
+        unit="batch",
+        leave=False,
+    )
 
 
 def dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -99,6 +100,24 @@ def synchronize(setup: DeviceSetup) -> None:
     """Wait for the device's queued work (for timing only; a no-op on CPU)."""
     if setup.is_cuda:
         torch.cuda.synchronize(setup.device)
+
+
+@contextmanager
+def first_step_timer(result: Any, setup: DeviceSetup) -> Iterator[bool]:
+    """Time a loop's first step into ``result.first_step_s`` (with ``compile``, the
+    compile time), synchronised with the device; later steps run untimed.
+
+    Yields:
+        Whether this is the timed first step.
+    """
+    if result.first_step_s is not None:
+        yield False
+        return
+    synchronize(setup)
+    tic = time.perf_counter()
+    yield True
+    synchronize(setup)
+    result.first_step_s = time.perf_counter() - tic
 
 
 def autocast(setup: DeviceSetup) -> torch.autocast:

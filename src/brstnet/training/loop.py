@@ -5,7 +5,6 @@ The loop knows ``loss.backward()`` and logs whatever loss components the task re
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -14,66 +13,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from ..atomic import atomic_file
 from ..metrics import partial_pearson_per_gene, pearson_per_gene
 from ..seeding import local_seed
-from .augment import ScannerAugmentation
+from .checkpoint import LoopState, batches_digest
 from .context import ContextBank, require_neighbours, uses_context
-from .data import InputNormaliser, PatchBatches, color_jitter, dihedral, make_loader
-from .devices import DeviceSetup, autocast, cudnn_autotune, make_generator, synchronize
+from .data import InputNormaliser, PatchBatches, color_jitter, dihedral, epoch_batches, make_loader
+from .devices import (
+    DeviceSetup,
+    autocast,
+    cudnn_autotune,
+    first_step_timer,
+    make_generator,
+)
+from .optim import LoopConfig, make_optimizer, make_scheduler
 from .predict import predict, predict_images, predict_loader, prediction_loader
 
 __all__ = ["FitResult", "LoopConfig", "fit", "predict", "predict_images"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    """Optimisation settings (BrST-Net's defaults)."""
-
-    epochs: int
-    batch_size: int = 32
-    optimizer: str = "sgd"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-6
-    scheduler: str = "cosine"
-    dihedral: bool = True
-    color_jitter: float = 0.0
-    seed: int = 0
-    lr_scaling: str = "none"
-    reference_batch_size: int = 32
-    stain_jitter: float = 0.0
-    max_pixel_um: float | None = None
-    blur_um: float = 0.0
-    um_per_px: float | None = None  # the patches' (window / size): physical augmentations
-
-    @property
-    def scanner(self) -> ScannerAugmentation:
-        """Stain, resolution and focus augmentation (:mod:`brstnet.training.augment`)."""
-        return ScannerAugmentation(
-            self.stain_jitter, self.max_pixel_um, self.blur_um, self.um_per_px
-        )
-
-    @property
-    def scaled_lr(self) -> float:
-        """The learning rate for ``batch_size``: ``lr`` is the rate at ``reference_batch_size``.
-
-        ``none`` keeps ``lr``; ``linear`` multiplies it by batch / reference (Goyal et al.
-        2017, for SGD); ``sqrt`` by its square root (Krizhevsky 2014; Adam-family
-        optimisers). BrST-Net's batch 32 is the reference, so its settings are unchanged.
-        """
-        ratio = self.batch_size / self.reference_batch_size
-        if self.lr_scaling == "none":
-            return self.lr
-        if self.lr_scaling == "linear":
-            return self.lr * ratio
-        if self.lr_scaling == "sqrt":
-            return self.lr * ratio**0.5
-        raise ValueError(f"unknown lr_scaling {self.lr_scaling!r}; use none, linear or sqrt")
 
 
 @dataclass
@@ -85,36 +43,6 @@ class FitResult:
     best_state: dict | None = None
     #: Wall time of this fit's first training step; with ``compile`` it is the compile time.
     first_step_s: float | None = None
-
-
-def make_optimizer(params, cfg: LoopConfig, *, fused: bool = False) -> torch.optim.Optimizer:
-    """SGD or AdamW at :attr:`LoopConfig.scaled_lr`; ``fused``: one kernel for all
-    parameters (CUDA)."""
-    extra = {"fused": True} if fused else {}
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=cfg.scaled_lr,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            **extra,
-        )
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.scaled_lr, weight_decay=cfg.weight_decay, **extra)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use sgd or adamw")
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: LoopConfig):
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))
-    if cfg.scheduler == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    raise ValueError(f"unknown scheduler {cfg.scheduler!r}; use cosine or constant")
-
-
-def _save_atomic(state: dict, path: Path) -> None:
-    with atomic_file(path) as tmp:
-        torch.save(state, tmp)
 
 
 def fit(
@@ -165,30 +93,6 @@ def fit(
         )
 
 
-def _batches_digest(*parts: PatchBatches | None) -> str:
-    """A hash of the rows, (auxiliary, depth) targets and spot neighbours of ``parts`` (not
-    of the patch pixels)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        arrays = (
-            (None,) * 6
-            if part is None
-            else (
-                part.rows,
-                part.targets,
-                part.aux,
-                part.depth_targets,
-                part.neighbours,
-                part.groups,
-            )
-        )
-        for array in arrays:
-            array = np.zeros(0) if array is None else np.ascontiguousarray(array)
-            digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
 def _fit(
     task: torch.nn.Module,
     train: PatchBatches,
@@ -222,32 +126,15 @@ def _fit(
         "n_train": len(train),
         "n_val": len(val) if val is not None else 0,
         "desc": desc,
-        "data": _batches_digest(train, val),
+        "data": batches_digest(train, val),
         "inputs": fingerprint,
     }
-    result = FitResult()
-    start = 0
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if state.get("signature") == signature:
-            task.load_state_dict(state["task"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            augment_generator.set_state(state["augment_generator"])
-            sampler_generator.set_state(state["sampler_generator"])
-            torch.set_rng_state(state["torch_rng"])
-            result = FitResult(state["history"], state["best_epoch"], state["best_state"])
-            start = int(state["epoch"])
-            logger.info("%s: resuming from %s after epoch %d", desc, checkpoint, start)
-        else:
-            saved = state.get("signature") or {}
-            logger.warning(
-                "%s: checkpoint %s was written with other settings; starting afresh (differs in: %s)",
-                desc,
-                checkpoint,
-                ", ".join(k for k in signature if saved.get(k) != signature[k]),
-            )
+    loop_state = LoopState(task, optimizer, scheduler, scaler, sampler_generator, augment_generator)
+    result, start = FitResult(), 0
+    state = loop_state.resume(checkpoint, signature, desc=desc, other="with other settings")
+    if state is not None:
+        result = FitResult(state["history"], state["best_epoch"], state["best_state"])
+        start = int(state["epoch"])
     if start >= cfg.epochs:
         return result
     if setup.compile:
@@ -284,43 +171,32 @@ def _fit(
         task.train()
         sums: dict[str, torch.Tensor] = {}  # on the device, read once per epoch
         seen, tic = 0, time.perf_counter()
-        # one iter() per epoch: tqdm.auto calls iter() on an iterable it is given, and each
-        # call restarts persistent workers (a wasted permutation and prefetch per epoch)
-        for batch in tqdm(
-            iter(loader),
-            total=len(loader),
-            desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            leave=False,
-        ):
-            first = result.first_step_s is None
+        for batch in epoch_batches(loader, desc, epoch, cfg.epochs):
+            with first_step_timer(result, setup) as first:
+                x = normalise.to_unit(batch["images"])
+                x = normalise.standardise(scanner(x, augment_generator))
+                if cfg.dihedral:
+                    x = dihedral(x, augment_generator)
+                x = color_jitter(x, cfg.color_jitter, augment_generator)
+                targets = batch["targets"].to(setup.device, non_blocking=True)
+                aux = batch["aux"].to(setup.device, non_blocking=True) if "aux" in batch else None
+                depth = (
+                    batch["depth"].to(setup.device, non_blocking=True) if "depth" in batch else None
+                )
+                spots = bank.context(batch["index"]) if bank is not None else None
+                with autocast(setup):
+                    out = task(x, targets, aux, depth, spots)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(out["loss"]).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                n = len(targets)
+                seen += n
+                for key, value in out.items():
+                    if key.startswith("loss"):  # float64: the same sums as on the host
+                        term = value.detach().double() * n
+                        sums[key] = sums[key] + term if key in sums else term
             if first:
-                synchronize(setup)
-                step_tic = time.perf_counter()
-            x = normalise.to_unit(batch["images"])
-            x = normalise.standardise(scanner(x, augment_generator))
-            if cfg.dihedral:
-                x = dihedral(x, augment_generator)
-            x = color_jitter(x, cfg.color_jitter, augment_generator)
-            targets = batch["targets"].to(setup.device, non_blocking=True)
-            aux = batch["aux"].to(setup.device, non_blocking=True) if "aux" in batch else None
-            depth = batch["depth"].to(setup.device, non_blocking=True) if "depth" in batch else None
-            spots = bank.context(batch["index"]) if bank is not None else None
-            with autocast(setup):
-                out = task(x, targets, aux, depth, spots)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out["loss"]).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            n = len(targets)
-            seen += n
-            for key, value in out.items():
-                if key.startswith("loss"):  # float64: the same sums as on the host
-                    term = value.detach().double() * n
-                    sums[key] = sums[key] + term if key in sums else term
-            if first:
-                synchronize(setup)
-                result.first_step_s = time.perf_counter() - step_tic
                 logger.info(
                     "%s: first step %.1f s%s",
                     desc,
@@ -348,22 +224,13 @@ def _fit(
             ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"),
         )
         if checkpoint is not None:
-            _save_atomic(
-                {
-                    "signature": signature,
-                    "epoch": epoch + 1,
-                    "task": task.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "augment_generator": augment_generator.get_state(),
-                    "sampler_generator": sampler_generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": result.history,
-                    "best_epoch": result.best_epoch,
-                    "best_state": result.best_state,
-                },
+            loop_state.save(
                 checkpoint,
+                signature,
+                epoch + 1,
+                history=result.history,
+                best_epoch=result.best_epoch,
+                best_state=result.best_state,
             )
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)

@@ -23,19 +23,23 @@ import pandas as pd
 import torch
 from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
 
 from ..features.rows import training_rows
+from ..features.splits import fold_patient_lists
 from ..metrics import pearson_per_gene
 from ..models import ModelSpec
 from ..models.encoders import load_encoder_weights
+from .bundle import ModelBundle, bundle_config
 from .data import InputNormaliser
 from .devices import DeviceSetup, autocast
+from .fold_inputs import check_encoder_geometry
+from .folds import training_span
 
 if TYPE_CHECKING:
     import anndata as ad
 
     from ..st.geometry import PatchGeometry
-    from .bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +71,6 @@ def extract_features(
     task: torch.nn.Module, patches: np.ndarray, setup: DeviceSetup, *, batch_size: int
 ) -> np.ndarray:
     """The trunk's features of every patch: [N, H, W, 3] uint8 -> [N, F] float32."""
-    from tqdm.auto import tqdm
-
     task.eval().to(setup.device)
     trunk = task.model.trunk
     if setup.channels_last:
@@ -138,8 +140,6 @@ def probe_bundle(
 ) -> ModelBundle:
     """The encoder with the probe as its main head (and its depth ridge as its depth
     head, given as ``depth`` = (weight [1, F], bias [1])), as a bundle."""
-    from .bundle import ModelBundle
-
     with torch.no_grad():
         task.model.head.weight.copy_(torch.from_numpy(weight))
         task.model.head.bias.copy_(torch.from_numpy(bias))
@@ -164,10 +164,6 @@ def train_probe(
     training: dict[str, Any],
 ) -> tuple[ModelBundle, pd.DataFrame]:
     """One fold's probe as a bundle, and its one-row history (``stage`` probe)."""
-    from ..features.splits import fold_patients
-    from .bundle import bundle_config
-    from .folds import check_encoder_geometry, training_span
-
     started = time.time()
     check_encoder_geometry(encoder, geometry)
     weight, bias, info = fit_probe(fold_input, features)
@@ -192,8 +188,7 @@ def train_probe(
         geometry=geometry,
         fold_input=fold_input,
         aux_genes=[],
-        train_patients=fold_patients(splits, fold, "train"),
-        test_patients=fold_patients(splits, fold, "test"),
+        **fold_patient_lists(splits, fold),
         training={
             **training,
             "probe": "ridge",

@@ -1,13 +1,21 @@
-"""The inference node (torch imported inside)."""
+"""The inference node (the library behind it imports torch: lazy modules, loaded when
+the node runs, so listing the pipelines stays fast)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from brstnet.config import InferenceParams
 
-from ..nodes_common import parse
+from ..nodes_common import lazy_module, parse
+
+if TYPE_CHECKING:
+    import brstnet.inference.models as models
+    import brstnet.inference.slide as slide
+else:
+    models = lazy_module("brstnet.inference.models")
+    slide = lazy_module("brstnet.inference.slide")
 
 logger = logging.getLogger(__name__)
 
@@ -18,16 +26,16 @@ def predict_slides(params: dict[str, Any]) -> tuple[dict, dict]:
     Returns:
         ``slide_predictions`` (name -> AnnData) and ``slide_maps`` (name -> PNG image).
     """
-    from brstnet.command import default_genes
-    from brstnet.inference.models import load_model
-    from brstnet.inference.slide import check_genes, predict_slide, slide_maps_figure
-
     cfg = parse(InferenceParams, params)
-    bundle = load_model(cfg.model)
-    genes = check_genes(bundle, cfg.genes) if cfg.genes else default_genes(bundle.config["genes"])
+    bundle = models.load_model(cfg.model)
+    genes = (
+        slide.check_genes(bundle, cfg.genes)
+        if cfg.genes
+        else slide.default_genes(bundle.config["genes"])
+    )
     predictions, maps = {}, {}
     for name, path in cfg.slides.items():
-        result = predict_slide(
+        result = slide.predict_slide(
             bundle,
             path,
             pixel_size_um=cfg.pixel_size_um.get(name),
@@ -38,5 +46,5 @@ def predict_slides(params: dict[str, Any]) -> tuple[dict, dict]:
         )
         result.uns["model_source"] = cfg.model
         predictions[name] = result
-        maps[name] = slide_maps_figure(result, genes)
+        maps[name] = slide.slide_maps_figure(result, genes)
     return predictions, maps

@@ -1,6 +1,8 @@
-"""The training node: a thin adapter over :func:`brstnet.training.folds.train_fold`.
+"""The training nodes: thin adapters over :func:`brstnet.training.folds.train_fold`, the
+frozen-encoder probes and the self-supervised probe.
 
-torch and timm are imported inside the node, so that listing pipelines stays fast.
+The library modules behind them import torch and timm, so they are lazy modules (loaded
+when a node first runs): listing or registering the pipelines stays fast.
 """
 
 from __future__ import annotations
@@ -9,17 +11,28 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from brstnet.config import TrainingParams
+from brstnet.config import PretrainingParams, TrainingParams
 from brstnet.st.patches import PatchStore  # resolvable at run time: Kedro reads the hints
+from brstnet.training.params import Variant
 
 from ..nodes_common import lazy_module, load_fold, parse
 
 if TYPE_CHECKING:
+    import brstnet.pretraining.probe as pretraining_probe
     import brstnet.pretraining.weights as pretraining_weights
     import brstnet.training.bundle as training_bundle
+    import brstnet.training.devices as devices
+    import brstnet.training.fold_inputs as fold_inputs
+    import brstnet.training.folds as folds
+    import brstnet.training.probe as probe
 else:
     training_bundle = lazy_module("brstnet.training.bundle")
     pretraining_weights = lazy_module("brstnet.pretraining.weights")
+    pretraining_probe = lazy_module("brstnet.pretraining.probe")
+    devices = lazy_module("brstnet.training.devices")
+    fold_inputs = lazy_module("brstnet.training.fold_inputs")
+    folds = lazy_module("brstnet.training.folds")
+    probe = lazy_module("brstnet.training.probe")
 
 
 def train_fold(
@@ -40,38 +53,30 @@ def train_fold(
         ``<variant>_fold<k>.model`` (weights, model spec, patch geometry, panel, target
         statistics) and ``<variant>_fold<k>.training_history`` (one row per stage and epoch).
     """
-    from brstnet.training.folds import train_fold as train
-
-    return train(
-        load_fold(model_inputs, fold),
+    return folds.train_fold(
+        fold_inputs.FoldData(
+            load_fold(model_inputs, fold), patch_store.patches, patch_store.geometry, fold
+        ),
         splits,
-        patch_store.patches,
-        patch_store.geometry,
         parse(TrainingParams, training),
-        variant=variant_name,
-        backbone=backbone,
-        aux_weight=aux_weight,
-        fold=fold,
-        context=context,
+        Variant(variant_name, backbone, aux_weight, context=context),
     )
 
 
 def extract_features(patch_store: PatchStore, training: dict[str, Any], *, encoder: str):
     """A frozen encoder's features of every patch (``encoder_features_<encoder>``, [N, F])."""
-    from brstnet.training.devices import resolve_device
-    from brstnet.training.probe import encoder_task
-    from brstnet.training.probe import extract_features as extract
-
     cfg = parse(TrainingParams, training)
-    task = encoder_task(
+    task = probe.encoder_task(
         encoder,
         n_main=1,
         img_size=patch_store.geometry.size_px,
         source=cfg.encoder_weights.get(encoder),
         cache_dir=cfg.hf_cache_dir,
     )
-    setup = resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers)
-    return extract(task, patch_store.patches, setup, batch_size=max(cfg.batch_size, 64))
+    setup = devices.resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers)
+    return probe.extract_features(
+        task, patch_store.patches, setup, batch_size=max(cfg.batch_size, 64)
+    )
 
 
 def fit_probe(
@@ -91,10 +96,8 @@ def fit_probe(
         ``<variant>_fold<k>.model`` (the encoder with the probe as its head) and
         ``<variant>_fold<k>.training_history`` (one row: penalty, training r).
     """
-    from brstnet.training.probe import train_probe
-
     cfg = parse(TrainingParams, training)
-    return train_probe(
+    return probe.train_probe(
         load_fold(model_inputs, fold),
         features,
         splits,
@@ -120,9 +123,7 @@ def train_fold_pretrained(
     (``model_training.init: pretrained``; ``pretrained_<tag>_fold<k>``), read as initial
     weights: the training's fingerprint holds the file's content, so a checkpoint is never
     resumed across other initial weights."""
-    from brstnet.pretraining.probe import _check_trunk
-
-    _check_trunk(
+    pretraining_probe.check_trunk(
         pretrained,
         backbone=variant["backbone"],
         img_size=patch_store.geometry.size_px,
@@ -152,19 +153,15 @@ def fit_ssl_probe(
         ``<variant>_fold<k>.training_history`` (one row: PCA, penalty, training and inner
         validation r).
     """
-    from brstnet.config import PretrainingParams
-    from brstnet.pretraining.probe import train_ssl_probe
-    from brstnet.training.devices import resolve_device
-
     cfg = parse(TrainingParams, training)
     pre = parse(PretrainingParams, pretraining)
-    return train_ssl_probe(
+    return pretraining_probe.train_ssl_probe(
         load_fold(model_inputs, fold),
         patch_store.patches,
         splits,
         patch_store.geometry,
         pretrained,
-        resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers),
+        devices.resolve_device(cfg.device, amp=cfg.amp, num_workers=cfg.num_workers),
         variant=variant_name,
         backbone=backbone,
         fold=fold,

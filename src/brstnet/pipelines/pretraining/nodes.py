@@ -1,8 +1,10 @@
-"""Thin adapters over :mod:`brstnet.pretraining` (torch is imported inside the nodes)."""
+"""Thin adapters over :mod:`brstnet.pretraining` (its modules import torch: lazy modules,
+loaded when a node first runs, so listing the pipelines stays fast)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -15,12 +17,16 @@ from ..nodes_common import lazy_module, parse
 
 if TYPE_CHECKING:
     import brstnet.evaluation.tracking as tracking
+    import brstnet.pretraining.train as pretraining_train
     import brstnet.pretraining.weights as pretraining_weights
     import brstnet.pretraining.windows as windows
+    import brstnet.training.devices as devices
 else:
     tracking = lazy_module("brstnet.evaluation.tracking")
+    pretraining_train = lazy_module("brstnet.pretraining.train")
     pretraining_weights = lazy_module("brstnet.pretraining.weights")
     windows = lazy_module("brstnet.pretraining.windows")
+    devices = lazy_module("brstnet.training.devices")
 
 
 def cut_tissue_windows(
@@ -28,11 +34,9 @@ def cut_tissue_windows(
 ) -> windows.WindowStoreBuild:
     """Every section's tissue windows, in the patch store's geometry and stain
     normalisation (``pretraining_windows``; written section by section, resumable)."""
-    from brstnet.pretraining.windows import WindowStoreBuild
-
     dp = parse(DataProcessingParams, data_processing)
     cfg = parse(PretrainingParams, pretraining)
-    return WindowStoreBuild(
+    return windows.WindowStoreBuild(
         # loaders stay lazy (one section in memory at a time) and read no counts
         {name: spots_loader(section) for name, section in sorted(sections.items())},
         dp.geometry(stain_reference),
@@ -51,33 +55,28 @@ def pretrain_fold(
         ``pretraining_history_<tag>_fold<k>`` (loss and images/s per epoch) and
         ``pretraining_run_<tag>_fold<k>`` (the MLflow run: settings, loss per epoch).
     """
-    from pathlib import Path
-
-    from brstnet.pretraining.train import PretrainConfig, pretrain, windows_digest
-    from brstnet.pretraining.weights import PretrainedTrunk
-    from brstnet.pretraining.windows import fold_sections, fold_window_rows
-    from brstnet.training.devices import resolve_device
-
     cfg = parse(PretrainingParams, pretraining)
     store = pretraining_windows
     geometry = store.geometry
-    sections = fold_sections(splits, fold, include_target=cfg.include_target_slides)
-    rows = fold_window_rows(store.index, sections, max_windows=cfg.max_windows, seed=cfg.seed)
-    config = PretrainConfig.from_params(cfg, geometry)
+    sections = windows.fold_sections(splits, fold, include_target=cfg.include_target_slides)
+    rows = windows.fold_window_rows(
+        store.index, sections, max_windows=cfg.max_windows, seed=cfg.seed
+    )
+    config = pretraining_train.PretrainConfig.from_params(cfg, geometry)
     name = f"{cfg.tag}_fold{fold}"
     checkpoints = Path(cfg.checkpoint_dir) / f"pretrain_{name}"
-    setup = resolve_device(
+    setup = devices.resolve_device(
         cfg.device, amp=cfg.amp, num_workers=cfg.num_workers, compile=cfg.compile
     )
     started = time.time()
-    result = pretrain(
+    result = pretraining_train.pretrain(
         store.patches,
         rows,
         config,
         setup,
         checkpoint=checkpoints / "simclr.pt",
         desc=f"pretrain {name}",
-        fingerprint=windows_digest(store.patches, rows) + str(geometry.to_dict()),
+        fingerprint=pretraining_train.windows_digest(store.patches, rows) + str(geometry.to_dict()),
     )
     ended = time.time()
     metadata = {
@@ -92,7 +91,9 @@ def pretrain_fold(
         "window_um": geometry.window_um,
         "stride_um": store.meta.get("stride_um"),
     }
-    trunk = PretrainedTrunk(metadata, state=result.trunk_state, checkpoints=checkpoints)
+    trunk = pretraining_weights.PretrainedTrunk(
+        metadata, state=result.trunk_state, checkpoints=checkpoints
+    )
     history = pd.DataFrame(result.history)
     run = tracking.TrackedRun(
         name=f"pretrain_{name}",
