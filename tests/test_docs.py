@@ -9,11 +9,14 @@
   every ``--params`` key is a valid parameter (``brstnet.config.ProjectParams`` against the
   committed ``conf/``, with ``--env``), ``--namespaces`` exist, ``--runner`` imports and
   the Dask runner's ``--runner-params`` are valid Dask settings. Nothing is run.
+- Every dotted ``brstnet.`` name the pages mention (``brstnet.st.readers.LAYOUTS``) still
+  imports: when code moves, the page that names it fails here until it is updated.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import os
 import re
@@ -402,3 +405,47 @@ def test_commands_are_found_in_fenced_blocks_only() -> None:
         ["kedro", "run", "--pipelines=training", "--params", "model_training.epochs=3"],
         ["kedro", "run", "--pipelines=data_processing"],
     ]
+
+
+# MLflow tag names, not Python objects: `brstnet.fold<k>_node`, `brstnet.owner`
+NOT_PYTHON = {"brstnet.fold", "brstnet.owner"}
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``dotted`` is a module, or an attribute reached from the longest module."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        name = ".".join(parts[:cut])
+        try:
+            found: Any = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name and name.startswith(error.name):
+                continue
+            raise
+        try:
+            for attr in parts[cut:]:
+                found = getattr(found, attr)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def test_every_dotted_name_in_the_documentation_exists() -> None:
+    names: dict[str, list[str]] = {}
+    for path in DOC_FILES:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for name in re.findall(r"\bbrstnet(?:\.[A-Za-z_][A-Za-z0-9_]*)+", line):
+                if name not in NOT_PYTHON:
+                    names.setdefault(name, []).append(f"{path.relative_to(ROOT)}:{number}")
+    assert "brstnet.config.ProjectParams" in names
+    missing = {name: where for name, where in names.items() if not resolves(name)}
+    assert not missing, "the documentation names code that does not exist (moved?):\n" + (
+        "\n".join(f"  {name}: {', '.join(where)}" for name, where in sorted(missing.items()))
+    )
+
+
+def test_a_name_that_moved_is_caught() -> None:
+    assert resolves("brstnet.config.ProjectParams")
+    assert not resolves("brstnet.config.ProjectParameters")
+    assert not resolves("brstnet.nowhere.Thing")
