@@ -7,11 +7,15 @@ a shape such as ``obsm["spatial"] [n_spots, 2]`` read as a Markdown reference ar
 the code's docstrings, not about this site. They are logged as INFO with the prefix
 ``docstring:`` so they stay visible; every warning about the pages themselves (a broken
 link, a missing page, an unknown object in a ``:::`` block) still fails the build.
+
+The docstrings also use Sphinx roles (``:func:`select_panel```), which Markdown renders as
+``:func:`` before the name; the role is dropped from the rendered page, the name kept.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 _PREFIX = "docstring: "
 
@@ -37,3 +41,11 @@ def on_startup(command: str, dirty: bool = False) -> None:
     for handler in logging.getLogger("mkdocs").handlers:
         if docstrings not in handler.filters:
             handler.filters.insert(0, docstrings)
+
+
+_SPHINX_ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|attr|data|exc|obj|const):(?=<code>)")
+
+
+def on_page_content(html: str, **kwargs: object) -> str:
+    """Drop Sphinx roles left in front of rendered code (``:func:<code>x</code>``)."""
+    return _SPHINX_ROLE.sub("", html)
