@@ -63,3 +63,10 @@ screenshots: install  ## the MLflow runs table and the kedro-viz flowchart, data
 clean-data:  ## remove every generated file under data/ (keeps .gitkeep)
 	find data -type f ! -name .gitkeep -delete
 	find data -mindepth 2 -type d -empty -delete
+
+.PHONY: docs docs-build
+docs: install  ## the documentation (MkDocs) on http://127.0.0.1:8000
+	$(BIN)/mkdocs serve -a 127.0.0.1:8000
+
+docs-build: install  ## the documentation as a static site in site/, strictly (as the tests do)
+	$(BIN)/mkdocs build --strict
