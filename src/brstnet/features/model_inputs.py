@@ -40,8 +40,9 @@ def build_fold_input(
             and ``passes_tissue``; a spot absent from it gets patch_row -1 and
             passes_tissue False.
         fold: Outer fold number.
-        transform, zscore: Recorded in ``uns``; ``transform`` is applied to the counts,
-            the z-score uses ``target_statistics`` as saved.
+        transform: Applied to the counts; recorded in ``uns``.
+        zscore: Whether the targets are z-scored with ``target_statistics`` as saved;
+            recorded in ``uns``.
         smoothing: ``neighbours``: targets (training and test alike, each spot with its
             own section's neighbours) are smoothed over the grid's 3 x 3 spots, as TRIPLEX
             and DKAN do; recorded in ``uns`` and in every table's ``targets`` label. The
@@ -51,7 +52,7 @@ def build_fold_input(
     Returns:
         AnnData [n_spots, n_main]: X = main-panel targets float32; layers["counts"] =
         raw counts of the main panel float32; obsm["aux"] = auxiliary targets
-        [n_spots, n_aux] float32; obsm["spatial"] [n_spots, 2] float; obs = section,
+        [n_spots, n_aux] float32; obsm["spatial"] = [n_spots, 2] float; obs = section,
         patient, role (train / test), passes_tissue, patch_row, total_counts; var =
         main genes with target_mean and target_std; uns = fold, aux_genes, transform,
         zscore, depth_mean, depth_std. obs also holds ``log_depth`` (log total counts) and

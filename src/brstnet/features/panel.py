@@ -130,7 +130,10 @@ def fold_panels(
         sections: Section name -> AnnData of raw counts [n_spots, n_genes] with
             ``uns["patient"]``; the all-patient panel concatenates them in this order.
         splits: The split table of :func:`brstnet.features.splits.make_splits`.
-        n_genes, min_detection, aux_max_genes, method: As in :func:`select_panel`.
+        n_genes: As in :func:`select_panel`.
+        min_detection: As in :func:`select_panel`.
+        aux_max_genes: As in :func:`select_panel`.
+        method: As in :func:`select_panel`.
 
     Returns:
         ``gene_panels``: one row per (fold, selected gene) with columns fold, gene, set,

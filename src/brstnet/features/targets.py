@@ -88,7 +88,8 @@ def convert_scale(
     Args:
         values: [n_spots, n_genes] on the ``source`` scale (z-score already inverted).
         depth: [n_spots] log total counts (observed or predicted by the depth head).
-        source, target: ``log1p`` or ``library``.
+        source: The values' scale, ``log1p`` or ``library``.
+        target: The scale to convert to, ``log1p`` or ``library``.
 
     Returns:
         [n_spots, n_genes] float32 on the ``target`` scale, or None when the pair does

@@ -32,7 +32,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     by ``temperature``; the mean cross-entropy over the 2B anchors.
 
     Args:
-        z1, z2: [B, D] projections of the two views (row i: the same window).
+        z1: [B, D] projections of the first views.
+        z2: [B, D] projections of the second views (row i: the same window as in ``z1``).
         temperature: tau > 0.
     """
     if z1.shape != z2.shape or z1.ndim != 2:
