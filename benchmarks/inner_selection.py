@@ -65,13 +65,13 @@ def main() -> int:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from brstnet.pretraining.train import pretrain_sections
     from brstnet.evaluation.selection import (
         Candidate,
         score_candidate,
         score_ridge,
         selection_table,
     )
+    from brstnet.pretraining.train import pretrain_sections
 
     raw = yaml.safe_load(args.candidates.read_text()) if args.candidates else CANDIDATES
     candidates = [Candidate.from_dict(c) for c in raw]
