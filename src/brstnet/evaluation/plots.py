@@ -18,6 +18,7 @@ from PIL import Image
 from brstnet.metrics import plotted_metrics
 from brstnet.metrics.headline import MEDIAN_PARTIAL_R, MEDIAN_R
 from brstnet.metrics.per_gene import MEDIAN_R as MEDIAN_R_COLUMN
+from brstnet.metrics.validation import VAL_MEAN_R
 from brstnet.st.slides import open_slide
 
 from .map_choice import choose_maps
@@ -153,7 +154,7 @@ def epoch_curves(histories: Sequence[pd.DataFrame], *, title: str) -> Figure:
     panels = (
         ("loss_main", "main-gene loss (MSE)"),
         ("loss_aux", "auxiliary loss (MSE)"),
-        ("val_mean_r", "validation mean r"),
+        (VAL_MEAN_R.name, VAL_MEAN_R.label),
     )
     fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8), layout="constrained")
     for ax, (column, name) in zip(axes, panels, strict=True):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from brstnet.metrics import MetricNames, headline_metrics
+from brstnet.metrics import MetricNames, headline_metrics, validation_metrics
 from brstnet.metrics.headline import MEAN_R_LIBNORM, TRAIN_SECONDS
 
 if TYPE_CHECKING:
@@ -22,18 +22,12 @@ BASELINE_BACKBONES = {
     "baseline_ridge": "ridge on image features",
     "reference_read_depth": "read depth only (test spots' log total count; not a model)",
 }
-#: The training-history columns logged as epoch curves, when present and not all NaN. The
+#: The training-history columns logged as epoch curves, when present and not all NaN: the
+#: losses and every registered validation figure (:mod:`brstnet.metrics.validation`). The
 #: main-gene loss is logged apart from the auxiliary one (never their weighted sum), so
 #: variants with and without the auxiliary head compare on the same quantity.
-HISTORY_COLUMNS = (
-    "loss_main",
-    "loss_aux",
-    "loss_depth",
-    "val_mean_r",
-    "val_median_r",
-    "val_median_partial_r",
-    "val_depth_r",
-    "val_loss",
+HISTORY_COLUMNS = MetricNames(
+    validation_metrics, before=("loss_main", "loss_aux", "loss_depth"), after=("val_loss",)
 )
 
 

@@ -8,6 +8,7 @@ figures that judge a variant. The bottom layer: it imports nothing of brstnet bu
 - :mod:`.registry`: :class:`Metric`, :func:`register_metric` and the lists read from it
   (summary columns, MLflow headline and comparison columns, plotted figures).
 - :mod:`.headline`: the project's figures, declared once, and :func:`summarise`.
+- :mod:`.validation`: a training epoch's figures on its validation spots.
 
 Conventions: rows are spots, columns genes. A gene with constant observed or
 predicted values has an undefined correlation: NaN, counted and reported, never 0.
@@ -31,6 +32,7 @@ from .registry import (
     unregister_metric,
 )
 from .significance import holm, sign_test
+from .validation import Validation, validation_metrics, validation_scores
 
 __all__ = [
     "Metric",
@@ -50,4 +52,7 @@ __all__ = [
     "summarise",
     "summary_metrics",
     "unregister_metric",
+    "Validation",
+    "validation_metrics",
+    "validation_scores",
 ]

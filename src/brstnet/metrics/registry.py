@@ -31,9 +31,10 @@ __all__ = [
 #: What a metric is computed from: ``genes``: the per-gene table of a variant
 #: (:func:`brstnet.metrics.per_gene_table`); ``spots``: the variant's held-out predictions
 #: (one AnnData per fold); ``run``: the variant's training records (logged to MLflow, not
-#: in the evaluation summary).
-Source = Literal["genes", "spots", "run"]
-SOURCES = ("genes", "spots", "run")
+#: in the evaluation summary); ``validation``: a training epoch's per-gene figures on the
+#: validation spots (:mod:`brstnet.metrics.validation`; epoch curves, not in the summary).
+Source = Literal["genes", "spots", "run", "validation"]
+SOURCES = ("genes", "spots", "run", "validation")
 Direction = Literal["higher", "lower", "none"]
 
 
@@ -44,9 +45,9 @@ class Metric:
     Attributes:
         name: Its name: the evaluation summary's column, the MLflow metric.
         label: What it is, in words (the summary plot's panel title).
-        compute: The figure from its source (a per-gene table, or the held-out
-            predictions); None for a ``run`` figure (logged by
-            :mod:`brstnet.evaluation.tracking`).
+        compute: The figure from its source (a per-gene table, the held-out
+            predictions, or an epoch's :class:`~brstnet.metrics.validation.Validation`);
+            None for a ``run`` figure (logged by :mod:`brstnet.evaluation.tracking`).
         source: What it is computed from (:data:`Source`).
         direction: ``higher`` or ``lower`` is better; ``none``: a count that describes
             the evaluation (genes, spots), not its quality.
@@ -90,8 +91,8 @@ def register_metric(
         The metric; its ``name`` is what other modules use instead of the string.
 
     Raises:
-        ValueError: the name is taken, the source unknown, or a ``genes`` / ``spots``
-            figure has no ``compute``.
+        ValueError: the name is taken, the source unknown, or a figure other than a
+            ``run`` one has no ``compute``.
     """
     metric = Metric(name, label, compute, **settings)
     if name in _METRICS:
