@@ -82,7 +82,7 @@ def runs_table_url(base_url: str, experiment_id: str) -> str:
 def experiment_url(tracking_uri: str, base_url: str, experiment: str = "brstnet") -> str | None:
     """:func:`runs_table_url` for the experiment named ``experiment`` in ``tracking_uri``
     (None when the store has no such experiment yet)."""
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # mlflow only when a link is asked for
 
     found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
     return None if found is None else runs_table_url(base_url, found.experiment_id)
