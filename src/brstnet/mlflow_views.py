@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from brstnet.metrics import MetricNames, compared_metrics
+
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
@@ -21,20 +23,11 @@ MODEL_TRAINING_KIND = "custom_model_development"
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
 #: The shared view's key (``viewStateShareKey`` in the link).
 COMPARISON_VIEW = "brstnet-compare"
-#: The metrics that compare variants, in the order the runs table shows them: what the
-#: model knows of genes first (r on library-normalised values, the field's headline;
-#: partial r given read depth), then BrST-Net's statistics on log(1 + count).
-COMPARISON_METRICS = (
-    "mean_r_libnorm",
-    "median_r_libnorm",
-    "median_partial_r",
-    "genes_partial_r_gt_0",
-    "median_r_log1p",
-    "genes_r_gt_0_5_log1p",
-    "significant_genes",
-    "aCC_log1p",
-    "train_seconds",
-)
+#: The metrics that compare variants, in the order the runs table shows them: every
+#: registered metric with a ``compare`` position (:func:`brstnet.metrics.compared_metrics`):
+#: what the model knows of genes first (r on library-normalised values, the field's
+#: headline; partial r given read depth), then BrST-Net's statistics on log(1 + count).
+COMPARISON_METRICS = MetricNames(compared_metrics)
 #: The parameters that tell variants apart.
 COMPARISON_PARAMS = ("backbone", "aux_weight", "patch_size_px")
 
@@ -89,7 +82,7 @@ def runs_table_url(base_url: str, experiment_id: str) -> str:
 def experiment_url(tracking_uri: str, base_url: str, experiment: str = "brstnet") -> str | None:
     """:func:`runs_table_url` for the experiment named ``experiment`` in ``tracking_uri``
     (None when the store has no such experiment yet)."""
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # mlflow only when a link is asked for
 
     found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
     return None if found is None else runs_table_url(base_url, found.experiment_id)

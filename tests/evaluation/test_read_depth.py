@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brstnet.evaluation.summary import LIBNORM_TARGET, evaluate_predictions
+from brstnet.evaluation.held_out import LIBNORM_TARGET
+from brstnet.evaluation.summary import evaluate_predictions
 from brstnet.metrics import partial_pearson_per_gene, pearson_per_gene, per_gene_table
 from tests.evaluation.folds import predictions
 

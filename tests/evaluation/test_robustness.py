@@ -12,15 +12,14 @@ import pytest
 from PIL import Image
 from skimage.color import rgb2hed
 
-from brstnet.evaluation.robustness import (
+from brstnet.evaluation.degradations import (
     Condition,
     ResampledSlide,
     conditions,
-    degraded_patches,
     hed_shift,
     jpeg_roundtrip,
-    robustness_table,
 )
+from brstnet.evaluation.robustness import degraded_patches, robustness_table
 from brstnet.metrics import pearson_per_gene
 from brstnet.st.geometry import PatchGeometry
 from brstnet.st.patches import cut_patches

@@ -7,15 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brstnet.evaluation.summary import (
-    SUMMARY_COLUMNS,
-    choose_maps,
-    evaluate_predictions,
-    on_genes,
-    stack_folds,
-    summary_table,
-    union_genes,
-)
+from brstnet.evaluation.held_out import on_genes, stack_folds, union_genes
+from brstnet.evaluation.map_choice import choose_maps
+from brstnet.evaluation.summary import SUMMARY_COLUMNS, evaluate_predictions, summary_table
 from tests.evaluation.folds import predictions
 
 X = np.array([1.0, 2.0, 3.0, 4.0])

@@ -133,6 +133,7 @@ def predict_fold(
     Raises:
         ValueError: the model was trained on another gene panel than the fold's.
     """
+    # torch (the models) only when a fold is predicted, not to read predictions
     from brstnet.training.data import PatchBatches
     from brstnet.training.devices import resolve_device
     from brstnet.training.fold_inputs import fold_neighbours

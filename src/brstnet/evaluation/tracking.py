@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .summary import SUMMARY_COLUMNS
+from brstnet.metrics import MetricNames, headline_metrics, validation_metrics
+from brstnet.metrics.headline import MEAN_R_LIBNORM, TRAIN_SECONDS
 
 if TYPE_CHECKING:
     from brstnet.config import FeatureSelectionParams
@@ -21,18 +22,12 @@ BASELINE_BACKBONES = {
     "baseline_ridge": "ridge on image features",
     "reference_read_depth": "read depth only (test spots' log total count; not a model)",
 }
-#: The training-history columns logged as epoch curves, when present and not all NaN. The
+#: The training-history columns logged as epoch curves, when present and not all NaN: the
+#: losses and every registered validation figure (:mod:`brstnet.metrics.validation`). The
 #: main-gene loss is logged apart from the auxiliary one (never their weighted sum), so
 #: variants with and without the auxiliary head compare on the same quantity.
-HISTORY_COLUMNS = (
-    "loss_main",
-    "loss_aux",
-    "loss_depth",
-    "val_mean_r",
-    "val_median_r",
-    "val_median_partial_r",
-    "val_depth_r",
-    "val_loss",
+HISTORY_COLUMNS = MetricNames(
+    validation_metrics, before=("loss_main", "loss_aux", "loss_depth"), after=("val_loss",)
 )
 
 
@@ -176,15 +171,15 @@ def build_tracked_run(
         run.tags[f"brstnet.fold{fold}_node"] = (
             f"{variant}_fold{fold}.{'fit_probe' if probe else 'train_model'}"
         )
-        if "train_seconds" in training:
-            run.metrics[f"fold{fold}_train_seconds"] = training["train_seconds"]
+        if TRAIN_SECONDS.name in training:  # the training record's key is the metric's name
+            run.metrics[f"fold{fold}_{TRAIN_SECONDS.name}"] = training[TRAIN_SECONDS.name]
             spans.append((training["started_at"], training["ended_at"]))
     if spans:
         run.start_time = min(start for start, _ in spans)
         run.end_time = max(end for _, end in spans)
-        run.metrics["train_seconds"] = sum(end - start for start, end in spans)
+        run.metrics[TRAIN_SECONDS.name] = sum(end - start for start, end in spans)
     if len(histories):
-        from .plots import epoch_curves, to_image
+        from .plots import epoch_curves, to_image  # matplotlib only for trained variants
 
         run.images["epoch_curves.png"] = to_image(epoch_curves(histories, title=variant))
     if robustness is not None and len(robustness):
@@ -202,12 +197,11 @@ def build_tracked_run(
 
 
 #: The summary columns the ``kedro run``'s own run carries for its best variant: every
-#: figure of ``evaluation_summary`` (in its order, gene-specific ones first).
-HEADLINE_METRICS = tuple(
-    c for c in SUMMARY_COLUMNS if c not in {"variant", "targets", "test_spots", "test_patients"}
-)
+#: registered headline figure (:func:`brstnet.metrics.headline_metrics`, in the order of
+#: ``evaluation_summary``, gene-specific ones first).
+HEADLINE_METRICS = MetricNames(headline_metrics)
 #: The figure that picks the best variant: the field's headline.
-HEADLINE_SCORE = "mean_r_libnorm"
+HEADLINE_SCORE = MEAN_R_LIBNORM.name
 
 
 def build_headline(
@@ -243,7 +237,7 @@ def build_headline(
             f"none (no trained variant with a finite {HEADLINE_SCORE})"
         )
         return run
-    best = models.sort_values(HEADLINE_SCORE, ascending=False).iloc[0]
+    best = models.sort_values(HEADLINE_SCORE, ascending=MEAN_R_LIBNORM.ascending).iloc[0]
     backbone, aux_weight = variants[best["variant"]]
     run.params.update(best_variant=best["variant"], backbone=backbone, aux_weight=aux_weight)
     run.tags["brstnet.best_variant"] = str(best["variant"])
