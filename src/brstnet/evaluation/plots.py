@@ -22,15 +22,13 @@ from brstnet.metrics.validation import VAL_MEAN_R
 from brstnet.st.slides import open_slide
 
 from .map_choice import choose_maps
-from .spot_maps import gene_maps, prediction_maps
+from .spot_maps import gene_maps
 
 if TYPE_CHECKING:
     import anndata as ad
 
-#: Re-exported: brstnet.inference.slide draws a slide's predictions from here.
 __all__ = [
     "epoch_curves",
-    "prediction_maps",
     "r_histogram",
     "robustness_plot",
     "summary_plot",

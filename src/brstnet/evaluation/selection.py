@@ -30,9 +30,16 @@ import pandas as pd
 from ..features.rows import training_rows, validation_rows
 from ..features.splits import OUTER
 from ..metrics import partial_pearson_per_gene, pearson_per_gene
+from ..metrics.validation import VAL_MEAN_R
 from ..training.fold_inputs import FoldData
 from ..training.folds import fold_job, train_inner_folds
-from ..training.inner import inner_validation, select_epoch
+from ..training.inner import (
+    INNER_MEAN_R,
+    INNER_MEDIAN_PARTIAL_R,
+    INNER_MEDIAN_R,
+    inner_validation,
+    select_epoch,
+)
 from ..training.params import TrainingParams, Variant
 from .baselines import image_features, ridge
 
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: The figures a candidate is compared by, in the selection table.
-SCORES = ["inner_val_median_r", "inner_val_median_partial_r", "inner_val_mean_r"]
+SCORES = [INNER_MEDIAN_R, INNER_MEDIAN_PARTIAL_R, INNER_MEAN_R]
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,9 @@ def score_candidate(
             fit, rows_inner = train_inner_folds(job, part)
             results += fit
             history += rows_inner
-        epoch, _ = select_epoch([[h["val_mean_r"] for h in r.history] for r in results], cfg.epochs)
+        epoch, _ = select_epoch(
+            [[h[VAL_MEAN_R.name] for h in r.history] for r in results], cfg.epochs
+        )
         rows.append(
             {
                 "candidate": candidate.name,
@@ -195,9 +204,9 @@ def score_ridge(
                 "candidate": "baseline_ridge",
                 "fold": fold,
                 "best_epoch": np.nan,
-                "inner_val_median_r": float(median_r),
-                "inner_val_median_partial_r": float(median_partial),
-                "inner_val_mean_r": float(mean_r),
+                INNER_MEDIAN_R: float(median_r),
+                INNER_MEDIAN_PARTIAL_R: float(median_partial),
+                INNER_MEAN_R: float(mean_r),
             }
         )
     return rows
@@ -218,10 +227,10 @@ def selection_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     )
     if "baseline_ridge" in set(table["candidate"]):
         ridge = table.set_index("candidate").loc["baseline_ridge"]
-        table["median_r_over_ridge"] = table["inner_val_median_r"] - ridge["inner_val_median_r"]
+        table["median_r_over_ridge"] = table[INNER_MEDIAN_R] - ridge[INNER_MEDIAN_R]
         table["partial_r_over_ridge"] = (
-            table["inner_val_median_partial_r"] - ridge["inner_val_median_partial_r"]
+            table[INNER_MEDIAN_PARTIAL_R] - ridge[INNER_MEDIAN_PARTIAL_R]
         )
-    return table.sort_values(
-        ["inner_val_median_r", "inner_val_median_partial_r"], ascending=False
-    ).reset_index(drop=True)
+    return table.sort_values([INNER_MEDIAN_R, INNER_MEDIAN_PARTIAL_R], ascending=False).reset_index(
+        drop=True
+    )

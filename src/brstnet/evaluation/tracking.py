@@ -11,9 +11,10 @@ import pandas as pd
 
 from brstnet.metrics import MetricNames, headline_metrics, validation_metrics
 from brstnet.metrics.headline import MEAN_R_LIBNORM, TRAIN_SECONDS
+from brstnet.training.inner import INNER_MEDIAN_PARTIAL_R, INNER_MEDIAN_R
 
 if TYPE_CHECKING:
-    from brstnet.config import FeatureSelectionParams
+    from brstnet.features.params import FeatureSelectionParams
     from brstnet.training.bundle import ModelBundle
 
 #: The ``backbone`` parameter logged for each baseline and reference.
@@ -160,7 +161,7 @@ def build_tracked_run(
         params.update(_model_params(config))
         params[f"fold{fold}_test_patients"] = ",".join(config["test_patients"])
         run.metrics[f"fold{fold}_best_epoch"] = training["best_epoch"]
-        for name in ("inner_val_median_r", "inner_val_median_partial_r"):
+        for name in (INNER_MEDIAN_R, INNER_MEDIAN_PARTIAL_R):
             # what settings are chosen by (the inner validation split, never the test spots)
             if training.get(name) is not None:
                 run.metrics[f"fold{fold}_{name}"] = float(training[name])

@@ -230,7 +230,8 @@ def slide_maps_figure(result: ad.AnnData, genes: list[str]):
     """Predicted maps over the slide's H&E, as a PIL image: the depth head's log read
     depth first (when the model has one), then ``genes`` (z-scored targets)."""
     # deferred: matplotlib loads only when a map is drawn, not for predictions alone
-    from ..evaluation.plots import prediction_maps, to_image
+    from ..evaluation.plots import to_image
+    from ..evaluation.spot_maps import prediction_maps
 
     slide = open_slide(result.uns["slide"], Path(result.uns["slide"]).name)
     thumb, scale = slide.thumbnail()

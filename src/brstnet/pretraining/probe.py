@@ -34,6 +34,7 @@ from ..models import ModelSpec
 from ..training import probe as frozen
 from ..training.bundle import bundle_config
 from ..training.folds import training_span
+from ..training.inner import INNER_MEAN_R, INNER_MEDIAN_R
 from .weights import PretrainedTrunk
 
 if TYPE_CHECKING:
@@ -135,8 +136,8 @@ def inner_probe_scores(
             means.append(float(np.nanmean(r)))
             medians.append(float(np.nanmedian(r)))
     return {
-        "inner_val_mean_r": float(np.mean(means)) if means else float("nan"),
-        "inner_val_median_r": float(np.mean(medians)) if medians else float("nan"),
+        INNER_MEAN_R: float(np.mean(means)) if means else float("nan"),
+        INNER_MEDIAN_R: float(np.mean(medians)) if medians else float("nan"),
     }
 
 
@@ -227,7 +228,7 @@ def train_ssl_probe(
         info["training_spots"],
         info["alpha"],
         info["train_mean_r"],
-        info["inner_val_median_r"],
+        info[INNER_MEDIAN_R],
     )
     history = pd.DataFrame([{"stage": "probe", "epoch": 0, **info}])
     if depth is not None:

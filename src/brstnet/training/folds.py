@@ -22,12 +22,14 @@ import torch
 
 from ..features.rows import training_rows, validation_rows
 from ..features.splits import OUTER, fold_patient_lists
+from ..metrics.headline import TRAIN_SECONDS
+from ..metrics.validation import VAL_MEAN_R
 from ..models import ModelSpec, backbone_spec, load_initial_weights
 from ..models.encoders import load_encoder_weights
 from .bundle import ModelBundle, bundle_config
 from .devices import DeviceSetup, resolve_device
 from .fold_inputs import FoldData, check_encoder_geometry, fold_batches, fold_fingerprint
-from .inner import inner_validation, select_epoch
+from .inner import INNER_MEDIAN_PARTIAL_R, INNER_MEDIAN_R, inner_validation, select_epoch
 from .loop import FitResult, LoopConfig, fit
 from .params import TrainingParams, Variant
 
@@ -181,7 +183,7 @@ def training_span(started: float) -> dict[str, float]:
     """When a fold's training started and ended (unix seconds) and how long it took
     (``training`` block of the bundle; the MLflow run's start, end and ``train_seconds``)."""
     ended = time.time()
-    return {"started_at": started, "ended_at": ended, "train_seconds": ended - started}
+    return {"started_at": started, "ended_at": ended, TRAIN_SECONDS.name: ended - started}
 
 
 def train_fold(
@@ -205,7 +207,7 @@ def train_fold(
     spec, use_aux = job.spec, job.spec.uses_aux
     fold_splits = splits[splits["fold"] == fold]
     inner, history = train_inner_folds(job, fold_splits[fold_splits["inner_fold"] != OUTER])
-    curves = [[h["val_mean_r"] for h in r.history] for r in inner]
+    curves = [[h[VAL_MEAN_R.name] for h in r.history] for r in inner]
     best_epoch, best_r = select_epoch(curves, cfg.epochs)
     inner_figures = inner_validation(history, best_epoch)
     if inner:
@@ -215,8 +217,8 @@ def train_fold(
             job.label,
             best_epoch,
             best_r,
-            inner_figures["inner_val_median_r"],
-            inner_figures["inner_val_median_partial_r"],
+            inner_figures[INNER_MEDIAN_R],
+            inner_figures[INNER_MEDIAN_PARTIAL_R],
         )
     if inner and cfg.final == "best_checkpoint":
         if len(inner) != 1:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..metrics.validation import VAL_MEAN_R, VAL_MEDIAN_PARTIAL_R, VAL_MEDIAN_R
+
 
 def select_epoch(curves: list[list[float]], default: int) -> tuple[int, float]:
     """The epoch (1-based) with the best validation r averaged over inner folds.
@@ -26,12 +28,14 @@ def select_epoch(curves: list[list[float]], default: int) -> tuple[int, float]:
     return best + 1, float(mean_curve[best])
 
 
-#: The inner-validation figures of the chosen epoch (see :func:`inner_validation`).
+#: The inner-validation figures of the chosen epoch (see :func:`inner_validation`): the
+#: registered validation figures settings are compared by, named ``inner_<figure>``.
 INNER_METRICS = {
-    "val_mean_r": "inner_val_mean_r",
-    "val_median_r": "inner_val_median_r",
-    "val_median_partial_r": "inner_val_median_partial_r",
+    m.name: f"inner_{m.name}" for m in (VAL_MEAN_R, VAL_MEDIAN_R, VAL_MEDIAN_PARTIAL_R)
 }
+INNER_MEAN_R = INNER_METRICS[VAL_MEAN_R.name]
+INNER_MEDIAN_R = INNER_METRICS[VAL_MEDIAN_R.name]
+INNER_MEDIAN_PARTIAL_R = INNER_METRICS[VAL_MEDIAN_PARTIAL_R.name]
 
 
 def inner_validation(history: pd.DataFrame | list[dict], epoch: int) -> dict[str, float]:

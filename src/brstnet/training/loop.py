@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..metrics import partial_pearson_per_gene, pearson_per_gene
+from ..metrics.validation import VAL_MEAN_R, Validation, validation_scores
 from ..seeding import local_seed
 from .checkpoint import LoopState, batches_digest
 from .context import ContextBank, require_neighbours, uses_context
@@ -256,24 +257,17 @@ def _validate(
     pred, depth = predict_loader(task, loader, setup, depth=True)
     r = pearson_per_gene(val.targets, pred)
     record["val_loss"] = float(np.mean((pred - val.targets) ** 2))
-    record["val_mean_r"] = _finite_stat(np.nanmean, r)
-    record["val_median_r"] = _finite_stat(np.nanmedian, r)
+    partial, depth_r = None, None
     if val.log_depth is not None:
         partial = partial_pearson_per_gene(val.targets, pred, val.log_depth)
-        record["val_median_partial_r"] = _finite_stat(np.nanmedian, partial)
         if np.isfinite(depth).all():  # the depth head's r with the log read depth
-            record["val_depth_r"] = float(
-                pearson_per_gene(val.log_depth[:, None], depth[:, None])[0]
-            )
+            depth_r = float(pearson_per_gene(val.log_depth[:, None], depth[:, None])[0])
+    record.update(validation_scores(Validation(r, partial, depth_r)))
+    picks = VAL_MEAN_R.name  # the figure the epoch is chosen by
     best = max(
-        (h["val_mean_r"] for h in result.history if np.isfinite(h["val_mean_r"])),
+        (h[picks] for h in result.history if np.isfinite(h[picks])),
         default=-np.inf,
     )
-    if np.isfinite(record["val_mean_r"]) and record["val_mean_r"] > best:
+    if np.isfinite(record[picks]) and record[picks] > best:
         result.best_epoch = epoch + 1
         result.best_state = {k: v.detach().cpu().clone() for k, v in task.state_dict().items()}
-
-
-def _finite_stat(stat, values: np.ndarray) -> float:
-    """``stat`` over the finite values; NaN when there are none."""
-    return float(stat(values)) if np.isfinite(values).any() else float("nan")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from brstnet.config import DataProcessingParams, PretrainingParams
+from brstnet.metrics.headline import TRAIN_SECONDS
 from brstnet.st.patches import PatchStore  # resolvable at run time: Kedro reads the hints
 
 from ..data_processing.nodes import spots_loader
@@ -109,7 +110,7 @@ def pretrain_fold(
         metrics={
             "final_loss": float(history["loss"].iloc[-1]) if len(history) else float("nan"),
             "windows": float(len(rows)),
-            "train_seconds": ended - started,
+            TRAIN_SECONDS.name: ended - started,
         },
         histories={
             "ssl_loss": history["loss"].tolist() if len(history) else [],
