@@ -1,8 +1,8 @@
 """Nodes of the evaluation pipeline: thin adapters over :mod:`brstnet.evaluation`.
 
-Each node parses its parameters, loads its fold and calls one library function. torch,
-scikit-learn and matplotlib are imported inside the nodes, so that listing pipelines
-stays fast.
+Each node parses its parameters, loads its fold and calls one library function. The
+library modules behind them import torch, scikit-learn and matplotlib, so they are lazy
+modules (loaded when a node first runs): listing the pipelines stays fast.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import anndata as ad
 import pandas as pd
 from PIL.Image import Image
 
-from brstnet.config import EvaluationParams, FeatureSelectionParams
+from brstnet.config import DataProcessingParams, EvaluationParams, FeatureSelectionParams
 from brstnet.evaluation.tracking import TrackedRun
 from brstnet.st.patches import PatchStore
 
@@ -23,10 +23,22 @@ from ..nodes_common import lazy_module, load_fold, parse
 if TYPE_CHECKING:
     import matplotlib.figure as mpl_figure
 
+    import brstnet.evaluation.baselines as baselines
+    import brstnet.evaluation.plots as plots
+    import brstnet.evaluation.predictions as predicting
+    import brstnet.evaluation.robustness as robustness
+    import brstnet.evaluation.summary as summaries
+    import brstnet.evaluation.tracking as tracking
     import brstnet.training.bundle as training_bundle
 else:
     mpl_figure = lazy_module("matplotlib.figure")
     training_bundle = lazy_module("brstnet.training.bundle")
+    baselines = lazy_module("brstnet.evaluation.baselines")
+    plots = lazy_module("brstnet.evaluation.plots")
+    predicting = lazy_module("brstnet.evaluation.predictions")
+    robustness = lazy_module("brstnet.evaluation.robustness")
+    summaries = lazy_module("brstnet.evaluation.summary")
+    tracking = lazy_module("brstnet.evaluation.tracking")
 
 
 def predict_held_out(
@@ -40,11 +52,9 @@ def predict_held_out(
     Raises:
         ValueError: the model was trained on another gene panel than the fold's.
     """
-    from brstnet.evaluation.predictions import predict_fold
-
     cfg = parse(EvaluationParams, params)
     fold_input = load_fold(model_inputs, int(model.config["fold"]))
-    return predict_fold(
+    return predicting.predict_fold(
         model,
         fold_input,
         patch_store.patches,
@@ -59,9 +69,10 @@ def predict_baselines(
 ) -> tuple[ad.AnnData, ad.AnnData, ad.AnnData]:
     """The training-mean and ridge-on-image-features baselines and the read-depth
     reference for one fold."""
-    from brstnet.evaluation.baselines import baseline_predictions
 
-    return baseline_predictions(load_fold(model_inputs, fold), patch_store.patches, fold=fold)
+    return baselines.baseline_predictions(
+        load_fold(model_inputs, fold), patch_store.patches, fold=fold
+    )
 
 
 def cut_degraded_patches(
@@ -74,10 +85,9 @@ def cut_degraded_patches(
 ) -> dict:
     """The fold's held-out spots re-cut from degraded copies of their slides
     (``robustness_patches_fold<k>``; see :mod:`brstnet.evaluation.robustness`)."""
-    from brstnet.evaluation.robustness import degraded_patches
 
     cfg = parse(EvaluationParams, params)
-    return degraded_patches(
+    return robustness.degraded_patches(
         load_fold(model_inputs, fold), sections, patch_store.geometry, cfg.robustness.conditions()
     )
 
@@ -87,13 +97,11 @@ def evaluate_robustness(
 ) -> tuple[pd.DataFrame, mpl_figure.Figure]:
     """A variant's r and partial r under each degradation (``<variant>.robustness``) and its
     plot. ``fold_items`` are the variant's model per fold, then each fold's degraded patches."""
-    from brstnet.evaluation.plots import robustness_plot
-    from brstnet.evaluation.robustness import evaluate_robustness as evaluate
 
     cfg = parse(EvaluationParams, params)
     n = len(fold_items) // 2
     bundles, degraded = fold_items[:n], fold_items[n:]
-    table = evaluate(
+    table = robustness.evaluate_robustness(
         bundles,
         [load_fold(model_inputs, int(b.config["fold"])) for b in bundles],
         degraded,
@@ -101,7 +109,7 @@ def evaluate_robustness(
         device=cfg.device,
         alpha=cfg.alpha,
     )
-    return table, robustness_plot({str(bundles[0].config["variant"]): table})
+    return table, plots.robustness_plot({str(bundles[0].config["variant"]): table})
 
 
 def evaluate_variant(
@@ -112,27 +120,23 @@ def evaluate_variant(
     Returns:
         ``<variant>.per_gene`` (one row per panel gene) and ``<variant>.metrics``.
     """
-    from brstnet.evaluation.summary import evaluate_predictions
-
     cfg = parse(EvaluationParams, params)
-    return evaluate_predictions(predictions, alpha=cfg.alpha)
+    return summaries.evaluate_predictions(predictions, alpha=cfg.alpha)
 
 
 def plot_variant(
     per_gene: pd.DataFrame, sections: dict, params: dict[str, Any], *predictions: ad.AnnData
 ) -> tuple[Image, Image]:
     """The per-gene r histogram and gene maps on the H&E of the largest held-out section (PNG images)."""
-    from brstnet.evaluation.plots import to_image, variant_figures
-
     cfg = parse(EvaluationParams, params)
-    histogram, maps = variant_figures(
+    histogram, maps = plots.variant_figures(
         per_gene,
         predictions,
         sections,
         n_best_genes=cfg.n_best_genes,
         map_genes=cfg.map_genes,
     )
-    return to_image(histogram), to_image(maps)
+    return plots.to_image(histogram), plots.to_image(maps)
 
 
 def track_variant(
@@ -151,9 +155,7 @@ def track_variant(
     ``fold_items`` are, for a trained model, its training history and model per fold
     (history_0, model_0, history_1, model_1, ...); none for a baseline.
     """
-    from brstnet.evaluation.tracking import build_tracked_run
-
-    return build_tracked_run(
+    return tracking.build_tracked_run(
         per_gene,
         metrics,
         histogram,
@@ -194,26 +196,19 @@ def track_model(
 
 def summarise_robustness(**tables: pd.DataFrame) -> tuple[pd.DataFrame, mpl_figure.Figure]:
     """Every trained variant's robustness in one table (``robustness_summary``) and plot."""
-    import pandas as pd
-
-    from brstnet.evaluation.plots import robustness_plot
-
     summary = pd.concat(
         [t.assign(variant=v) for v, t in tables.items() if len(t)] or [pd.DataFrame()],
         ignore_index=True,
     )
     if len(summary):
         summary = summary[["variant", *[c for c in summary.columns if c != "variant"]]]
-    return summary, robustness_plot(tables)
+    return summary, plots.robustness_plot(tables)
 
 
 def summarise_variants(*metrics: dict) -> tuple[pd.DataFrame, mpl_figure.Figure]:
     """One row per variant and baseline (``evaluation_summary``) and its bar plot."""
-    from brstnet.evaluation.plots import summary_plot
-    from brstnet.evaluation.summary import summary_table
-
-    summary = summary_table(metrics)
-    return summary, summary_plot(summary)
+    summary = summaries.summary_table(metrics)
+    return summary, plots.summary_plot(summary)
 
 
 def headline_run(
@@ -224,8 +219,6 @@ def headline_run(
 ) -> TrackedRun:
     """The best trained variant's headline for the ``kedro run``'s own MLflow run
     (``best_variant_run``), from ``evaluation_summary`` and the run's variant grid."""
-    from brstnet.config import DataProcessingParams
-    from brstnet.evaluation.tracking import build_headline
     from brstnet.pipelines.variants import variant_grid
 
     variants, _ = variant_grid(
@@ -236,7 +229,7 @@ def headline_run(
         }
     )
     patches = parse(DataProcessingParams, data_processing).patches
-    return build_headline(
+    return tracking.build_headline(
         summary,
         {v.name: (v.backbone, v.aux_weight) for v in variants},
         patch_size_px=patches.size_px,
