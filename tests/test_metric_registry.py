@@ -210,3 +210,32 @@ def test_validation_scores_are_the_training_loops_figures() -> None:
     assert scores["val_depth_r"] == 0.5
     nan = validation_scores(Validation(np.full(3, np.nan)))
     assert np.isnan(nan["val_mean_r"]) and np.isnan(nan["val_median_r"])
+
+
+def test_a_package_adds_a_metric_through_its_entry_point(tmp_path, monkeypatch) -> None:
+    """A module named in the brstnet.metrics entry-point group is imported at the first
+    use of the registry; the metric it registers is a summary column like a built-in."""
+    from importlib.metadata import EntryPoint
+
+    import brstnet.registry as registry
+
+    (tmp_path / "brstnet_plugin_metrics.py").write_text(
+        "import numpy as np\n"
+        "from brstnet.metrics import register_metric\n"
+        "register_metric('plugin_min_r', 'lowest per-gene median r',\n"
+        "                lambda table: float(np.nanmin(table['median_r'])), headline=False)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    point = EntryPoint("mine", "brstnet_plugin_metrics", "brstnet.metrics")
+    monkeypatch.setattr(
+        registry, "entry_points", lambda group: [point] if group == "brstnet.metrics" else []
+    )
+    monkeypatch.delitem(registry._PLUGINS, "brstnet.metrics", raising=False)
+    try:
+        assert "plugin_min_r" in [m.name for m in summary_metrics()]
+        assert "plugin_min_r" in SUMMARY_COLUMNS
+        table = pd.DataFrame({"median_r": [0.2, -0.1, 0.4]})
+        assert get_metric("plugin_min_r").compute(table) == pytest.approx(-0.1)
+    finally:
+        unregister_metric("plugin_min_r")
+        registry._PLUGINS.pop("brstnet.metrics", None)

@@ -1,14 +1,15 @@
-"""Looking a name up in one of the project's registries (backbones, dataset layouts,
-executors, target transforms): one helper, one message, with the valid names and the
-closest one."""
+"""The project's registries (backbones, dataset layouts, metrics, executors, target
+transforms): one lookup with one message (the valid names and the closest one), and one
+way for other packages to add to them (entry points, :func:`load_plugins`)."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
 
-__all__ = ["lookup", "unknown_name"]
+__all__ = ["load_plugins", "lookup", "unknown_name"]
 
 T = TypeVar("T")
 
@@ -49,3 +50,22 @@ def lookup(
     except KeyError:
         valid = sorted(registry) if sort else list(registry)
         raise error(unknown_name(name, valid, what, where)) from None
+
+
+_PLUGINS: dict[str, list[Any]] = {}
+
+
+def load_plugins(group: str) -> list[Any]:
+    """What other packages name in the entry-point ``group`` (``brstnet.layouts``,
+    ``brstnet.metrics``), loaded once per process: each entry point is imported and its
+    object returned (a module registers what it declares when imported).
+
+    A package adds a dataset layout or a metric without touching brstnet, e.g. in its
+    ``pyproject.toml``::
+
+        [project.entry-points."brstnet.metrics"]
+        my_metrics = "my_package.metrics"
+    """
+    if group not in _PLUGINS:
+        _PLUGINS[group] = [entry.load() for entry in entry_points(group=group)]
+    return _PLUGINS[group]

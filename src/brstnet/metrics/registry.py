@@ -4,7 +4,9 @@ the rest of the project needs to know about it.
 The evaluation summary's columns, the figures an MLflow run logs and the kedro run's
 headline, the MLflow runs table's comparison columns and the panels of the summary plot
 are all read from here, in registration order. A figure is added with
-:func:`register_metric` and appears in all of them.
+:func:`register_metric` and appears in all of them; another package adds its own by
+naming a module that registers them in the ``brstnet.metrics`` entry-point group
+(imported at the first use of the registry, :func:`brstnet.registry.load_plugins`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from brstnet.registry import lookup
+from brstnet.registry import load_plugins, lookup
 
 __all__ = [
+    "ENTRY_POINTS",
     "Metric",
     "MetricNames",
     "compared_metrics",
@@ -77,6 +80,14 @@ class Metric:
 
 
 _METRICS: dict[str, Metric] = {}
+#: The entry-point group other packages name their metric modules in.
+ENTRY_POINTS = "brstnet.metrics"
+
+
+def _registered() -> dict[str, Metric]:
+    """Every metric, those of other packages' entry points included (loaded once)."""
+    load_plugins(ENTRY_POINTS)
+    return _METRICS
 
 
 def register_metric(
@@ -114,12 +125,12 @@ def unregister_metric(name: str) -> Metric:
 
 def get_metric(name: str) -> Metric:
     """The metric named ``name`` (ValueError naming the registered ones otherwise)."""
-    return lookup(_METRICS, name, "metric")
+    return lookup(_registered(), name, "metric")
 
 
 def registered_metrics(*sources: Source) -> tuple[Metric, ...]:
     """The metrics of ``sources`` (all without), in registration order."""
-    return tuple(m for m in _METRICS.values() if not sources or m.source in sources)
+    return tuple(m for m in _registered().values() if not sources or m.source in sources)
 
 
 def summary_metrics() -> tuple[Metric, ...]:
@@ -135,12 +146,12 @@ def headline_metrics() -> tuple[Metric, ...]:
 
 def compared_metrics() -> tuple[Metric, ...]:
     """The MLflow runs table's comparison columns, in their order."""
-    return tuple(sorted((m for m in _METRICS.values() if m.compare is not None), key=_compare))
+    return tuple(sorted((m for m in _registered().values() if m.compare is not None), key=_compare))
 
 
 def plotted_metrics() -> tuple[Metric, ...]:
     """The summary plot's panels, in their order."""
-    return tuple(sorted((m for m in _METRICS.values() if m.plot is not None), key=_plot))
+    return tuple(sorted((m for m in _registered().values() if m.plot is not None), key=_plot))
 
 
 def _compare(metric: Metric) -> int:
@@ -157,7 +168,8 @@ class MetricNames(Sequence[str]):
 
     Args:
         select: The selection (e.g. :func:`summary_metrics`).
-        before, after: Fixed names around them (e.g. the summary's ``variant`` column).
+        before: Fixed names before them (e.g. the summary's ``variant`` column).
+        after: Fixed names after them.
     """
 
     def __init__(
