@@ -19,7 +19,11 @@ from kedro.framework.startup import bootstrap_project
 from brstnet.hooks import ProjectHooks
 from brstnet.parameter_check import ParameterError, validate_parameters
 from brstnet.pipelines import model_training, variants
-from brstnet.pipelines.run_parameters import CONFIG_LOADER_ARGS, project_run_parameters
+from brstnet.pipelines.run_parameters import (
+    CONFIG_LOADER_ARGS,
+    RunParameters,
+    project_run_parameters,
+)
 from tests.synthetic import REPO, project_copy
 
 
@@ -271,3 +275,12 @@ def test_each_session_hands_its_parameters_to_the_registry_through_its_hooks(
     assert names == ["resnet18_noaux_ctx_fold0", "resnet18_noaux_ctx_fold1"]
     # a hook object of its own holds nothing of the session
     assert ProjectHooks().run_parameters.session is None
+
+
+def test_the_registry_is_reloaded_only_for_other_parameters_than_it_was_built_from() -> None:
+    held = RunParameters()
+    assert held.use({"model_training": {"epochs": 1}}) is False  # nothing registered yet
+    assert held.for_registry() == {"model_training": {"epochs": 1}}
+    assert held.use({"model_training": {"epochs": 1}}) is False
+    assert held.use({"model_training": {"epochs": 2}}) is True
+    assert held.use(None) is False and held.session is None

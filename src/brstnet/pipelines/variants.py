@@ -18,7 +18,8 @@ from brstnet.config import (
 from brstnet.features.identities import person_id
 from brstnet.st.readers import ReaderOptions, patient_from_name
 
-from .run_parameters import current_parameters, project_run_parameters
+# use_run_parameters: re-exported for tests/pipelines/test_model_training.py
+from .run_parameters import current_parameters, use_run_parameters
 
 __all__ = [
     "Grid",
@@ -60,25 +61,6 @@ class Grid(NamedTuple):
 def namespace(variant: str, fold: int) -> str:
     """The Kedro namespace of one variant on one fold: ``<variant>_fold<k>``."""
     return f"{variant}_fold{fold}"
-
-
-def use_run_parameters(params: dict[str, Any] | None) -> bool:
-    """Register pipelines from ``params`` from now on (None: from KEDRO_ENV's
-    configuration again), through the :class:`~brstnet.pipelines.run_parameters.RunParameters`
-    of the hooks Kedro is configured with; True when the registry must be reloaded.
-
-    Raises:
-        RuntimeError: ``params`` given before Kedro is configured with the project's hooks.
-    """
-    held = project_run_parameters()
-    if held is None:
-        if params is None:
-            return False  # no session's parameters to forget
-        raise RuntimeError(
-            "no project hooks to hold the run's parameters: call "
-            "kedro.framework.startup.bootstrap_project first"
-        )
-    return held.use(params)
 
 
 def n_folds(data_processing: dict[str, Any], feature_selection: dict[str, Any]) -> int:
