@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.synthetic import project_copy
+import yaml
+
+from tests.synthetic import REPO, project_copy
 
 
 def _brstnet(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -51,10 +53,6 @@ def test_each_command_has_its_help_and_a_typo_is_an_error(tmp_path: Path) -> Non
 def test_kedro_commands_leave_pyproject_unchanged_without_do_not_track(tmp_path: Path) -> None:
     """The committed .telemetry (consent: false) stops kedro-telemetry, which otherwise
     writes a [tool.kedro_telemetry] project_id into pyproject.toml at every command."""
-    import yaml
-
-    from tests.synthetic import REPO
-
     assert yaml.safe_load((REPO / ".telemetry").read_text()) == {"consent": False}
     project = project_copy(tmp_path / "project")
     before = (project / "pyproject.toml").read_bytes()
@@ -94,8 +92,6 @@ def test_a_project_error_in_a_node_ends_kedro_run_in_one_block(
 ) -> None:
     """Failed before: 175-407 lines of stderr, 1-5 chained tracebacks, for a one-line
     cause. Here the local copy's files are not the published ones (their sha256 differs)."""
-    import yaml
-
     project = project_copy(tmp_path / "project")
     local = {
         "data_processing": {

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from kedro.config import OmegaConfigLoader
 from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
@@ -17,6 +19,11 @@ from kedro.framework.startup import bootstrap_project
 from brstnet.hooks import ProjectHooks
 from brstnet.parameter_check import ParameterError, validate_parameters
 from brstnet.pipelines import model_training, variants
+from brstnet.pipelines.run_parameters import (
+    CONFIG_LOADER_ARGS,
+    RunParameters,
+    project_run_parameters,
+)
 from tests.synthetic import REPO, project_copy
 
 
@@ -26,7 +33,9 @@ def project(tmp_path: Path, monkeypatch) -> Path:
     root = project_copy(tmp_path / "project")
     monkeypatch.chdir(root)  # kedro-mlflow's tracking store lands in the copy
     yield root
-    variants.use_run_parameters(None)
+    held = project_run_parameters()  # sessions that ran no pipeline keep theirs
+    if held is not None:
+        held.use(None)
 
 
 def _registered(root: Path, pipeline: str = "model_training", **session_args) -> list[str]:
@@ -113,25 +122,25 @@ def test_guard_stops_a_pipeline_registered_for_other_parameters() -> None:
         "model_training": {"backbones": ["resnet18"], "aux_weights": [1.0]},
         "data_processing": {"sections": ["B4", "C2"]},
     }
-    variants.use_run_parameters(params)
-    try:
-        match = r"not in the parameters: \['resnet50_aux_fold0'\]; missing: \['resnet18_aux_fold0'"
-        with pytest.raises(RuntimeError, match=match):
-            ProjectHooks().before_pipeline_run({}, pipe, None)
-        # a run filtered to some namespaces may lack others, never hold foreign ones
-        with pytest.raises(RuntimeError, match=r"missing: \[\]"):
-            ProjectHooks().before_pipeline_run({"namespaces": ["x"]}, pipe, None)
-        ok = model_training.create_pipeline(
-            variants=[variants.Variant("resnet18_aux", "resnet18", 1.0)], n_folds=2
-        )
-        ProjectHooks().before_pipeline_run({"namespaces": ["resnet18_aux_fold0"]}, ok, None)
-    finally:
-        variants.use_run_parameters(None)
+    hooks = ProjectHooks()
+    hooks.run_parameters.use(params)
+    match = r"not in the parameters: \['resnet50_aux_fold0'\]; missing: \['resnet18_aux_fold0'"
+    with pytest.raises(RuntimeError, match=match):
+        hooks.before_pipeline_run({}, pipe, None)
+    # a run filtered to some namespaces may lack others, never hold foreign ones
+    with pytest.raises(RuntimeError, match=r"missing: \[\]"):
+        hooks.before_pipeline_run({"namespaces": ["x"]}, pipe, None)
+    ok = model_training.create_pipeline(
+        variants=[variants.Variant("resnet18_aux", "resnet18", 1.0)], n_folds=2
+    )
+    hooks.before_pipeline_run({"namespaces": ["resnet18_aux_fold0"]}, ok, None)
+    # the run's end takes its parameters back: no guard outside a session
+    hooks.after_pipeline_run({}, ok, None)
+    assert hooks.run_parameters.session is None
+    hooks.before_pipeline_run({}, pipe, None)
 
 
 def _base_parameters() -> tuple[dict, list[Path]]:
-    import yaml
-
     files = sorted((REPO / "conf/base").glob("parameters_*.yml"))
     params: dict = {}
     for path in files:
@@ -140,14 +149,8 @@ def _base_parameters() -> tuple[dict, list[Path]]:
 
 
 def test_every_shipped_configuration_validates(project: Path) -> None:
-    from kedro.config import OmegaConfigLoader
-
-    from brstnet import settings
-
     for env, epochs in (("local", 20), ("brstnet", 50)):
-        loader = OmegaConfigLoader(
-            str(project / "conf"), **{**settings.CONFIG_LOADER_ARGS, "env": env}
-        )
+        loader = OmegaConfigLoader(str(project / "conf"), **{**CONFIG_LOADER_ARGS, "env": env})
         checked = validate_parameters(loader["parameters"])
         assert checked.model_training.epochs == epochs
         assert checked.data_processing.sections == ["B4", "C2", "C3", "C4", "C5", "C6"]
@@ -219,8 +222,6 @@ def test_a_typo_in_evaluation_parameters_stops_kedro_run_before_data_processing(
 
 
 def test_context_and_smoothed_targets_are_in_every_variants_name() -> None:
-    from brstnet.pipelines.variants import variant_grid
-
     params = {
         "model_training": {
             "backbones": ["resnet18"],
@@ -230,8 +231,56 @@ def test_context_and_smoothed_targets_are_in_every_variants_name() -> None:
         "feature_selection": {"targets": {"smoothing": "neighbours"}},
         "data_processing": {"sections": ["B4", "C2"]},
     }
-    variants, folds = variant_grid(params)
-    assert [v.name for v in variants] == ["resnet18_aux_smooth", "resnet18_aux_ctx_smooth"]
-    assert [v.context for v in variants] == [False, True] and folds == 2
+    grid, folds = variants.variant_grid(params)
+    assert [v.name for v in grid] == ["resnet18_aux_smooth", "resnet18_aux_ctx_smooth"]
+    assert [v.context for v in grid] == [False, True] and folds == 2
     params["feature_selection"] = {}
-    assert [v.name for v in variant_grid(params).variants] == ["resnet18_aux", "resnet18_aux_ctx"]
+    assert [v.name for v in variants.variant_grid(params).variants] == [
+        "resnet18_aux",
+        "resnet18_aux_ctx",
+    ]
+
+
+def test_the_kedro_glue_imports_without_the_settings_module() -> None:
+    """No import cycle through the settings: the registry, the hooks, the runners and the
+    command import without brstnet.settings (Kedro alone loads it)."""
+    code = (
+        "import sys\n"
+        "import brstnet.pipeline_registry, brstnet.hooks, brstnet.cli\n"
+        "import brstnet.runners.dask_runner, brstnet.runners.hooks\n"
+        "print(sorted(m for m in sys.modules if m == 'brstnet.settings'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DO_NOT_TRACK": "true"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_each_session_hands_its_parameters_to_the_registry_through_its_hooks(
+    project: Path,
+) -> None:
+    bootstrap_project(project)
+    held = project_run_parameters()
+    assert held is not None and held.session is None
+    runtime = {"model_training": {"aux_weights": [0.0]}}
+    with KedroSession.create(project_path=project, runtime_params=runtime) as session:
+        session.load_context()
+        assert held.session["model_training"]["aux_weights"] == [0.0]
+        names = sorted(node.namespace for node in pipelines["model_training"].nodes)
+    assert names == ["resnet18_noaux_ctx_fold0", "resnet18_noaux_ctx_fold1"]
+    # a hook object of its own holds nothing of the session
+    assert ProjectHooks().run_parameters.session is None
+
+
+def test_the_registry_is_reloaded_only_for_other_parameters_than_it_was_built_from() -> None:
+    held = RunParameters()
+    assert held.use({"model_training": {"epochs": 1}}) is False  # nothing registered yet
+    assert held.for_registry() == {"model_training": {"epochs": 1}}
+    assert held.use({"model_training": {"epochs": 1}}) is False
+    assert held.use({"model_training": {"epochs": 2}}) is True
+    assert held.use(None) is False and held.session is None

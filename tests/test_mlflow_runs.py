@@ -3,17 +3,25 @@ run (issue 17); runs of live processes, other hosts or unknown owners are left a
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from brstnet.hooks import TrackingHooks
 from brstnet.mlflow_runs import OWNER_TAG
+from brstnet.mlflow_views import COMPARISON_VIEW, SHARED_VIEW_PREFIX
 from brstnet.processes import Owner
-from tests.synthetic import gone_process_owner
+from tests.synthetic import gone_process_owner, project_copy
 
 
 @pytest.fixture
@@ -21,8 +29,6 @@ def store(tmp_path: Path, monkeypatch):
     """A temporary tracking store for the test; afterwards the tracking URI (and the
     MLFLOW_TRACKING_URI variable MLflow sets with it) are as before, unset included.
     No system-metrics thread outlives the test (the hooks' pipeline never ends here)."""
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
     monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 
     with _use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}"):
@@ -78,8 +84,6 @@ def test_no_tracked_run_no_sweep(store) -> None:
 
 
 def test_a_tracking_store_that_fails_does_not_stop_the_run(store, monkeypatch, caplog) -> None:
-    from mlflow.exceptions import MlflowException
-
     def unavailable(*args, **kwargs):
         raise MlflowException("the tracking server is unavailable")
 
@@ -93,12 +97,6 @@ def test_a_tracking_store_that_fails_does_not_stop_the_run(store, monkeypatch, c
 def test_a_new_session_forgets_the_previous_sessions_mlflow_run(tmp_path, monkeypatch) -> None:
     """kedro-mlflow's hook is one object per process: a session whose pipeline has tracking
     off must not reopen the last session's run (in another project's store) at its nodes."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-    from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
-
-    from tests.synthetic import project_copy
-
     project = project_copy(tmp_path / "project")
     monkeypatch.chdir(project)
     bootstrap_project(project)
@@ -111,11 +109,6 @@ def test_a_new_session_forgets_the_previous_sessions_mlflow_run(tmp_path, monkey
 def test_a_damaged_tracking_store_is_named_before_mlflow_opens_it(tmp_path, monkeypatch) -> None:
     """Failed before: sqlite3.DatabaseError "file is not a database" with its SQL, the file
     not named."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    from tests.synthetic import project_copy
-
     project = project_copy(tmp_path / "project")
     (project / "mlflow.db").write_bytes(b"this is not an sqlite file" * 40)
     monkeypatch.chdir(project)
@@ -141,12 +134,6 @@ def test_a_tracked_kedro_run_carries_its_best_variant_system_metrics_and_view(re
     """The `kedro run` of the real-data fixture, as kedro-mlflow records it: the
     experiment opens in the model-training view on the comparison columns with this run
     expanded; the run holds the best variant's headline and MLflow's system metrics."""
-    import json
-
-    import pandas as pd
-
-    from brstnet.mlflow_views import COMPARISON_VIEW, SHARED_VIEW_PREFIX
-
     client = MlflowClient(f"sqlite:///{real_run / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("brstnet")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

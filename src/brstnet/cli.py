@@ -28,6 +28,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 
 from .parameter_check import ParameterError
+from .runners.errors import ClusterError, DaskRunnerError
 from .st.errors import AcquisitionError, DataError
 
 #: Where the last project error's full traceback is written (relative to the project).
@@ -38,9 +39,6 @@ TRACEBACK_ENV = "BRSTNET_TRACEBACK"
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """The exception types that describe a user's fixable mistake."""
-    from .runners.clusters import ClusterError
-    from .runners.dask_runner import DaskRunnerError
-
     return (DataError, AcquisitionError, ParameterError, ClusterError, DaskRunnerError)
 
 

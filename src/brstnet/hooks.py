@@ -3,8 +3,10 @@
 - ``after_context_created``: validate every parameter against one typed model
   (:class:`brstnet.config.ProjectParams`) before anything runs, naming each bad key and
   the file that sets it; then hand the session's parameters (``--env`` and ``--params``
-  included) to the pipeline registry, so the namespaces registered are those the nodes'
-  parameters give.
+  included) to the pipeline registry through the hook's
+  :class:`~brstnet.pipelines.run_parameters.RunParameters`, so the namespaces registered
+  are those the nodes' parameters give (the registry is reloaded when they differ from
+  those it was built from). The run's end takes them back.
 - ``before_pipeline_run``: a last guard that the pipeline's training namespaces are the
   ones this run's parameters give (never a silent mismatch).
 
@@ -17,36 +19,31 @@ metrics (CPU, memory, GPU with nvidia-ml-py) into the run while it lasts.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from kedro.framework.hooks import hook_impl
+from kedro.framework.project import pipelines
+from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from brstnet.mlflow_runs import check_tracking_store, end_orphaned_runs, owner_tags
+from brstnet.mlflow_views import set_experiment_views
+from brstnet.parameter_check import parameter_files, validate_parameters
+from brstnet.pipelines.run_parameters import RunParameters
+from brstnet.pipelines.variants import check_registered
 
 logger = logging.getLogger(__name__)
 
 
-def parameter_files(config_loader: Any, env: str | None, kind: str = "parameters") -> list[Path]:
-    """The ``kind`` files (``parameters``, ``dask``) Kedro merges for ``env``, base first
-    (for error messages)."""
-    root = Path(config_loader.conf_source)
-    envs = [config_loader.base_env, env or config_loader.default_run_env]
-    files: list[Path] = []
-    for name in dict.fromkeys(e for e in envs if e):
-        folder = root / name
-        if folder.is_dir():
-            files += sorted(
-                p
-                for p in folder.rglob("*")
-                if p.suffix in (".yml", ".yaml") and kind in str(p.relative_to(folder))
-            )
-    return files
-
-
 def _reload_registry() -> None:
     """Drop Kedro's cached pipelines so the next access registers them afresh."""
-    from kedro.framework.project import pipelines
-
     # configure() is Kedro's way to reset the cache; it needs the module it was given
     requested = getattr(pipelines, "_requested_pipelines", None)
     pipelines.configure(pipelines._pipelines_module)
@@ -54,13 +51,17 @@ def _reload_registry() -> None:
 
 
 class ProjectHooks:
-    """Parameter validation and the registry's view of the run (see the module docstring)."""
+    """Parameter validation and the registry's view of the run (see the module docstring).
+
+    Attributes:
+        run_parameters: The session's parameters, as the pipeline registry reads them.
+    """
+
+    def __init__(self) -> None:
+        self.run_parameters = RunParameters()
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        from brstnet.parameter_check import validate_parameters
-        from brstnet.pipelines import variants
-
         _forget_previous_mlflow_run()
 
         loader = context.config_loader
@@ -70,7 +71,7 @@ class ProjectHooks:
             parameter_files(loader, context.env),
             runtime=getattr(loader, "runtime_params", None) or None,
         )
-        if variants.use_run_parameters(params):
+        if self.run_parameters.use(params):
             logger.info("parameters differ from the registered pipelines': registering afresh")
             _reload_registry()
 
@@ -83,8 +84,6 @@ class ProjectHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        from brstnet.pipelines import variants
-
         per_variant = {
             node.namespace.split(".")[0]
             for node in pipeline.nodes
@@ -92,15 +91,13 @@ class ProjectHooks:
         }
         filters = ("tags", "from_nodes", "to_nodes", "node_names", "from_inputs", "to_outputs")
         complete = not any(run_params.get(k) for k in (*filters, "namespaces"))
-        params = variants.run_parameters()
+        params = self.run_parameters.session
         if per_variant and params is not None:
-            variants.check_registered(per_variant, params, complete=complete)
+            check_registered(per_variant, params, complete=complete)
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        from brstnet.pipelines import variants
-
-        variants.use_run_parameters(None)  # outside a session: KEDRO_ENV's configuration
+        self.run_parameters.use(None)  # outside a session: KEDRO_ENV's configuration
 
     @hook_impl
     def on_pipeline_error(
@@ -114,19 +111,12 @@ def _forget_previous_mlflow_run() -> None:
     session whose pipeline has tracking off (data_processing, feature_selection) would
     then reopen that run, in another project's store, at every node. A new session starts
     with none."""
-    try:
-        from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
-    except ImportError:  # kedro-mlflow not installed
-        return
     mlflow_hook.run_id = None
 
 
 def system_metrics_enabled() -> bool:
     """MLflow's system metrics for tracked runs: on unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
     says false, and only where psutil is installed (MLflow samples with it)."""
-    import importlib.util
-    import os
-
     setting = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true").strip().lower()
     return setting not in ("false", "0", "no") and importlib.util.find_spec("psutil") is not None
 
@@ -148,8 +138,6 @@ class TrackingHooks:
         """The tracking store is the project's own ``mlflow.db`` whatever the working
         directory: a notebook in notebooks/ would otherwise create notebooks/mlflow.db
         (a relative sqlite path), and two projects in one process share one store."""
-        from omegaconf import OmegaConf
-
         root = Path(context.project_path).resolve().as_posix()
         OmegaConf.register_new_resolver(PROJECT_ROOT_RESOLVER, lambda: root, replace=True)
         loader = context.config_loader
@@ -159,22 +147,13 @@ class TrackingHooks:
             uri = str(loader["mlflow"]["server"]["mlflow_tracking_uri"])
         except Exception:  # noqa: BLE001 - no mlflow.yml or key: kedro-mlflow's defaults apply
             return
-        from brstnet.mlflow_runs import check_tracking_store
-
         check_tracking_store(uri)
 
     @hook_impl(trylast=True)  # after kedro-mlflow's hook has started this run
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        import mlflow
-
         active = mlflow.active_run()
         if active is None:  # tracking is off for this pipeline
             return
-        from mlflow.tracking import MlflowClient
-
-        from brstnet.mlflow_runs import end_orphaned_runs, owner_tags
-        from brstnet.mlflow_views import set_experiment_views
-
         client = MlflowClient()
         run_id, experiment_id = active.info.run_id, active.info.experiment_id
         try:
@@ -194,8 +173,6 @@ class TrackingHooks:
         if not system_metrics_enabled():
             return
         try:
-            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
             self._monitor = SystemMetricsMonitor(run_id)
             self._monitor.start()
         except Exception as err:  # e.g. a monitor that cannot read the GPU

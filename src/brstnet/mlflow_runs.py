@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlflow.entities import ViewType
+
 from .processes import Owner
 
 if TYPE_CHECKING:
@@ -36,8 +38,6 @@ def owner_tags() -> dict[str, str]:
 def orphaned_runs(client: MlflowClient, experiment_ids: list[str], *, keep: set[str]) -> list:
     """RUNNING runs of ``experiment_ids`` whose owner is gone (and their child runs
     without an owner record whose parent is no longer running), except ``keep``."""
-    from mlflow.entities import ViewType
-
     running = client.search_runs(
         experiment_ids,
         filter_string="attributes.status = 'RUNNING'",

@@ -5,15 +5,19 @@
 ``model_training.epoch`` stops the run at once) and says which parameter file, or
 ``--params``, set the offending key, with the closest valid key names.
 :func:`validate_settings` does the same for any other typed settings file (the Dask
-runner's ``dask.yml``).
+runner's ``dask.yml``). :func:`parameter_files` lists the files Kedro merged, which
+these messages name.
 """
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+import yaml
+from pydantic import BaseModel, ValidationError
 
 from .config import ProjectParams
 
@@ -26,8 +30,6 @@ class ParameterError(ValueError):
 
 def _defined_in(dotted: tuple[str | int, ...], files: list[Path]) -> list[str]:
     """The parameter files (in load order) that set the key at ``dotted``."""
-    import yaml
-
     found = []
     for path in files:
         try:
@@ -42,16 +44,33 @@ def _defined_in(dotted: tuple[str | int, ...], files: list[Path]) -> list[str]:
             else:
                 break
         else:
-            found.append(_shown(Path(path)))
+            found.append(shown(Path(path)))
     return found
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """``path`` relative to the working directory (the project root) when inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def parameter_files(config_loader: Any, env: str | None, kind: str = "parameters") -> list[Path]:
+    """The ``kind`` files (``parameters``, ``dask``) Kedro merges for ``env``, base first
+    (for error messages)."""
+    root = Path(config_loader.conf_source)
+    envs = [config_loader.base_env, env or config_loader.default_run_env]
+    files: list[Path] = []
+    for name in dict.fromkeys(e for e in envs if e):
+        folder = root / name
+        if folder.is_dir():
+            files += sorted(
+                p
+                for p in folder.rglob("*")
+                if p.suffix in (".yml", ".yaml") and kind in str(p.relative_to(folder))
+            )
+    return files
 
 
 def validate_parameters(
@@ -86,10 +105,6 @@ def validate_settings(
     Raises:
         ParameterError: every invalid or unknown key.
     """
-    import difflib
-
-    from pydantic import ValidationError
-
     try:
         return model.model_validate(tree)
     except ValidationError as err:
@@ -130,8 +145,6 @@ def _has_key(tree: dict, loc: tuple) -> bool:
 
 def _model_at(loc: tuple, root: type[BaseModel] = ProjectParams) -> type[BaseModel] | None:
     """The pydantic model that holds the keys at ``loc`` (None past a list or a dict)."""
-    import typing
-
     model: Any = root
     for part in loc:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):

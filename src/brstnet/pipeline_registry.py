@@ -12,23 +12,22 @@ from brstnet.pipelines import (
     model_training,
     pretraining,
 )
-from brstnet.pipelines.variants import (
-    current_parameters,
-    pretrained_tags,
-    pretraining_tag,
-    registered_grid,
-)
+from brstnet.pipelines.run_parameters import registry_parameters
+from brstnet.pipelines.variants import pretrained_tags, pretraining_tag, variant_grid
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines.
 
-    ``training`` is the whole job: data to trained models to per-gene results.
+    ``training`` is the whole job: data to trained models to per-gene results. The
+    variants and folds come from the session's parameters (handed over by the project's
+    hooks, :mod:`brstnet.pipelines.run_parameters`), else from KEDRO_ENV's; no data file
+    is read.
     """
+    params = registry_parameters()
     dp = data_processing.create_pipeline()
     fs = feature_selection.create_pipeline()
-    variants, n_folds = registered_grid()  # the run's parameters; no data file is read
-    params = current_parameters()
+    variants, n_folds = variant_grid(params)
     mt = model_training.create_pipeline(
         variants=variants, n_folds=n_folds, pretrained=pretrained_tags(params)
     )

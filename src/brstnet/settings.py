@@ -3,10 +3,12 @@ from the Kedro defaults. For further information, including these default values
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
 # Instantiated project hooks (executed in a Last-In-First-Out order): parameter
-# validation and the registry's view of the run's configuration; MLflow runs left
+# validation and the registry's view of the run's configuration (the pipeline registry
+# finds ProjectHooks' run_parameters among these hooks); MLflow runs left
 # RUNNING by killed runs marked KILLED (brstnet/hooks.py); the session's dask.yml for
 # the Dask runner (brstnet/runners/hooks.py).
 from brstnet.hooks import ProjectHooks, TrackingHooks
+from brstnet.pipelines import run_parameters
 from brstnet.runners.hooks import DaskConfigHook
 
 HOOKS = (ProjectHooks(), TrackingHooks(), DaskConfigHook())
@@ -34,15 +36,10 @@ HOOKS = (ProjectHooks(), TrackingHooks(), DaskConfigHook())
 
 # CONFIG_LOADER_CLASS = OmegaConfigLoader
 
-# Keyword arguments to pass to the `CONFIG_LOADER_CLASS` constructor.
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-    # an environment (e.g. conf/brstnet) overrides single keys, not whole blocks
-    "merge_strategy": {"parameters": "soft", "dask": "soft"},
-    # the Dask runner's settings: conf/<env>/dask.yml (brstnet.runners)
-    "config_patterns": {"dask": ["dask*", "dask*/**"]},
-}
+# Keyword arguments to pass to the `CONFIG_LOADER_CLASS` constructor: local over base,
+# environments merged key by key, and the Dask runner's dask.yml (defined with the
+# pipeline registry's own reading of the configuration, brstnet/pipelines/run_parameters.py).
+CONFIG_LOADER_ARGS = run_parameters.CONFIG_LOADER_ARGS
 
 # Class that manages Kedro's library components.
 # from kedro.framework.context import KedroContext

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 
 PIPELINES = ["model_training", "evaluation"]
 VARIANTS = ("test_resnet_aux", "test_resnet_noaux")
@@ -59,8 +62,6 @@ class Messages(logging.Handler):
 @contextmanager
 def in_project(project: Path):
     """Work in ``project`` with 1 torch thread; restore cwd, threads and MLflow after."""
-    from kedro.framework.startup import bootstrap_project
-
     cwd, threads, uri = Path.cwd(), torch.get_num_threads(), mlflow.get_tracking_uri()
     os.chdir(project)
     torch.set_num_threads(1)
@@ -78,8 +79,6 @@ def in_project(project: Path):
 def run_session(project: Path, runner, **run_kwargs) -> list[str]:
     """``kedro run`` in ``project`` with ``runner``; returns the project's log messages
     (records from the Dask workers are forwarded to this process)."""
-    from kedro.framework.session import KedroSession
-
     handler = Messages()
     project_logger = logging.getLogger("brstnet")
     with in_project(project):
@@ -130,8 +129,6 @@ def act_on_training_worker(runner, project: Path, namespace: str, act, out: dict
     """Once ``namespace`` has written a checkpoint, call ``act(client, worker, pid)`` on
     the Dask worker training it (for a thread beside the run; ``out["stop"]`` ends the
     wait); ``out`` gets the pid, the worker, the checkpoints and what ``act`` returns."""
-    import time
-
     folder = project / "data/06_models/checkpoints" / namespace
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not out.get("stop"):

@@ -19,12 +19,21 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from distributed import LocalCluster
+from kedro.config import OmegaConfigLoader
 from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
 
 from brstnet.parameter_check import ParameterError
+from brstnet.pipelines import model_training
+from brstnet.pipelines.run_parameters import CONFIG_LOADER_ARGS
+from brstnet.pipelines.variants import variant_grid
 from brstnet.runners import DaskRunner
-from brstnet.runners.clusters import ClusterError, make_slurm_cluster, visible_gpus
+from brstnet.runners.clusters import open_cluster
 from brstnet.runners.config import load_settings
+from brstnet.runners.errors import ClusterError
+from brstnet.runners.local_clusters import visible_gpus
+from brstnet.runners.slurm_cluster import make_slurm_cluster
 from tests.runners.helpers import (
     DASK,
     NAMESPACES,
@@ -110,8 +119,6 @@ def test_worker_killed_during_training(prepared: Path, sequential: Path, tmp_pat
     """kill -9 of the worker training a fold: the task is re-run (retries), resumes from
     its checkpoint, and ends with the same weights and curves as an uninterrupted run
     (the per-gene metrics follow from the weights, see the test above)."""
-    from safetensors.torch import load_file
-
     project = copy_of(prepared, tmp_path / "project", DASK)
     runner = DaskRunner()
     killed: dict = {}
@@ -147,8 +154,6 @@ def test_worker_killed_during_training(prepared: Path, sequential: Path, tmp_pat
 def scheduler() -> str:
     """A running scheduler with 2 CPU worker processes (``cluster: address``), kept warm
     across runs as a shared one would be."""
-    from distributed import LocalCluster
-
     with LocalCluster(
         n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
     ) as cluster:
@@ -233,15 +238,7 @@ def _closed_port() -> int:
 
 def _direct_run(project: Path, settings: dict) -> DaskRunner:
     """The model_training pipeline on the project's catalog, without a Kedro session."""
-    from kedro.config import OmegaConfigLoader
-
-    from brstnet import settings as project_settings
-    from brstnet.pipelines import model_training
-    from brstnet.pipelines.variants import variant_grid
-
-    params = OmegaConfigLoader(str(project / "conf"), **project_settings.CONFIG_LOADER_ARGS)[
-        "parameters"
-    ]
+    params = OmegaConfigLoader(str(project / "conf"), **CONFIG_LOADER_ARGS)["parameters"]
     catalog = project_catalog(project)
     catalog["params:model_training"] = params["model_training"]
     variants, folds = variant_grid(params)
@@ -269,8 +266,6 @@ def test_more_gpus_than_visible(prepared: Path) -> None:
 
 
 def test_scheduler_without_gpu_workers(prepared: Path) -> None:
-    from distributed import LocalCluster
-
     with LocalCluster(
         n_workers=1,
         processes=False,
@@ -293,8 +288,6 @@ def test_slurm_without_sbatch(prepared: Path, tmp_path, monkeypatch) -> None:
 def test_local_workers_keep_glibcs_adaptive_malloc(tmp_path, monkeypatch) -> None:
     """Dask's MALLOC_TRIM_THRESHOLD_ slows torch on CPU ~1.5x; the runner's workers lack it,
     even when an earlier Dask nanny in this process left it in os.environ."""
-    from brstnet.runners.clusters import open_cluster
-
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what Dask's nannies leave
     settings = load_settings({"local": {"n_workers": 1}, "dashboard_address": "127.0.0.1:0"})
     with open_cluster(settings, project_path=tmp_path, where="test") as cluster:

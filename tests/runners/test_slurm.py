@@ -29,10 +29,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from brstnet.runners import DaskRunner
-from brstnet.runners.clusters import ClusterError
-from brstnet.runners.dask_runner import DaskRunnerError
+from brstnet.runners.errors import ClusterError, DaskRunnerError
 from tests.runners.helpers import (
     DASK,
     act_on_training_worker,
@@ -179,8 +179,6 @@ def test_a_job_cancelled_during_a_training(
     """scancel of the job training a fold: the other job takes the training over, it
     resumes from its checkpoint and ends with the uninterrupted run's weights and
     metrics."""
-    from safetensors.torch import load_file
-
     logs = tmp_path / "logs"
     project = copy_of(prepared, tmp_path / "project", _settings(logs))
     runner = DaskRunner()

@@ -1,27 +1,39 @@
 """Which namespaces a run has: variants from the parameters, folds from the split settings.
 
-Kedro registers pipelines before any node runs, so the registry reads the configuration
-itself (Kedro's "dynamic pipelines" pattern). It reads the configuration of the session
-being run, the one its nodes receive: :class:`brstnet.hooks.ProjectHooks` hands it over
-when a session's context is created (``--env`` and ``--params`` included) and takes it
-back when that session's run ends. Otherwise (``import`` in a notebook, ``kedro registry
-list``) it reads the environment named by KEDRO_ENV (default: local over base). It never
-reads data files, so a run whose first node downloads the data registers before the
-data exist.
+The grid is read from the parameters alone (never from data files); which parameters
+(the session's, else KEDRO_ENV's) is :mod:`brstnet.pipelines.run_parameters`' concern.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-from pathlib import Path
 from typing import Any, NamedTuple
 
-logger = logging.getLogger(__name__)
+from brstnet.config import (
+    DataProcessingParams,
+    FeatureSelectionParams,
+    PretrainingParams,
+    TrainingParams,
+    variant_name,
+)
+from brstnet.features.identities import person_id
+from brstnet.st.readers import ReaderOptions, patient_from_name
 
-_run_parameters: dict[str, Any] | None = None  # the session's parameters (set by the hooks)
-_registered_for: str | None = None  # the parameters Kedro's registered pipelines come from
+# use_run_parameters: re-exported for tests/pipelines/test_model_training.py
+from .run_parameters import current_parameters, use_run_parameters
+
+__all__ = [
+    "Grid",
+    "Variant",
+    "check_registered",
+    "current_parameters",
+    "n_folds",
+    "namespace",
+    "pretrained_tags",
+    "pretraining_tag",
+    "use_run_parameters",
+    "variant_grid",
+    "with_pretraining",
+]
 
 
 class Variant(NamedTuple):
@@ -51,54 +63,6 @@ def namespace(variant: str, fold: int) -> str:
     return f"{variant}_fold{fold}"
 
 
-def _key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
-
-
-def use_run_parameters(params: dict[str, Any] | None) -> bool:
-    """Register pipelines from ``params`` from now on (None: from KEDRO_ENV's
-    configuration again); True when ``params`` differ from those Kedro's registered
-    pipelines were built from (the caller then reloads the registry)."""
-    global _run_parameters
-    _run_parameters = params
-    return params is not None and _registered_for is not None and _registered_for != _key(params)
-
-
-def registered_grid() -> Grid:
-    """The grid :func:`brstnet.pipeline_registry.register_pipelines` builds, remembering
-    which parameters it came from."""
-    global _registered_for
-    params = _current_parameters()
-    _registered_for = _key(params)
-    return variant_grid(params)
-
-
-def _current_parameters() -> dict[str, Any]:
-    return _run_parameters if _run_parameters is not None else _configured_parameters()
-
-
-def current_parameters() -> dict[str, Any]:
-    """The parameters pipelines are registered from (the session's, else KEDRO_ENV's)."""
-    return _current_parameters()
-
-
-def run_parameters() -> dict[str, Any] | None:
-    """The parameters of the session being run (None outside a session)."""
-    return _run_parameters
-
-
-def _configured_parameters() -> dict[str, Any]:
-    from kedro.config import OmegaConfigLoader
-    from kedro.framework.project import settings
-    from kedro.utils import find_kedro_project
-
-    from brstnet import settings as project_settings  # its merge strategy, bootstrapped or not
-
-    root = find_kedro_project(Path.cwd()) or Path.cwd()  # also from notebooks/
-    args = {**project_settings.CONFIG_LOADER_ARGS, "env": os.environ.get("KEDRO_ENV")}
-    return OmegaConfigLoader(str(root / settings.CONF_SOURCE), **args)["parameters"]
-
-
 def n_folds(data_processing: dict[str, Any], feature_selection: dict[str, Any]) -> int:
     """Outer folds the split settings give for the configured sections (no file read).
 
@@ -107,10 +71,6 @@ def n_folds(data_processing: dict[str, Any], feature_selection: dict[str, Any]) 
     whose patient only their data tell (HEST metadata) count as their own patient here;
     ``split_patients`` stops the run if the data then give another number of folds.
     """
-    from brstnet.config import DataProcessingParams, FeatureSelectionParams
-    from brstnet.features.identities import person_id
-    from brstnet.st.readers import ReaderOptions, patient_from_name
-
     split = FeatureSelectionParams.model_validate(feature_selection).split
     if split.scheme == "fixed":
         return 1
@@ -127,9 +87,7 @@ def n_folds(data_processing: dict[str, Any], feature_selection: dict[str, Any]) 
 def variant_grid(params: dict[str, Any] | None = None) -> Grid:
     """The run's variants and fold count, from ``params`` (default: the run's parameters),
     read through the same typed model as the nodes (defaults included)."""
-    from brstnet.config import FeatureSelectionParams, TrainingParams, variant_name
-
-    params = _current_parameters() if params is None else params
+    params = current_parameters() if params is None else params
     training = TrainingParams.model_validate(params["model_training"])
     targets = FeatureSelectionParams.model_validate(params.get("feature_selection", {})).targets
     smoothed = targets.smoothing != "none"  # labelled in every variant's name
@@ -153,8 +111,6 @@ def pretraining_tag(params: dict[str, Any]) -> str | None:
     """The pretrained trunks model_training asks for (``init: pretrained`` or ``ssl_probe``):
     ``<backbone>`` or ``<backbone>_tgt`` (with the held-out patients' slides); None when
     it asks for none."""
-    from brstnet.config import PretrainingParams, TrainingParams
-
     training = TrainingParams.model_validate(params["model_training"])
     if training.init != "pretrained" and not training.ssl_probe:
         return None
@@ -166,8 +122,6 @@ def with_pretraining(variants: tuple[Variant, ...], params: dict[str, Any]) -> t
     every fine-tuned variant starts from the pretrained trunks and is named ``<...>_ssl``
     (``<...>_ssl_tgt`` when the held-out slides were pretrained on too); ``ssl_probe``
     adds ``<backbone>_ssl_probe`` (``<backbone>_ssl_probe_tgt``)."""
-    from brstnet.config import PretrainingParams, TrainingParams
-
     tag = pretraining_tag(params)
     if tag is None:
         return variants
@@ -189,9 +143,7 @@ def pretrained_tags(params: dict[str, Any] | None = None) -> dict[str, str]:
     """Variant name -> the tag of the pretrained trunks it reads
     (``pretrained_<tag>_fold<k>``): every fine-tuned variant with ``init: pretrained``,
     and the ``ssl_probe`` variant."""
-    from brstnet.config import TrainingParams
-
-    params = _current_parameters() if params is None else params
+    params = current_parameters() if params is None else params
     tag = pretraining_tag(params)
     if tag is None:
         return {}

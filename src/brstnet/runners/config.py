@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from brstnet.parameter_check import validate_settings
+
 ClusterKind = Literal["local", "local_cuda", "slurm", "address"]
 
 
@@ -116,8 +118,6 @@ def load_settings(
     Raises:
         brstnet.parameter_check.ParameterError: names each bad key and its file.
     """
-    from brstnet.parameter_check import validate_settings
-
     merged = _merged(dict(tree or {}), overrides or {})
     return validate_settings(
         DaskSettings,

@@ -13,9 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
-PATTERNS = ["dask*", "dask*/**"]
+from brstnet.parameter_check import parameter_files, shown
+from brstnet.pipelines.run_parameters import CONFIG_LOADER_ARGS
+
+#: The ``dask`` config files' patterns (the project's config loader has them too).
+PATTERNS = CONFIG_LOADER_ARGS["config_patterns"]["dask"]
 
 
 @dataclass(frozen=True)
@@ -27,9 +32,7 @@ class SessionDaskConfig:
     project_path: Path = Path(".")
 
     def shown_files(self) -> list[str]:
-        from brstnet.parameter_check import _shown
-
-        return [_shown(f) for f in self.files]
+        return [shown(f) for f in self.files]
 
 
 class DaskConfigHook:
@@ -40,10 +43,6 @@ class DaskConfigHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        from kedro.config import MissingConfigException
-
-        from brstnet.hooks import parameter_files
-
         loader = context.config_loader
         if "dask" not in loader.config_patterns:
             loader.config_patterns.update({"dask": PATTERNS})

@@ -15,6 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from distributed import get_worker
+from kedro.framework.hooks.manager import _create_hook_manager
+
 #: Project loggers whose records are forwarded from the workers to the driver.
 FORWARDED_LOGGER = "brstnet"
 
@@ -78,9 +81,11 @@ def run_node(node_bytes: bytes, catalog_bytes: bytes, context_bytes: bytes) -> N
     """
     started = time.time()
     # unpickled here, in the task's thread: it imports the node's modules, which must
-    # not stall the worker's event loop (see brstnet.runners.dask_runner.pickled)
+    # not stall the worker's event loop (see brstnet.runners.payloads.pickled)
     node, catalog = pickle.loads(node_bytes), pickle.loads(catalog_bytes)
     context: WorkerContext = pickle.loads(context_bytes)
+    # deferred: Kedro's runners are imported in the task's thread (as the node's modules
+    # above), not in the worker's event loop when this function is unpickled
     from kedro.runner.task import Task
 
     worker = _worker_address()
@@ -112,8 +117,6 @@ def run_node(node_bytes: bytes, catalog_bytes: bytes, context_bytes: bytes) -> N
 
 def _worker_address() -> str:
     try:
-        from distributed import get_worker
-
         return str(get_worker().address)
     except ValueError:  # called outside a worker (tests of this module)
         return "local"
@@ -124,6 +127,7 @@ def _prepare_process(context: WorkerContext) -> None:
     if os.path.realpath(os.getcwd()) != os.path.realpath(context.project_path):
         os.chdir(context.project_path)  # relative paths in parameters resolve as on the driver
     if context.torch_threads is not None:
+        # deferred: torch is heavy; imported in the task's thread, not the event loop
         import torch
 
         if torch.get_num_threads() != context.torch_threads:
@@ -143,8 +147,6 @@ def _prepare_process(context: WorkerContext) -> None:
 
 def _hook_manager(hooks: tuple[tuple[str, Any], ...]) -> Any:
     """A hook manager holding the session's (picklable) hook implementations."""
-    from kedro.framework.hooks.manager import _create_hook_manager
-
     manager = _create_hook_manager()
     for name, plugin in hooks:
         if not manager.is_registered(plugin):
@@ -156,6 +158,7 @@ def _use_session_tracking(context: WorkerContext) -> None:
     """Point MLflow at the session's store and make its run active in this thread."""
     if context.tracking_uri is None:
         return
+    # deferred: MLflow is heavy, and needed only where the session tracks its run
     import mlflow
 
     if mlflow.get_tracking_uri() != context.tracking_uri:
