@@ -29,20 +29,19 @@ import json
 import logging
 import math
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from .acquisition import Source
 from .errors import DataError
 from .genes import gene_name_kind, read_gene_map, to_symbols
 from .geometry import estimate_pixel_size
-from .layouts import Layout, ReaderOptions, ReadRequest, read_in_place
+from .layouts import Layout, LayoutOptions, ReadRequest
 from .sections import assemble_section, check_count_matrix
-from .visium import (
+from .spaceranger import (
     HEX_STEPS_UM,
     VISIUM_SPOT_DIAMETER_UM,
     VISIUM_SPOT_PITCH_UM,
@@ -60,6 +59,20 @@ SPOT_GEOMETRY = {
     "Spatial Transcriptomics": (100.0, 200.0),
 }
 SECTION_NUMBER = re.compile(r"\s*\bsection\s*\d+\b", re.IGNORECASE)
+
+
+class HestOptions(LayoutOptions):
+    """hest's ``data_processing.reader`` settings (see the module docstring).
+
+    Attributes:
+        patients: Sample -> patient (else the one in the metadata json).
+        blocks: Sample -> tissue block, for samples without a patient.
+        gene_map: A two-column table, Ensembl id -> symbol, for samples with Ensembl ids.
+    """
+
+    patients: dict[str, str] = Field(default_factory=dict)
+    blocks: dict[str, str] = Field(default_factory=dict)
+    gene_map: str | None = None
 
 
 def missing(value: object) -> bool:
@@ -110,7 +123,7 @@ def study(title: str) -> str:
     return re.sub(r"\s+", " ", SECTION_NUMBER.sub("", title)).replace("( ", "(").strip()
 
 
-def patient_key(meta: dict, sample: str, options: ReaderOptions) -> str:
+def patient_key(meta: dict, sample: str, options: HestOptions) -> str:
     """The group a sample's split follows (see the module docstring for the rules)."""
     configured = options.patients.get(sample)
     if configured is not None:
@@ -125,13 +138,13 @@ def patient_key(meta: dict, sample: str, options: ReaderOptions) -> str:
     return sample
 
 
-def patient_from_name(section: str, options: ReaderOptions) -> str | None:
+def patient_from_name(section: str, options: HestOptions) -> str | None:
     """``reader.patients[section]``; None otherwise (the patient, or its absence that makes
     ``reader.blocks`` apply, is in the json)."""
     return options.patients.get(section)
 
 
-def patient_of(root: str | Path | None, section: str, options: ReaderOptions) -> str:
+def patient_of(root: str | Path | None, section: str, options: HestOptions) -> str:
     """The configured patient, else the one :func:`patient_key` finds in the metadata json."""
     configured = patient_from_name(section, options)
     if configured is not None:
@@ -207,26 +220,16 @@ def oriented(positions: pd.DataFrame, section: str) -> pd.DataFrame:
     return positions.rename(columns={"array_x": "array_y", "array_y": "array_x"})
 
 
-def read_hest(
-    root: str | Path,
-    section: str,
-    *,
-    pixel_size_um: float | None = None,
-    max_unmatched_fraction: float = 0.02,
-    spot_pitch_um: float = VISIUM_SPOT_PITCH_UM,
-    options: ReaderOptions | None = None,
-) -> ad.AnnData:
+def read_hest(request: ReadRequest) -> ad.AnnData:
     """One HEST-1k sample (st/<id>.h5ad, wsis/<id>.tif, metadata/<id>.json).
 
-    Args:
-        pixel_size_um: None: from the metadata (see :func:`metadata_pixel_size`), else
-            fitted to the spot grid.
-        spot_pitch_um: Used where the metadata has no ``inter_spot_dist`` and the
-            technology is unknown.
-        options: ``patients``, ``blocks`` (see :func:`patient_key`) and ``gene_map``.
+    ``request.pixel_size_um`` None: from the metadata (see :func:`metadata_pixel_size`),
+    else fitted to the spot grid; ``request.spot_pitch_um`` is used where the metadata has
+    no ``inter_spot_dist`` and the technology is unknown; ``request.options``:
+    :class:`HestOptions` (``patients``, ``blocks``: see :func:`patient_key`; ``gene_map``).
     """
-    options = options or ReaderOptions()
-    root = Path(root)
+    options = request.options or HestOptions()
+    root, section, pixel_size_um = Path(request.root), request.section, request.pixel_size_um
     h5ad = root / "st" / f"{section}.h5ad"
     if not h5ad.is_file():
         raise DataError(f"hest sample {section}: {h5ad} is missing")
@@ -236,7 +239,7 @@ def read_hest(
     absent = [c for c in needed if c not in data.obs.columns]
     if absent:
         raise DataError(f"hest sample {section}: {h5ad} obs lacks {absent}")
-    diameter, pitch = spot_geometry(meta, section, spot_pitch_um)
+    diameter, pitch = spot_geometry(meta, section, request.spot_pitch_um)
     positions = oriented(positions_under_tissue(data.obs), section)
     if pixel_size_um is None:
         pixel_size_um = metadata_pixel_size(meta, section)
@@ -284,7 +287,7 @@ def read_hest(
         pixel_size_um=float(pixel_size_um),
         spot_pitch_um=pitch,
         spot_diameter_um=diameter,
-        max_unmatched_fraction=max_unmatched_fraction,
+        max_unmatched_fraction=request.max_unmatched_fraction,
         counts_cover_off_tissue=True,
         drop_outside_image=True,
         gene_ids=ids if genes is not ids else None,
@@ -296,28 +299,12 @@ def read_hest(
     return adata
 
 
-def _read(request: ReadRequest) -> ad.AnnData:
-    return read_hest(
-        request.root,
-        request.section,
-        pixel_size_um=request.pixel_size_um,
-        max_unmatched_fraction=request.max_unmatched_fraction,
-        spot_pitch_um=request.spot_pitch_um,
-        options=request.options,
-    )
-
-
-def acquire(sections: Sequence[str], source: Source) -> dict:
-    """Read in place from ``source.local_dir`` (HEST-1k is not downloaded by brstnet)."""
-    return read_in_place("hest", hest_sections, sections, source)
-
-
-LAYOUT = Layout(
+LAYOUT = Layout(  # read in place from source.local_dir (HEST-1k is not downloaded by brstnet)
     name="hest",
     spot_pitch_um=VISIUM_SPOT_PITCH_UM,
     sections=hest_sections,
-    patient_of=patient_of,
+    read=read_hest,
     patient_from_name=patient_from_name,
-    read=_read,
-    acquire=acquire,
+    patient_of=patient_of,
+    options=HestOptions,
 )
