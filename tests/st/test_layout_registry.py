@@ -22,10 +22,11 @@ from pydantic import Field, ValidationError
 
 from brstnet.st import her2st, readers
 from brstnet.st.acquisition import Source
+from brstnet.st.counts import check_counts
 from brstnet.st.errors import AcquisitionError, DataError
 from brstnet.st.hest import HestOptions
 from brstnet.st.layouts import Layout, LayoutOptions, ReadRequest
-from brstnet.st.sections import POSITION_COLUMNS, assemble_section, check_counts
+from brstnet.st.sections import POSITION_COLUMNS, assemble_section
 from tests.synthetic import ORIGIN, PITCH_PX, dp_params, synthetic_tissue
 
 

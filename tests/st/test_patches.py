@@ -109,7 +109,7 @@ def test_store_names_are_re_exported_from_patches() -> None:
 def test_jpeg_decodes_to_the_pixels_pil_gives(tiny_her2st: Path) -> None:
     from PIL import Image
 
-    from brstnet.st.slides import read_image
+    from brstnet.st.images import read_image
 
     path = read_section(locate_section(tiny_her2st, "A1")).uns["image_path"]
     with Image.open(path) as img:

@@ -36,10 +36,11 @@ import pandas as pd
 
 from .acquisition import Source
 from .archives import read_in_place_or_download
+from .counts import check_counts, read_count_table
 from .errors import DataError
 from .genes import read_gene_map, to_symbols
 from .layouts import Layout, LayoutOptions, ReadRequest
-from .sections import assemble_section, check_counts, read_count_table
+from .sections import assemble_section
 
 logger = logging.getLogger(__name__)
 

@@ -31,9 +31,10 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from .acquisition import Source, fetch_file
+from .counts import check_counts, read_count_table
 from .errors import AcquisitionError, DataError
 from .layouts import Layout, ReadRequest
-from .sections import assemble_section, check_counts, read_count_table
+from .sections import assemble_section
 
 logger = logging.getLogger(__name__)
 

@@ -36,11 +36,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from .counts import check_count_matrix
 from .errors import DataError
 from .genes import gene_name_kind, read_gene_map, to_symbols
 from .geometry import estimate_pixel_size
 from .layouts import Layout, LayoutOptions, ReadRequest
-from .sections import assemble_section, check_count_matrix
+from .sections import assemble_section
 from .spaceranger import (
     HEX_STEPS_UM,
     VISIUM_SPOT_DIAMETER_UM,

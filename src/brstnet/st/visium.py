@@ -37,9 +37,10 @@ import anndata as ad
 import pandas as pd
 from pydantic import Field
 
+from .counts import check_count_matrix
 from .errors import DataError
 from .layouts import Layout, LayoutOptions, ReadRequest
-from .sections import assemble_section, check_count_matrix
+from .sections import assemble_section
 from .spaceranger import (
     HEX_STEPS_UM,
     VISIUM_SPOT_DIAMETER_UM,
