@@ -25,9 +25,10 @@ import scipy.sparse as sp
 import tifffile
 
 from brstnet.pipelines.data_processing.nodes import read_sections
-from brstnet.st import hest, readers
+from brstnet.st import readers
 from brstnet.st.errors import DataError
 from brstnet.st.hest import HestOptions
+from brstnet.st.hest_metadata import missing, number
 from brstnet.st.slides import open_slide
 from tests.layouts import (
     HE_GENES,
@@ -145,8 +146,8 @@ def hest_root(tmp_path: Path) -> Path:
 def test_metadata_holds_bare_nan(hest_root: Path) -> None:
     raw = (hest_root / "metadata/TENX13.json").read_text()
     assert '"patient": NaN' in raw and '"spot_diameter": NaN' in raw
-    assert hest.missing(float("nan")) and hest.missing("   ") and hest.missing(None)
-    assert not hest.missing("Patient 1") and hest.number("0.5") == 0.5
+    assert missing(float("nan")) and missing("   ") and missing(None)
+    assert not missing("Patient 1") and number("0.5") == 0.5
 
 
 def test_nan_patient_is_missing_and_a_block_stays_together(hest_root: Path) -> None:

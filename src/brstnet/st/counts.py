@@ -80,6 +80,13 @@ def _read_integer_table(path: Path, sep: str) -> pd.DataFrame | None:
     )
 
 
+def _no_spots(path: Path, section: str) -> DataError:
+    return DataError(
+        f"section {section}: count matrix {path} has no spots (a header only): the file is "
+        "empty or truncated; replace it"
+    )
+
+
 def check_counts(frame: pd.DataFrame, path: Path, section: str) -> sp.csr_matrix:
     """Validate a spots x genes count table and return it as int32 CSR.
 
@@ -87,11 +94,7 @@ def check_counts(frame: pd.DataFrame, path: Path, section: str) -> sp.csr_matrix
         DataError: non-numeric, non-integer, negative or too large counts (names the file).
     """
     if frame.shape[0] == 0:
-        msg = (
-            f"section {section}: count matrix {path} has no spots (a header only): the file is "
-            "empty or truncated; replace it"
-        )
-        raise DataError(msg)
+        raise _no_spots(path, section)
     dtypes = frame.dtypes
     non_numeric = (
         []
@@ -124,11 +127,7 @@ def check_count_matrix(
         raise DataError(msg)
     counts = sp.csr_matrix(counts)
     if counts.shape[0] == 0:
-        msg = (
-            f"section {section}: count matrix {path} has no spots (a header only): the file is "
-            "empty or truncated; replace it"
-        )
-        raise DataError(msg)
+        raise _no_spots(path, section)
     data = counts.data
     for bad, what in ((np.isnan, "NaN (an empty or NA cell)"), (np.isinf, "an infinite value")):
         if bad(data).any():

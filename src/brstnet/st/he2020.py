@@ -50,8 +50,6 @@ SPOT_DIAMETER_UM = 100.0
 #: published, so its first download needs ``source.trust_first_download`` (or a configured
 #: ``archive_sha256``) and records one (see :func:`brstnet.st.archives.acquire_archive`).
 ARCHIVE_URL = "https://prod-dcd-datasets-cache-zipfiles.s3.eu-west-1.amazonaws.com/29ntw7sh4r-5.zip"
-#: The zip's top folder.
-ARCHIVE_FOLDER = "Human breast cancer in situ capturing transcriptomics"
 COORDS_FIELDS = ("spot", "xcoord", "ycoord", "label", "tumor")
 #: More spots than this without a tumour label means the Coords file was misread.
 MAX_UNLABELLED_FRACTION = 0.5
@@ -66,13 +64,9 @@ METADATA_COLUMNS = (
 
 
 class He2020Options(LayoutOptions):
-    """he2020's ``data_processing.reader`` settings.
+    """he2020's ``data_processing.reader`` settings."""
 
-    Attributes:
-        gene_map: A two-column table, Ensembl id -> symbol (else the ids are kept).
-    """
-
-    gene_map: str | None = None
+    gene_map: str | None = None  # a two-column table, Ensembl id -> symbol (else ids are kept)
 
 
 def metadata(root: str | Path | None) -> pd.DataFrame:
@@ -274,11 +268,9 @@ def read_section(request: ReadRequest) -> ad.AnnData:
 
 
 def acquire(sections: Sequence[str], source: Source) -> dict:
-    """Read in place from ``source.local_dir``; when that folder does not exist and
-    ``source.archive_url`` is set (the public zip is :data:`ARCHIVE_URL`), download and
-    unpack it into ``source.raw_dir``. The manifest then records the zip's url, size and
-    sha256 (recorded at its first download, which needs ``source.trust_first_download``
-    when none is configured)."""
+    """Read in place from ``source.local_dir``, else download and unpack the public zip
+    (``source.archive_url``, :data:`ARCHIVE_URL`) into ``source.raw_dir``: see
+    :func:`brstnet.st.archives.read_in_place_or_download`."""
     return read_in_place_or_download(
         "he2020",
         _sections,

@@ -12,8 +12,7 @@ path and pixel size.
 
 Downloads fetch exactly the files a run needs from the public repository at a pinned
 commit and check each against the sha256 recorded in ``her2st_files.json``
-(:func:`brstnet.st.acquisition.fetch_file`). her2st takes no ``data_processing.reader``
-settings.
+(:func:`brstnet.st.acquisition.fetch_file`). There are no ``data_processing.reader`` settings.
 """
 
 from __future__ import annotations
@@ -48,6 +47,7 @@ SPOT_PITCH_UM = 200.0
 SPOT_DIAMETER_UM = 100.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".png")
 SPOT_FILE_COLUMNS = ("x", "y", "new_x", "new_y", "pixel_x", "pixel_y")
+FILE_KINDS = ("counts", "spots", "image")  # a section's files, in the raw manifest
 
 
 def check_section(section: str) -> str:
@@ -260,18 +260,13 @@ def acquire(sections: Sequence[str], source: Source) -> dict:
     manifest: dict = {"dataset": "her2st", "root": str(source.raw_dir), "commit": source.commit}
     manifest["sections"] = {}
     fetched = {"present": 0, "copied": 0, "downloaded": 0}
-    for section in tqdm(
-        [check_section(s) for s in sections], desc="acquire her2st", unit="section"
-    ):
+    checked = [check_section(s) for s in sections]
+    for section in tqdm(checked, desc="acquire her2st", unit="section"):
         relpaths = section_files(section, local)
-        for relpath in relpaths:
-            how = fetch_file(
-                relpath, pinned["files"].get(relpath), source, local, f"section {section}"
-            )
-            fetched[how] += 1
-        manifest["sections"][section] = dict(
-            zip(("counts", "spots", "image"), relpaths, strict=True)
-        )
+        what = f"section {section}"
+        for path in relpaths:
+            fetched[fetch_file(path, pinned["files"].get(path), source, local, what)] += 1
+        manifest["sections"][section] = dict(zip(FILE_KINDS, relpaths, strict=True))
     logger.info(
         "her2st raw files in %s: %d already present, %d copied from %s, %d downloaded",
         source.raw_dir,
