@@ -3,8 +3,9 @@
 Each dataset module defines a :class:`~brstnet.st.layouts.Layout` as ``LAYOUT`` with its
 reader, its options model and its download code. The built-in ones are registered here;
 another package adds its own with :func:`register_layout`, or by naming its layout in
-the ``brstnet.layouts`` entry-point group (read once, at the first lookup). Every reader
-returns the same per-section AnnData (see :mod:`brstnet.st.sections`).
+the ``brstnet.layouts`` entry-point group (read once, at the first lookup); worker
+processes that are not forked see the entry points' layouts, not those registered at run
+time. Every reader returns the same per-section AnnData (see :mod:`brstnet.st.sections`).
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ def read_all(
         DataError: the first section that cannot be read (the others not started yet are
             not read).
     """
+    options = get_layout(dataset).parse_options(options)  # checked once, before any read
     jobs = [
         (dataset, root, section, pixel_size_um, spot_pitch_um, max_unmatched_fraction, options)
         for section in sections
