@@ -99,7 +99,7 @@ def _decode_jpeg(
     warning, into garbled pixels (a header that still reads), is a DataError naming the
     file, not a silent success.
     """
-    import simplejpeg
+    import simplejpeg  # loaded when a JPEG is decoded (pool workers that cut TIFFs never need it)
 
     try:
         data = Path(path).read_bytes()

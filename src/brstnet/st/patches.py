@@ -128,7 +128,7 @@ def _cut_into(
     Returns:
         The section's index rows and how many of its patches were left unnormalised.
     """
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # loaded in pool workers only
 
     if callable(adata):
         adata = adata()

@@ -83,7 +83,7 @@ class TiffSlide(Slide):
     """A (pyramidal) TIFF read tile by tile through tifffile's zarr store."""
 
     def __init__(self, path: Path, section: str) -> None:
-        import tifffile
+        import tifffile  # heavy: loaded when a TIFF slide is opened
         import zarr
 
         self._path, self._section = path, section
