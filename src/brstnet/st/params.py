@@ -36,7 +36,9 @@ class _Strict(BaseModel):
 
 
 class SourceParams(_Strict):
-    """Where the raw her2st files come from."""
+    """Where the raw files come from (``data_processing.source``; see
+    :class:`brstnet.st.acquisition.Source`): her2st downloads from ``base_url`` at
+    ``commit``, he2020 from ``archive_url``; every layout reads or copies ``local_dir``."""
 
     raw_dir: str = "data/01_raw/her2st"
     local_dir: str | None = "../shared/data/her2st"
