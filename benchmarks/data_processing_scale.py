@@ -42,8 +42,8 @@ from PIL import Image
 from brstnet.datasets import PatchStoreDataset
 from brstnet.pipelines.data_processing import nodes
 from brstnet.st.geometry import PatchGeometry
+from brstnet.st.images import read_image
 from brstnet.st.patches import write_patch_store
-from brstnet.st.slides import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SECTIONS = ["B4", "C2", "C3", "C4", "C5", "C6"]

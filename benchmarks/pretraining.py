@@ -40,7 +40,8 @@ def part_windows(strides: list[float]) -> None:
     from brstnet.config import DataProcessingParams
     from brstnet.datasets import AnnDataDataset
     from brstnet.pretraining.windows import tissue_windows
-    from brstnet.st.slides import ImageBuffer, open_slide
+    from brstnet.st.images import ImageBuffer
+    from brstnet.st.slides import open_slide
 
     dp = DataProcessingParams.model_validate(_params("data_processing"))
     stain = json.loads((ROOT / "data/04_feature/stain_reference.json").read_text())

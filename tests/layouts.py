@@ -345,8 +345,9 @@ def write_visium_outs(
     file and ``scalefactors_json.json``.
 
     Args:
-        positions: One row per array spot (barcode, in_tissue, array_row, array_col,
-            pxl_row_in_fullres, pxl_col_in_fullres), as Space Ranger writes them
+        positions: One row per array spot with exactly Space Ranger's columns, in its
+            order (barcode, in_tissue, array_row, array_col, pxl_row_in_fullres,
+            pxl_col_in_fullres), written as given
             (read so by scanpy.read_visium, squidpy and spatialdata_io.visium).
         positions_file: tissue_positions.csv (2.0+, header), tissue_positions_list.csv (1.x,
             no header unless ``header``) or tissue_positions.parquet (Visium HD).
@@ -355,21 +356,11 @@ def write_visium_outs(
     tissue = positions[positions["in_tissue"] == 1]
     name = f"{prefix}_filtered_feature_bc_matrix.h5" if prefix else "filtered_feature_bc_matrix.h5"
     write_10x_h5(folder / name, counts, list(tissue["barcode"]), feature_names, feature_ids)
-    table = positions[
-        [
-            "barcode",
-            "in_tissue",
-            "array_row",
-            "array_col",
-            "pxl_row_in_fullres",
-            "pxl_col_in_fullres",
-        ]
-    ]
     if positions_file.endswith(".parquet"):
-        table.to_parquet(folder / "spatial" / positions_file, index=False)
+        positions.to_parquet(folder / "spatial" / positions_file, index=False)
     else:
         with_header = positions_file == "tissue_positions.csv" if header is None else header
-        table.to_csv(folder / "spatial" / positions_file, index=False, header=with_header)
+        positions.to_csv(folder / "spatial" / positions_file, index=False, header=with_header)
     (folder / "spatial/scalefactors_json.json").write_text(json.dumps(scalefactors))
 
 

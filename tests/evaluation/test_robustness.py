@@ -21,8 +21,8 @@ from brstnet.evaluation.degradations import (
 )
 from brstnet.evaluation.robustness import degraded_patches, robustness_table
 from brstnet.metrics import pearson_per_gene
+from brstnet.st.cutting import cut_patches
 from brstnet.st.geometry import PatchGeometry
-from brstnet.st.patches import cut_patches
 from brstnet.st.slides import ArraySlide, open_slide
 from tests.evaluation.folds import make_fold
 

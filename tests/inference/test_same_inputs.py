@@ -9,9 +9,9 @@ import pytest
 
 from brstnet.inference.slide import predict_slide
 from brstnet.models import ModelSpec
+from brstnet.st.cutting import extract_section
 from brstnet.st.geometry import PatchGeometry
 from brstnet.st.her2st import locate_section, read_section
-from brstnet.st.patches import extract_section
 from brstnet.st.slides import open_slide
 from brstnet.st.stain import fit_macenko
 from brstnet.training.bundle import ModelBundle, load_bundle, save_bundle
@@ -173,7 +173,7 @@ def test_a_context_model_reads_its_grid_neighbours_on_a_new_slide(section, tmp_p
 
 def _captured_batches(section, geometry: PatchGeometry, positions: np.ndarray) -> np.ndarray:
     """The uint8 patches a slide's spots are cut into (as the patch store cuts them)."""
-    from brstnet.st.patches import cut_patches
+    from brstnet.st.cutting import cut_patches
     from brstnet.st.stain import StainNormalizer
 
     slide = open_slide(section.uns["image_path"], "A1")

@@ -18,10 +18,10 @@ from brstnet.pretraining.windows import (
     tissue_windows,
     write_window_store,
 )
+from brstnet.st.cutting import cut_patches
 from brstnet.st.errors import DataError
 from brstnet.st.geometry import PatchGeometry
 from brstnet.st.patch_store import load_patch_store
-from brstnet.st.patches import cut_patches
 from brstnet.st.slides import ArraySlide, open_slide
 from tests.synthetic import synthetic_tissue
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torchstain.numpy.normalizers import NumpyMacenkoNormalizer
 
-from brstnet.st.patches import resize
+from brstnet.st.images import resize
 from brstnet.st.slides import Slide
 from brstnet.st.stain import MIN_STAINED_PIXELS, OD_BETA
 

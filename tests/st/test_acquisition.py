@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from brstnet.st import acquisition
-from brstnet.st.acquisition import Source, acquire, known_files, sha256_of
+from brstnet.st import her2st
+from brstnet.st.acquisition import Source, sha256_of
 from brstnet.st.errors import AcquisitionError
+from brstnet.st.her2st import acquire, known_files
 
 COMMIT = known_files()["commit"]
 #: The test server on 127.0.0.1 speaks plain http; brstnet fetches https only unless told.
@@ -217,7 +218,7 @@ def test_section_without_a_known_image(tmp_path: Path, her2st_dir: Path, caplog)
     with pytest.raises(
         AcquisitionError, match=r"section A2: the file name of its H&E image is not recorded"
     ):
-        acquisition.section_files("A2", None)
+        her2st.section_files("A2", None)
 
 
 @pytest.mark.real_data
@@ -227,7 +228,7 @@ def test_he2020_zip_is_downloaded_resumed_checked_and_unpacked(
     import hashlib
     import zipfile
 
-    from brstnet.st.acquisition import acquire_archive
+    from brstnet.st.archives import acquire_archive
     from tests.layouts import write_he2020
 
     layout = tmp_path / "layout" / "he2020_v5"

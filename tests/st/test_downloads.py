@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from brstnet.st.acquisition import Source, acquire, acquire_archive, known_files
+from brstnet.st.acquisition import Source
+from brstnet.st.archives import acquire_archive
 from brstnet.st.errors import AcquisitionError
+from brstnet.st.her2st import acquire, known_files
 
 COMMIT = known_files()["commit"]
 FILE = ("file",)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brstnet.st.sections import _read_integer_table, read_count_table
+from brstnet.st.counts import _read_integer_table, read_count_table
 from brstnet.st.slides import ArraySlide
 
 

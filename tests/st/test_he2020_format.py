@@ -28,6 +28,7 @@ import pytest
 from brstnet.st import he2020, readers
 from brstnet.st.acquisition import Source
 from brstnet.st.errors import AcquisitionError, DataError
+from brstnet.st.he2020 import He2020Options
 from tests.layouts import (
     HE_GENES,
     HE_METADATA_COLUMNS,
@@ -42,7 +43,7 @@ def _read(root: Path, section: str, **options) -> object:
         root,
         section,
         pixel_size_um=None,
-        options=readers.ReaderOptions(**options),
+        options=He2020Options(**options),
     )
 
 

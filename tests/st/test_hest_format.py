@@ -25,8 +25,10 @@ import scipy.sparse as sp
 import tifffile
 
 from brstnet.pipelines.data_processing.nodes import read_sections
-from brstnet.st import hest, readers
+from brstnet.st import readers
 from brstnet.st.errors import DataError
+from brstnet.st.hest import HestOptions
+from brstnet.st.hest_metadata import missing, number
 from brstnet.st.slides import open_slide
 from tests.layouts import (
     HE_GENES,
@@ -144,8 +146,8 @@ def hest_root(tmp_path: Path) -> Path:
 def test_metadata_holds_bare_nan(hest_root: Path) -> None:
     raw = (hest_root / "metadata/TENX13.json").read_text()
     assert '"patient": NaN' in raw and '"spot_diameter": NaN' in raw
-    assert hest.missing(float("nan")) and hest.missing("   ") and hest.missing(None)
-    assert not hest.missing("Patient 1") and hest.number("0.5") == 0.5
+    assert missing(float("nan")) and missing("   ") and missing(None)
+    assert not missing("Patient 1") and number("0.5") == 0.5
 
 
 def test_nan_patient_is_missing_and_a_block_stays_together(hest_root: Path) -> None:
@@ -163,7 +165,7 @@ def test_nan_patient_is_missing_and_a_block_stays_together(hest_root: Path) -> N
 
 
 def test_user_maps_set_the_patient_or_the_block(hest_root: Path) -> None:
-    options = readers.ReaderOptions(
+    options = HestOptions(
         patients={"NCBI1": "P7"}, blocks={"TENX13": "block A", "NCBI2": "ignored"}
     )
     assert readers.patient_from_name("hest", "NCBI1", options) == "P7"
@@ -236,9 +238,7 @@ def test_he_samples_keep_their_spots_and_are_mapped_to_symbols(
     assert np.corrcoef(adata.obs["array_x"], adata.obs["pixel_x"])[0, 1] > 0.99
     gene_map = tmp_path / "genes.tsv"
     gene_map.write_text("".join(f"{g}\t{s}\n" for g, s in HE_GENES.items()))
-    mapped = readers.read(
-        "hest", hest_root, "SPA116", options=readers.ReaderOptions(gene_map=str(gene_map))
-    )
+    mapped = readers.read("hest", hest_root, "SPA116", options=HestOptions(gene_map=str(gene_map)))
     assert list(mapped.var_names) == ["ERBB2", "GRB7", "ACTB", "KRT19", "MT-CO1"]
     assert (
         mapped.uns["gene_names"] == "symbol" and mapped.var["gene_ids"].iloc[0] == "ENSG00000141736"

@@ -1,4 +1,5 @@
-"""The layout registry: names, errors, file-free patient names, acquisition, a new layout.
+"""The layout registry: names, options, errors, file-free patient names, acquisition, a
+new layout registered and read the way the pipeline reads.
 
 No test here reads the real her2st copy: the folders are synthetic.
 """
@@ -6,8 +7,10 @@ No test here reads the real her2st copy: the folders are synthetic.
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
-from collections.abc import Sequence
+import re
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import anndata as ad
@@ -15,23 +18,52 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from pydantic import Field, ValidationError
 
-from brstnet.st import he2020, her2st, hest, readers, visium
+from brstnet.st import her2st, readers
 from brstnet.st.acquisition import Source
+from brstnet.st.counts import check_counts
 from brstnet.st.errors import AcquisitionError, DataError
-from brstnet.st.layouts import Layout, ReaderOptions, ReadRequest, read_in_place
-from brstnet.st.sections import POSITION_COLUMNS, assemble_section, check_counts
+from brstnet.st.hest import HestOptions
+from brstnet.st.layouts import Layout, LayoutOptions, ReadRequest
+from brstnet.st.sections import POSITION_COLUMNS, assemble_section
 from tests.synthetic import ORIGIN, PITCH_PX, dp_params, synthetic_tissue
 
 
-def test_registry_lists_the_four_layouts_under_their_own_names() -> None:
-    assert readers.DATASETS == ("her2st", "he2020", "visium", "hest")
-    assert tuple(readers.LAYOUTS) == readers.DATASETS
-    modules = {"her2st": her2st, "he2020": he2020, "visium": visium, "hest": hest}
+def test_every_registered_layout_is_complete() -> None:
+    """Each layout: its name, a positive pitch, its module's LAYOUT, an options model whose
+    defaults parse and whose unknown keys are refused naming its own keys."""
+    assert readers.datasets() == tuple(readers.LAYOUTS) and "her2st" in readers.datasets()
     for name, layout in readers.LAYOUTS.items():
-        assert layout.name == name and readers.get_layout(name) is modules[name].LAYOUT
-    pitches = [readers.get_layout(n).spot_pitch_um for n in readers.DATASETS]
-    assert pitches == [200.0, 200.0, 100.0, 100.0]  # ST arrays, Visium
+        assert layout.name == name and readers.get_layout(name) is layout
+        assert layout.spot_pitch_um > 0
+        module = importlib.import_module(layout.read.__module__)
+        assert module.LAYOUT is layout, f"{name}: its reader's module defines another LAYOUT"
+        assert issubclass(layout.options, LayoutOptions)
+        defaults = readers.options_for(name, None)
+        assert type(defaults) is layout.options
+        assert readers.options_for(name, defaults.model_dump()) == defaults
+        # the shared configuration file lists every layout's keys unset: accepted
+        assert readers.options_for(name, {"no_such_key": None, "other": {}}) == defaults
+        keys = ", ".join(layout.options.model_fields) or "none"
+        with pytest.raises(
+            DataError,
+            match=rf"data_processing.reader: dataset {name} does not take \['no_such_key'\]; "
+            rf"its keys are: {re.escape(keys)}$",
+        ):
+            readers.options_for(name, {"no_such_key": 1})
+
+
+def test_options_are_typed_by_the_layout() -> None:
+    with pytest.raises(DataError, match=r"data_processing.reader \(visium\): bin_um: Input should"):
+        readers.options_for("visium", {"bin_um": -1})
+    with pytest.raises(
+        DataError, match=r"dataset her2st does not take \['gene_map'\]; its keys are: none"
+    ):
+        readers.read("her2st", ".", "A1", options={"gene_map": "genes.tsv"})
+    assert readers.options_for("hest", {"patients": {"S1": "P"}}) == HestOptions(
+        patients={"S1": "P"}
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,13 +78,13 @@ def test_registry_lists_the_four_layouts_under_their_own_names() -> None:
 )
 def test_unknown_dataset_names_the_valid_ones(call) -> None:
     with pytest.raises(
-        DataError, match=r"unknown dataset 'merfish'; use one of her2st, he2020, visium, hest"
+        DataError, match=rf"unknown dataset 'merfish'; use one of {', '.join(readers.datasets())}"
     ):
         call()
 
 
 def test_layout_names_are_checked() -> None:
-    fields = {f: None for f in ("sections", "patient_of", "patient_from_name", "read", "acquire")}
+    fields = {f: None for f in ("sections", "patient_from_name", "read")}
     with pytest.raises(ValueError, match="hold no '.'"):
         Layout(name="a.b", spot_pitch_um=100.0, **fields)
     with pytest.raises(ValueError, match="spot_pitch_um must be > 0"):
@@ -75,7 +107,7 @@ def no_file_access(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_patient_from_name_opens_no_file(no_file_access) -> None:
-    patients = ReaderOptions(patients={"V1": "P7", "TENX99": "P3"})
+    patients = {"patients": {"V1": "P7", "TENX99": "P3"}}  # as data_processing.reader
     assert readers.patient_from_name("her2st", "B4") == "B"
     assert readers.patient_from_name("her2st", "H3") == "H"
     assert readers.patient_from_name("he2020", "BC23902_D2") == "BC23902"
@@ -123,7 +155,7 @@ def test_patient_from_name_agrees_with_patient_of_where_it_can_tell(tmp_path: Pa
     assert readers.sections("hest", tmp_path / "hest") == ["TENX1", "TENX2"]
     assert readers.patient_of("hest", tmp_path / "hest", "TENX1") == "P1"  # from the json
     assert readers.patient_of("hest", tmp_path / "hest", "TENX2") == "TENX2"
-    configured = ReaderOptions(patients={"TENX1": "Q"})
+    configured = HestOptions(patients={"TENX1": "Q"})
     assert readers.patient_of("hest", tmp_path / "hest", "TENX1", configured) == "Q"
     with pytest.raises(DataError, match=r"unknown he2020 section 'X_1'; metadata.csv lists"):
         readers.patient_of("he2020", tmp_path / "he", "X_1")
@@ -202,8 +234,12 @@ def test_acquire_raw_data_calls_the_configured_layout(tmp_path: Path) -> None:
 
 
 def _flat_sections(root: Path) -> list[str]:
-    """A new layout ("flat"): one module's worth of code, registered by one dict entry."""
+    """A new layout ("flat"), defined here: its own options, reader and LAYOUT."""
     return sorted(p.name.removesuffix(".counts.csv") for p in root.glob("*.counts.csv"))
+
+
+class FlatOptions(LayoutOptions):
+    patients: dict[str, str] = Field(default_factory=dict)
 
 
 def _flat_read(request: ReadRequest) -> ad.AnnData:
@@ -228,23 +264,25 @@ def _flat_read(request: ReadRequest) -> ad.AnnData:
     )
 
 
-def _flat_patient(section: str, options: ReaderOptions) -> str:
+def _flat_patient(section: str, options: FlatOptions) -> str:
     return options.patients.get(section, section.split("-")[0])
 
 
-def _flat_acquire(sections: Sequence[str], source: Source) -> dict:
-    return read_in_place("flat", _flat_sections, sections, source)
-
-
-FLAT = Layout(
+FLAT = Layout(  # read in place (the default acquire); the patient from the name alone
     name="flat",
     spot_pitch_um=50.0,
     sections=_flat_sections,
-    patient_of=lambda root, section, options: _flat_patient(section, options),
-    patient_from_name=_flat_patient,
     read=_flat_read,
-    acquire=_flat_acquire,
+    patient_from_name=_flat_patient,
+    options=FlatOptions,
 )
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The registry, restored after the test (layouts registered in it are dropped)."""
+    monkeypatch.setattr(readers, "LAYOUTS", dict(readers.LAYOUTS))
+    return readers.LAYOUTS
 
 
 def _write_flat(root: Path, section: str) -> pd.DataFrame:
@@ -262,16 +300,17 @@ def _write_flat(root: Path, section: str) -> pd.DataFrame:
     return counts
 
 
-def test_a_registered_layout_is_read_through_readers(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setitem(readers.LAYOUTS, "flat", FLAT)
+def test_a_registered_layout_is_read_through_readers(registry: dict, tmp_path: Path) -> None:
+    assert readers.register_layout(FLAT) is FLAT and registry["flat"] is FLAT
+    assert readers.register_layout(FLAT) is FLAT  # the same layout again: no change
+    with pytest.raises(ValueError, match="a layout named 'her2st' is registered already"):
+        readers.register_layout(Layout(**{**FLAT.__dict__, "name": "her2st"}))
     root = tmp_path / "flat"
     counts = _write_flat(root, "P9-1")
     _write_flat(root, "P9-2")
     assert readers.sections("flat", root) == ["P9-1", "P9-2"]
     assert readers.patient_of("flat", root, "P9-2") == "P9"
-    assert readers.patient_from_name("flat", "P9-2", ReaderOptions(patients={"P9-2": "Q"})) == "Q"
+    assert readers.patient_from_name("flat", "P9-2", {"patients": {"P9-2": "Q"}}) == "Q"
     manifest = readers.get_layout("flat").acquire(
         ["P9-1"], Source(raw_dir=tmp_path, local_dir=root)
     )
@@ -288,5 +327,56 @@ def test_a_registered_layout_is_read_through_readers(
     assert wider.uns["pixel_size_um"] == pytest.approx(100.0 / PITCH_PX, rel=1e-3)
     fixed = readers.read("flat", root, "P9-1", pixel_size_um=0.5, spot_pitch_um=100.0)
     assert fixed.uns["pixel_size_um"] == 0.5
-    with pytest.raises(DataError, match=r"use one of her2st, he2020, visium, hest, flat"):
+    assert readers.datasets()[-1] == "flat"  # registered last
+    with pytest.raises(DataError, match=r"unknown dataset 'flot' \(did you mean flat\?\)"):
         readers.get_layout("flot")
+
+
+def test_a_registered_layout_runs_through_the_pipeline_nodes(
+    registry: dict, tmp_path: Path
+) -> None:
+    """The data_processing nodes obtain and read it with its own options, from the YAML
+    mapping (the shared file's unset keys of other layouts included)."""
+    from brstnet.pipelines.data_processing.nodes import acquire_raw_data, read_sections
+
+    readers.register_layout(FLAT)
+    root = tmp_path / "flat"
+    counts = _write_flat(root, "P9-1")
+    _write_flat(root, "Q2-1")
+    params = dp_params(
+        dataset="flat",
+        sections=["P9-1", "Q2-1"],
+        source={"local_dir": str(root), "raw_dir": str(tmp_path / "raw")},
+        reader={"patients": {"Q2-1": "Q"}},
+        stain={"reference_section": None},
+        workers=1,
+    )
+    manifest = acquire_raw_data(params)
+    assert manifest == {
+        "dataset": "flat",
+        "root": str(root),
+        "sections": {"P9-1": {}, "Q2-1": {}},
+        "obtained": "read in place",
+    }
+    out = read_sections(manifest, params)
+    assert list(out) == ["P9-1", "Q2-1"]
+    assert [out[s].uns["patient"] for s in out] == ["P9", "Q"]
+    np.testing.assert_array_equal(out["P9-1"].X.toarray(), counts.to_numpy())
+    assert out["P9-1"].uns["pixel_size_um"] == pytest.approx(50.0 / PITCH_PX, rel=1e-3)
+    with pytest.raises(
+        ValidationError,
+        match=r"data_processing.reader: dataset flat does not take \['bin_um'\]; its keys "
+        r"are: patients",
+    ):
+        read_sections(manifest, {**params, "reader": {"bin_um": 16}})
+
+
+def test_layouts_named_as_entry_points_are_registered(
+    registry: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = EntryPoint(name="flat", value=f"{__name__}:FLAT", group=readers.ENTRY_POINTS)
+    groups = {readers.ENTRY_POINTS: [entry]}
+    monkeypatch.setattr(readers, "entry_points", lambda group: groups.get(group, []))
+    monkeypatch.setattr(readers, "_loaded", [])
+    assert "flat" not in registry
+    assert readers.get_layout("flat") is FLAT and readers.datasets()[-1] == "flat"

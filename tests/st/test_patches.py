@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from brstnet.st.cutting import extract_section
 from brstnet.st.errors import DataError
 from brstnet.st.geometry import PatchGeometry
 from brstnet.st.her2st import locate_section, read_section
-from brstnet.st.patches import PatchStore, extract_section, load_patch_store, save_patch_store
+from brstnet.st.patches import PatchStore, load_patch_store, save_patch_store
 from brstnet.st.slides import ArraySlide, open_slide
 
 
@@ -109,7 +110,7 @@ def test_store_names_are_re_exported_from_patches() -> None:
 def test_jpeg_decodes_to_the_pixels_pil_gives(tiny_her2st: Path) -> None:
     from PIL import Image
 
-    from brstnet.st.slides import read_image
+    from brstnet.st.images import read_image
 
     path = read_section(locate_section(tiny_her2st, "A1")).uns["image_path"]
     with Image.open(path) as img:

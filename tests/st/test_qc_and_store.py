@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from brstnet.st.cutting import extract_section
 from brstnet.st.errors import DataError
 from brstnet.st.geometry import PatchGeometry, um_to_px
 from brstnet.st.her2st import locate_section, read_section
-from brstnet.st.patches import build_patch_store, extract_section, load_patch_store, resize
+from brstnet.st.images import resize
+from brstnet.st.patches import build_patch_store, load_patch_store
 from brstnet.st.patches import save_patch_store as save_from_patches
 from brstnet.st.qc import filter_low_reads
 from brstnet.st.slides import open_slide

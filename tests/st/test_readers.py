@@ -14,11 +14,14 @@ import pandas as pd
 import pytest
 
 from brstnet.st import readers
+from brstnet.st.cutting import extract_section
 from brstnet.st.errors import DataError
 from brstnet.st.geometry import PatchGeometry
+from brstnet.st.he2020 import He2020Options
 from brstnet.st.her2st import locate_section, read_section
-from brstnet.st.patches import extract_section
+from brstnet.st.hest import HestOptions
 from brstnet.st.stain import StainNormalizer
+from brstnet.st.visium import VisiumOptions
 from tests.layouts import write_he2020, write_hest, write_visium
 
 pytestmark = pytest.mark.real_data
@@ -69,7 +72,7 @@ def test_he2020_layout(tmp_path: Path, her2st_dir: Path, reference: dict, caplog
     gene_map = write_he2020(root, her2st_dir, {"B4": ("BC23901", "C1"), "C2": ("BC23902", "D2")})
     assert readers.sections("he2020", root) == ["BC23901_C1", "BC23902_D2"]
     assert readers.patient_of("he2020", root, "BC23902_D2") == "BC23902"
-    options = readers.ReaderOptions(gene_map=str(gene_map))
+    options = He2020Options(gene_map=str(gene_map))
     for section, name in (("B4", "BC23901_C1"), ("C2", "BC23902_D2")):
         theirs = reference[section]
         ours = readers.read(
@@ -160,7 +163,7 @@ def test_visium_layout_reads_a_pyramidal_tiff_by_regions(
     write_visium(root, her2st_dir, "C2", pixel_size_um=PIXEL)
     write_visium(root, her2st_dir, "B4", pixel_size_um=PIXEL, headerless=True)  # older Space Ranger
     assert readers.sections("visium", root) == ["B4", "C2"]
-    options = readers.ReaderOptions(spot_diameter_um=100.0, patients={"B4": "B", "C2": "C"})
+    options = VisiumOptions(spot_diameter_um=100.0, patients={"B4": "B", "C2": "C"})
     for section in ("B4", "C2"):
         ours = readers.read(
             "visium",
@@ -226,7 +229,7 @@ def test_hest_layout(tmp_path: Path, her2st_dir: Path, reference: dict) -> None:
     np.testing.assert_array_equal(_patches(ours), _patches(reference["C2"]))
     assert ours.uns["patient"] == f"{study} / Patient C"
     # a configured patient overrides the metadata's, in patient_of, patient_from_name and read
-    named = readers.ReaderOptions(patients={"SPA999": "P1"})
+    named = HestOptions(patients={"SPA999": "P1"})
     assert readers.patient_from_name("hest", "SPA999", named) == "P1"
     assert readers.patient_of("hest", root, "SPA999", named) == "P1"
     assert readers.read("hest", root, "SPA999", options=named).uns["patient"] == "P1"

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from brstnet.st.errors import DataError
-from brstnet.st.slides import MAX_SLIDE_PIXELS, image_size, read_image
+from brstnet.st.images import MAX_SLIDE_PIXELS, read_image
+from brstnet.st.slides import image_size
 
 
 def _png_claiming(path: Path, width: int, height: int) -> Path:
@@ -112,7 +113,7 @@ def test_a_jpeg_cut_anywhere_after_its_header_is_incomplete(
     import numpy as np
     from PIL import Image
 
-    from brstnet.st.slides import jpeg_is_complete
+    from brstnet.st.images import jpeg_is_complete
 
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
@@ -140,7 +141,8 @@ def test_jpegs_are_decoded_into_reused_memory(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from brstnet.st.slides import ImageBuffer, open_slide
+    from brstnet.st.images import ImageBuffer
+    from brstnet.st.slides import open_slide
 
     rng = np.random.default_rng(5)
     paths = []
@@ -167,7 +169,8 @@ def test_a_jpeg_with_damaged_image_data_is_refused_naming_the_file(tmp_path: Pat
     import numpy as np
     from PIL import Image
 
-    from brstnet.st.slides import open_slide, read_image
+    from brstnet.st.images import read_image
+    from brstnet.st.slides import open_slide
 
     image = np.zeros((256, 320, 3), np.uint8)
     image[:] = np.linspace(0, 255, 320)[None, :, None].astype(np.uint8)

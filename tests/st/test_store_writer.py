@@ -16,13 +16,14 @@ from PIL import Image
 
 from brstnet.st.geometry import PatchGeometry
 from brstnet.st.her2st import locate_section, read_section
+from brstnet.st.images import read_image
 from brstnet.st.patches import (
     build_patch_store,
     load_patch_store,
     save_patch_store,
     write_patch_store,
 )
-from brstnet.st.slides import open_slide, read_image
+from brstnet.st.slides import open_slide
 from brstnet.st.stain import fit_stain_reference
 from tests.st.former import cut_patch_by_patch
 from tests.synthetic import write_section

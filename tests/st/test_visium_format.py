@@ -24,6 +24,7 @@ import pytest
 
 from brstnet.st import readers
 from brstnet.st.errors import DataError
+from brstnet.st.visium import VisiumOptions
 from tests.layouts import VISIUM_FEATURES, tiny_visium_hd_sample, tiny_visium_sample
 
 PIXEL = 1.7
@@ -35,7 +36,7 @@ def _read(root: Path, section: str, **options):
         root,
         section,
         pixel_size_um=None,
-        options=readers.ReaderOptions(patients={section: "P1"}, **options),
+        options=VisiumOptions(patients={section: "P1"}, **options),
     )
 
 
@@ -182,8 +183,6 @@ def test_visium_hd_needs_a_bin_size_and_reads_the_chosen_bin(tmp_path: Path) -> 
         "visium",
         hd_bins,
         "square_008um",
-        options=readers.ReaderOptions(
-            images={"square_008um": str(tmp_path / "HD1/tissue_image.tif")}
-        ),
+        options=VisiumOptions(images={"square_008um": str(tmp_path / "HD1/tissue_image.tif")}),
     )
     assert direct.n_obs == 1200 and direct.uns["pixel_size_um"] == pytest.approx(0.9)

@@ -13,7 +13,7 @@ The conditions a user's slide can differ by (ST-Net / HEST report none of them):
 
 Every degraded slide is a :class:`~brstnet.st.slides.Slide` read region by region over
 the original (TIFF slides are never loaded whole), and every window goes through
-:func:`~brstnet.st.patches.cut_patches` with the model's own geometry and stain
+:func:`~brstnet.st.cutting.cut_patches` with the model's own geometry and stain
 normalisation: the path a user's new slide takes through ``brstnet predict``.
 """
 

@@ -2,7 +2,7 @@
 degraded copies of their images (:mod:`.degradations`), predicted and evaluated as the
 originals are, and the share of its r each condition keeps.
 
-Every window goes through :func:`~brstnet.st.patches.cut_patches` with the model's own
+Every window goes through :func:`~brstnet.st.cutting.cut_patches` with the model's own
 geometry and stain normalisation: the path a user's new slide takes through
 ``brstnet predict``.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 from brstnet.features.rows import held_out_rows
 from brstnet.features.targets import predicted_log_depth
 from brstnet.metrics.headline import GENES_R_GT_0_5, MEDIAN_PARTIAL_R, MEDIAN_R
-from brstnet.st.patches import cut_patches
+from brstnet.st.cutting import cut_patches
 from brstnet.st.slides import open_slide
 from brstnet.st.stain import StainNormalizer
 

@@ -17,9 +17,9 @@ import tifffile
 from tqdm.auto import tqdm
 
 from ..features.targets import convert_scale, predicted_log_depth
+from ..st.cutting import check_window, cut_patches
 from ..st.errors import DataError
 from ..st.neighbours import spot_neighbours
-from ..st.patches import check_window, cut_patches
 from ..st.slides import TIFF_SUFFIXES, Slide, open_slide
 from ..st.stain import StainNormalizer
 from ..st.tissue import background_fractions, tissue_mask
@@ -97,7 +97,7 @@ def predict_slide(
     """Predict the model's gene panel over a slide.
 
     The windows are cut, resized and stain-normalised by the same function as the
-    training patches (:func:`brstnet.st.patches.cut_patches`), with the bundle's patch
+    training patches (:func:`brstnet.st.cutting.cut_patches`), with the bundle's patch
     geometry (window in micrometres, background threshold, stain reference) at this
     slide's pixel size, and normalised with the model spec's input statistics.
 

@@ -16,7 +16,7 @@ from brstnet.config import (
     variant_name,
 )
 from brstnet.features.identities import person_id
-from brstnet.st.readers import ReaderOptions, patient_from_name
+from brstnet.st.readers import patient_from_name
 
 # use_run_parameters: re-exported for tests/pipelines/test_model_training.py
 from .run_parameters import current_parameters, use_run_parameters
@@ -77,9 +77,8 @@ def n_folds(data_processing: dict[str, Any], feature_selection: dict[str, Any]) 
     if split.scheme == "kfold":
         return split.k
     dp = DataProcessingParams.model_validate(data_processing)
-    options = ReaderOptions(**dp.reader.model_dump())
     people = {
-        person_id(dp.dataset, patient_from_name(dp.dataset, s, options) or s) for s in dp.sections
+        person_id(dp.dataset, patient_from_name(dp.dataset, s, dp.reader) or s) for s in dp.sections
     }
     return len(people)
 

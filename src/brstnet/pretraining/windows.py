@@ -4,7 +4,7 @@ A section's slide is tiled on a grid (``stride_um`` apart; the window by default
 non-overlapping windows); a window is kept when the tissue mask of the slide's thumbnail
 (:func:`brstnet.st.tissue.tissue_mask`, the patch store's) leaves at most
 ``geometry.max_background_fraction`` of it background. Kept windows are cut, resized and
-stain-normalised by :func:`brstnet.st.patches.cut_patches`, the function that cuts the
+stain-normalised by :func:`brstnet.st.cutting.cut_patches`, the function that cuts the
 patch store, so a window looks exactly like a spot's patch.
 
 The windows of all sections go into one store with the patch store's on-disk layout
@@ -28,11 +28,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..features.splits import OUTER
+from ..st.cutting import check_window, cut_patches
 from ..st.errors import DataError
 from ..st.geometry import PatchGeometry, um_to_px
+from ..st.images import ImageBuffer
 from ..st.patch_store import PartialStore
-from ..st.patches import check_window, cut_patches
-from ..st.slides import ImageBuffer, Slide, open_slide
+from ..st.slides import Slide, open_slide
 from ..st.stain import StainNormalizer
 from ..st.tissue import background_fractions, tissue_mask
 

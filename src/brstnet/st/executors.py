@@ -45,7 +45,7 @@ def on_dask_worker() -> bool:
     """True inside a task running on a Dask worker."""
     if "distributed" not in sys.modules:  # a Dask worker has imported it: no import here
         return False
-    from distributed import get_worker
+    from distributed import get_worker  # optional (the Dask executor)
 
     try:
         get_worker()
@@ -65,7 +65,7 @@ def resolve_executor(name: str) -> str:
 
 @contextmanager
 def _dask_executor() -> Iterator[Executor]:
-    from distributed import get_client, worker_client
+    from distributed import get_client, worker_client  # optional (the Dask executor)
 
     if on_dask_worker():
         with worker_client() as client:  # secedes: this task's slot runs section tasks too

@@ -34,11 +34,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .acquisition import Source, acquire_archive
+from .acquisition import Source
+from .archives import read_in_place_or_download
+from .counts import check_counts, read_count_table
 from .errors import DataError
 from .genes import read_gene_map, to_symbols
-from .layouts import Layout, ReadRequest, read_in_place
-from .sections import assemble_section, check_counts, read_count_table
+from .layouts import Layout, LayoutOptions, ReadRequest
+from .sections import assemble_section
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +48,8 @@ SPOT_PITCH_UM = 200.0
 SPOT_DIAMETER_UM = 100.0
 #: The data set's public zip (Mendeley Data 29ntw7sh4r, version 5); no checksum is
 #: published, so its first download needs ``source.trust_first_download`` (or a configured
-#: ``archive_sha256``) and records one (see :func:`brstnet.st.acquisition.acquire_archive`).
+#: ``archive_sha256``) and records one (see :func:`brstnet.st.archives.acquire_archive`).
 ARCHIVE_URL = "https://prod-dcd-datasets-cache-zipfiles.s3.eu-west-1.amazonaws.com/29ntw7sh4r-5.zip"
-#: The zip's top folder.
-ARCHIVE_FOLDER = "Human breast cancer in situ capturing transcriptomics"
 COORDS_FIELDS = ("spot", "xcoord", "ycoord", "label", "tumor")
 #: More spots than this without a tumour label means the Coords file was misread.
 MAX_UNLABELLED_FRACTION = 0.5
@@ -61,6 +61,12 @@ METADATA_COLUMNS = (
     "spot_coordinates",
     "count_matrix",
 )
+
+
+class He2020Options(LayoutOptions):
+    """he2020's ``data_processing.reader`` settings."""
+
+    gene_map: str | None = None  # a two-column table, Ensembl id -> symbol (else ids are kept)
 
 
 def metadata(root: str | Path | None) -> pd.DataFrame:
@@ -204,17 +210,11 @@ def attach_tumor_labels(adata: ad.AnnData, labels: pd.Series, path: Path, sectio
     adata.obs["tumor"] = found.to_numpy()
 
 
-def read_section(
-    root: str | Path,
-    section: str,
-    *,
-    pixel_size_um: float | None = None,
-    spot_pitch_um: float = SPOT_PITCH_UM,
-    max_unmatched_fraction: float = 0.02,
-    gene_map: str | Path | None = None,
-) -> ad.AnnData:
-    """Read one He et al. section ("<patient>_<replicate>") into the common AnnData contract."""
-    root = Path(root)
+def read_section(request: ReadRequest) -> ad.AnnData:
+    """Read one He et al. section ("<patient>_<replicate>") into the common AnnData contract
+    (``request.options``: :class:`He2020Options`)."""
+    root, section = Path(request.root), request.section
+    gene_map = (request.options or He2020Options()).gene_map
     meta = metadata(root)
     row = section_row(meta, section)
     counts_file = _resolve(root, str(row["count_matrix"]), section, "count matrix")
@@ -253,10 +253,10 @@ def read_section(
         image=image,
         counts_file=counts_file,
         positions_file=spots_file,
-        pixel_size_um=pixel_size_um,
-        spot_pitch_um=spot_pitch_um,
+        pixel_size_um=request.pixel_size_um,
+        spot_pitch_um=request.spot_pitch_um,
         spot_diameter_um=SPOT_DIAMETER_UM,
-        max_unmatched_fraction=max_unmatched_fraction,
+        max_unmatched_fraction=request.max_unmatched_fraction,
         counts_cover_off_tissue=True,
         gene_ids=ids,
     )
@@ -268,67 +268,30 @@ def read_section(
 
 
 def acquire(sections: Sequence[str], source: Source) -> dict:
-    """Read in place from ``source.local_dir``; when that folder does not exist and
-    ``source.archive_url`` is set (the public zip is :data:`ARCHIVE_URL`), download and
-    unpack it into ``source.raw_dir``. The manifest then records the zip's url, size and
-    sha256 (recorded at its first download, which needs ``source.trust_first_download``
-    when none is configured)."""
-    from .acquisition import read_archive_record
-
-    root, obtained, archive = source.local_dir, "read in place", None
-    if (root is None or not root.is_dir()) and source.archive_url:
-        root = acquire_archive(
-            source.archive_url,
-            source.raw_dir,
-            sha256=source.archive_sha256,
-            marker="metadata.csv",
-            timeout_s=source.timeout_s,
-            trust_first_download=source.trust_first_download,
-            max_download_bytes=source.max_download_bytes,
-            max_unpacked_bytes=source.max_unpacked_bytes,
-            max_members=source.max_archive_members,
-            schemes=source.url_schemes,
-        )
-        obtained = f"downloaded from {source.archive_url}"
-        archive = read_archive_record(source.archive_url, source.raw_dir) or {
-            "url": source.archive_url,
-            "sha256": source.archive_sha256,
-        }
-    manifest = read_in_place(
+    """Read in place from ``source.local_dir``, else download and unpack the public zip
+    (``source.archive_url``, :data:`ARCHIVE_URL`) into ``source.raw_dir``: see
+    :func:`brstnet.st.archives.read_in_place_or_download`."""
+    return read_in_place_or_download(
         "he2020",
         _sections,
         sections,
         source,
-        root=root,
-        obtained=obtained,
+        marker="metadata.csv",
         hint=f"; or source.archive_url to download the public zip ({ARCHIVE_URL})",
     )
-    if archive is not None:
-        manifest["archive"] = archive
-    return manifest
 
 
 def _sections(root: Path) -> list[str]:
     return list(metadata(root).index)
 
 
-def _read(request: ReadRequest) -> ad.AnnData:
-    return read_section(
-        request.root,
-        request.section,
-        pixel_size_um=request.pixel_size_um,
-        spot_pitch_um=request.spot_pitch_um,
-        max_unmatched_fraction=request.max_unmatched_fraction,
-        gene_map=request.options.gene_map,
-    )
-
-
 LAYOUT = Layout(
     name="he2020",
     spot_pitch_um=SPOT_PITCH_UM,
     sections=_sections,
-    patient_of=lambda root, section, options: patient_of(root, section),
+    read=read_section,
     patient_from_name=lambda section, options: patient_from_name(section),
-    read=_read,
+    patient_of=lambda root, section, options: patient_of(root, section),
     acquire=acquire,
+    options=He2020Options,
 )

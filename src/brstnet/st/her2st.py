@@ -1,4 +1,4 @@
-"""Reader for the her2st data set (Andersson et al. 2021) in its published layout.
+"""The her2st data set (Andersson et al. 2021) in its published layout: reader and download.
 
 Layout (github.com/almaan/her2st)::
 
@@ -9,26 +9,31 @@ Layout (github.com/almaan/her2st)::
 Each section becomes one AnnData: X = raw integer counts (CSR), obs = spot id, array
 and pixel coordinates, section, patient; obsm["spatial"] = pixel (x, y); uns = image
 path and pixel size.
+
+Downloads fetch exactly the files a run needs from the public repository at a pinned
+commit and check each against the sha256 recorded in ``her2st_files.json``
+(:func:`brstnet.st.acquisition.fetch_file`). There are no ``data_processing.reader`` settings.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anndata as ad
 import pandas as pd
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
-from .errors import DataError
-from .layouts import Layout, ReaderOptions, ReadRequest
-from .sections import assemble_section, check_counts, read_count_table
-
-if TYPE_CHECKING:
-    from .acquisition import Source
+from .acquisition import Source, fetch_file
+from .counts import check_counts, read_count_table
+from .errors import AcquisitionError, DataError
+from .layouts import Layout, ReadRequest
+from .sections import assemble_section
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ SPOT_PITCH_UM = 200.0
 SPOT_DIAMETER_UM = 100.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".png")
 SPOT_FILE_COLUMNS = ("x", "y", "new_x", "new_y", "pixel_x", "pixel_y")
+FILE_KINDS = ("counts", "spots", "image")  # a section's files, in the raw manifest
 
 
 def check_section(section: str) -> str:
@@ -203,21 +209,78 @@ def read_section(
     )
 
 
-def _sections(root: Path) -> list[str]:
-    """The published data set's sections (fixed; the folder is not listed)."""
-    return list(SECTIONS)
+def known_files() -> dict:
+    """The pinned commit and the sha256 of every file brstnet knows how to fetch."""
+    text = resources.files(__package__).joinpath("her2st_files.json").read_text()
+    return json.loads(text)
 
 
-def _patient_of(root: Path | None, section: str, options: ReaderOptions) -> str:
-    return patient_of(section)
+def section_files(section: str, local_dir: Path | None) -> list[str]:
+    """Relative paths of the files a section needs (counts, spot file, image)."""
+    files = [counts_path(section), spots_path(section)]
+    folder = image_dir(section)
+    images = [p for p in known_files()["files"] if p.startswith(folder + "/")]
+    if not images and local_dir is not None and (local_dir / folder).is_dir():
+        images = [
+            str(p.relative_to(local_dir))
+            for p in sorted((local_dir / folder).iterdir())
+            if p.suffix.lower() in IMAGE_SUFFIXES
+        ]
+    if not images:
+        msg = (
+            f"section {section}: the file name of its H&E image is not recorded in brstnet "
+            f"(only {', '.join(sorted({p.split('/')[3] for p in known_files()['files'] if p.startswith('data/ST-imgs')}))} are); "
+            f"download it from the her2st repository (github.com/almaan/her2st, {folder}/) "
+            f"into the raw folder's {folder}/ yourself, or drop the section"
+        )
+        raise AcquisitionError(msg)
+    return files + images
 
 
-def _patient_from_name(section: str, options: ReaderOptions) -> str:
-    """The patient letter; raises DataError for a name that is not a her2st section."""
-    return patient_of(section)
+def acquire(sections: Sequence[str], source: Source) -> dict:
+    """Make the raw files of ``sections`` present and verified under ``source.raw_dir``:
+    copied from ``source.local_dir`` when it holds them, else downloaded from
+    ``source.base_url`` at ``source.commit`` (default: the pinned one).
+
+    Returns:
+        A manifest: the root folder, how the files were obtained, and per section the
+        relative paths of its counts, spot file and image.
+    """
+    local = source.local_dir if source.local_dir is not None and source.local_dir.is_dir() else None
+    if source.local_dir is not None and local is None:
+        logger.info("local her2st copy %s not found; downloading instead", source.local_dir)
+    if local is None and not source.base_url:
+        msg = (
+            "no her2st source: set data_processing.source.local_dir to a copy of the her2st "
+            "repository or data_processing.source.base_url to download it"
+        )
+        raise AcquisitionError(msg)
+    pinned = known_files()
+    source = replace(source, commit=source.commit or pinned["commit"])
+    manifest: dict = {"dataset": "her2st", "root": str(source.raw_dir), "commit": source.commit}
+    manifest["sections"] = {}
+    fetched = {"present": 0, "copied": 0, "downloaded": 0}
+    checked = [check_section(s) for s in sections]
+    for section in tqdm(checked, desc="acquire her2st", unit="section"):
+        relpaths = section_files(section, local)
+        what = f"section {section}"
+        for path in relpaths:
+            fetched[fetch_file(path, pinned["files"].get(path), source, local, what)] += 1
+        manifest["sections"][section] = dict(zip(FILE_KINDS, relpaths, strict=True))
+    logger.info(
+        "her2st raw files in %s: %d already present, %d copied from %s, %d downloaded",
+        source.raw_dir,
+        fetched["present"],
+        fetched["copied"],
+        local,
+        fetched["downloaded"],
+    )
+    manifest["obtained"] = fetched
+    return manifest
 
 
-def _read(request: ReadRequest) -> ad.AnnData:
+def read(request: ReadRequest) -> ad.AnnData:
+    """The layout's reader: :func:`read_section` of :func:`locate_section`."""
     return read_section(
         locate_section(request.root, request.section),
         pixel_size_um=request.pixel_size_um,
@@ -226,19 +289,11 @@ def _read(request: ReadRequest) -> ad.AnnData:
     )
 
 
-def _acquire(sections: Sequence[str], source: Source) -> dict:
-    """Copy from ``source.local_dir`` or download the pinned files (see :mod:`.acquisition`)."""
-    from .acquisition import acquire  # acquisition imports this module
-
-    return acquire(list(sections), source)
-
-
 LAYOUT = Layout(
     name="her2st",
     spot_pitch_um=SPOT_PITCH_UM,
-    sections=_sections,
-    patient_of=_patient_of,
-    patient_from_name=_patient_from_name,
-    read=_read,
-    acquire=_acquire,
+    sections=lambda root: list(SECTIONS),  # the published set (the folder is not listed)
+    read=read,
+    patient_from_name=lambda section, options: patient_of(section),
+    acquire=acquire,
 )

@@ -25,83 +25,50 @@ or blank text): all of them count as missing here. Rules:
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from .acquisition import Source
+from .counts import check_count_matrix
 from .errors import DataError
 from .genes import gene_name_kind, read_gene_map, to_symbols
 from .geometry import estimate_pixel_size
-from .layouts import Layout, ReaderOptions, ReadRequest, read_in_place
-from .sections import assemble_section, check_count_matrix
-from .visium import (
+from .hest_metadata import hest_metadata, metadata_pixel_size, spot_geometry, text
+from .layouts import Layout, LayoutOptions, ReadRequest
+from .sections import assemble_section
+from .spaceranger import (
     HEX_STEPS_UM,
-    VISIUM_SPOT_DIAMETER_UM,
     VISIUM_SPOT_PITCH_UM,
     positions_under_tissue,
 )
 
 logger = logging.getLogger(__name__)
 
-#: Pixel sizes outside this range (um/px) are not believed (HEST's embedded values hold
-#: e.g. 0.00047 and 2540).
-PLAUSIBLE_PIXEL_SIZE_UM = (0.1, 10.0)
-#: Spot diameter and centre-to-centre distance (um) by ``st_technology`` when the json has none.
-SPOT_GEOMETRY = {
-    "Visium": (VISIUM_SPOT_DIAMETER_UM, VISIUM_SPOT_PITCH_UM),
-    "Spatial Transcriptomics": (100.0, 200.0),
-}
 SECTION_NUMBER = re.compile(r"\s*\bsection\s*\d+\b", re.IGNORECASE)
 
 
-def missing(value: object) -> bool:
-    """None, NaN (the json's bare NaN), or blank text."""
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return math.isnan(value)
-    return isinstance(value, str) and value.strip().lower() in ("", "nan", "none", "null")
+class HestOptions(LayoutOptions):
+    """hest's ``data_processing.reader`` settings (see the module docstring).
 
+    Attributes:
+        patients: Sample -> patient (else the one in the metadata json).
+        blocks: Sample -> tissue block, for samples without a patient.
+        gene_map: A two-column table, Ensembl id -> symbol, for samples with Ensembl ids.
+    """
 
-def text(value: object) -> str | None:
-    """The value as stripped text, or None when missing."""
-    return None if missing(value) else str(value).strip()
-
-
-def number(value: object) -> float | None:
-    """The value as a finite float, or None when missing or not a number."""
-    if missing(value):
-        return None
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
+    patients: dict[str, str] = Field(default_factory=dict)
+    blocks: dict[str, str] = Field(default_factory=dict)
+    gene_map: str | None = None
 
 
 def hest_sections(root: str | Path) -> list[str]:
     """The sample ids with an ``st/<id>.h5ad`` under ``root``."""
     return sorted(p.stem for p in (Path(root) / "st").glob("*.h5ad"))
-
-
-def hest_metadata(root: str | Path | None, sample: str) -> dict:
-    """The sample's ``metadata/<id>.json`` (bare NaN allowed, as HEST writes it)."""
-    if root is None:
-        raise DataError(
-            f"hest sample {sample}: no data folder given; set data_processing.source.local_dir"
-        )
-    path = Path(root) / "metadata" / f"{sample}.json"
-    if not path.is_file():
-        raise DataError(f"hest sample {sample}: metadata {path} is missing")
-    return json.loads(path.read_text())
 
 
 def study(title: str) -> str:
@@ -110,7 +77,7 @@ def study(title: str) -> str:
     return re.sub(r"\s+", " ", SECTION_NUMBER.sub("", title)).replace("( ", "(").strip()
 
 
-def patient_key(meta: dict, sample: str, options: ReaderOptions) -> str:
+def patient_key(meta: dict, sample: str, options: HestOptions) -> str:
     """The group a sample's split follows (see the module docstring for the rules)."""
     configured = options.patients.get(sample)
     if configured is not None:
@@ -125,66 +92,18 @@ def patient_key(meta: dict, sample: str, options: ReaderOptions) -> str:
     return sample
 
 
-def patient_from_name(section: str, options: ReaderOptions) -> str | None:
+def patient_from_name(section: str, options: HestOptions) -> str | None:
     """``reader.patients[section]``; None otherwise (the patient, or its absence that makes
     ``reader.blocks`` apply, is in the json)."""
     return options.patients.get(section)
 
 
-def patient_of(root: str | Path | None, section: str, options: ReaderOptions) -> str:
+def patient_of(root: str | Path | None, section: str, options: HestOptions) -> str:
     """The configured patient, else the one :func:`patient_key` finds in the metadata json."""
     configured = patient_from_name(section, options)
     if configured is not None:
         return configured
     return patient_key(hest_metadata(root, section), section, options)
-
-
-def _plausible(value: float | None) -> bool:
-    low, high = PLAUSIBLE_PIXEL_SIZE_UM
-    return value is not None and low <= value <= high
-
-
-def metadata_pixel_size(meta: dict, sample: str) -> float | None:
-    """``pixel_size_um_estimated``, else ``pixel_size_um_embedded``, each only if plausible."""
-    for key in ("pixel_size_um_estimated", "pixel_size_um_embedded"):
-        value = number(meta.get(key))
-        if _plausible(value):
-            if key == "pixel_size_um_embedded":
-                logger.warning(
-                    "hest sample %s: no usable pixel_size_um_estimated; using the embedded "
-                    "%.4f um/px",
-                    sample,
-                    value,
-                )
-            return value
-        if value is not None:
-            logger.warning(
-                "hest sample %s: %s = %s um/px is implausible (outside %s-%s) and ignored",
-                sample,
-                key,
-                value,
-                *PLAUSIBLE_PIXEL_SIZE_UM,
-            )
-    return None
-
-
-def spot_geometry(meta: dict, sample: str, default_pitch_um: float) -> tuple[float, float]:
-    """(spot diameter, centre-to-centre distance) in um: the json's, else the technology's."""
-    technology = text(meta.get("st_technology")) or ""
-    diameter_default, pitch_default = SPOT_GEOMETRY.get(
-        technology, (VISIUM_SPOT_DIAMETER_UM, default_pitch_um)
-    )
-    diameter = number(meta.get("spot_diameter"))
-    pitch = number(meta.get("inter_spot_dist"))
-    if diameter is None or pitch is None:
-        logger.info(
-            "hest sample %s: spot_diameter / inter_spot_dist missing; %s's %.0f / %.0f um used",
-            sample,
-            technology or "Visium",
-            diameter_default,
-            pitch_default,
-        )
-    return diameter or diameter_default, pitch or pitch_default
 
 
 def oriented(positions: pd.DataFrame, section: str) -> pd.DataFrame:
@@ -207,26 +126,16 @@ def oriented(positions: pd.DataFrame, section: str) -> pd.DataFrame:
     return positions.rename(columns={"array_x": "array_y", "array_y": "array_x"})
 
 
-def read_hest(
-    root: str | Path,
-    section: str,
-    *,
-    pixel_size_um: float | None = None,
-    max_unmatched_fraction: float = 0.02,
-    spot_pitch_um: float = VISIUM_SPOT_PITCH_UM,
-    options: ReaderOptions | None = None,
-) -> ad.AnnData:
+def read_hest(request: ReadRequest) -> ad.AnnData:
     """One HEST-1k sample (st/<id>.h5ad, wsis/<id>.tif, metadata/<id>.json).
 
-    Args:
-        pixel_size_um: None: from the metadata (see :func:`metadata_pixel_size`), else
-            fitted to the spot grid.
-        spot_pitch_um: Used where the metadata has no ``inter_spot_dist`` and the
-            technology is unknown.
-        options: ``patients``, ``blocks`` (see :func:`patient_key`) and ``gene_map``.
+    ``request.pixel_size_um`` None: from the metadata (see :func:`metadata_pixel_size`),
+    else fitted to the spot grid; ``request.spot_pitch_um`` is used where the metadata has
+    no ``inter_spot_dist`` and the technology is unknown; ``request.options``:
+    :class:`HestOptions` (``patients``, ``blocks``: see :func:`patient_key`; ``gene_map``).
     """
-    options = options or ReaderOptions()
-    root = Path(root)
+    options = request.options or HestOptions()
+    root, section, pixel_size_um = Path(request.root), request.section, request.pixel_size_um
     h5ad = root / "st" / f"{section}.h5ad"
     if not h5ad.is_file():
         raise DataError(f"hest sample {section}: {h5ad} is missing")
@@ -236,7 +145,7 @@ def read_hest(
     absent = [c for c in needed if c not in data.obs.columns]
     if absent:
         raise DataError(f"hest sample {section}: {h5ad} obs lacks {absent}")
-    diameter, pitch = spot_geometry(meta, section, spot_pitch_um)
+    diameter, pitch = spot_geometry(meta, section, request.spot_pitch_um)
     positions = oriented(positions_under_tissue(data.obs), section)
     if pixel_size_um is None:
         pixel_size_um = metadata_pixel_size(meta, section)
@@ -284,7 +193,7 @@ def read_hest(
         pixel_size_um=float(pixel_size_um),
         spot_pitch_um=pitch,
         spot_diameter_um=diameter,
-        max_unmatched_fraction=max_unmatched_fraction,
+        max_unmatched_fraction=request.max_unmatched_fraction,
         counts_cover_off_tissue=True,
         drop_outside_image=True,
         gene_ids=ids if genes is not ids else None,
@@ -296,28 +205,12 @@ def read_hest(
     return adata
 
 
-def _read(request: ReadRequest) -> ad.AnnData:
-    return read_hest(
-        request.root,
-        request.section,
-        pixel_size_um=request.pixel_size_um,
-        max_unmatched_fraction=request.max_unmatched_fraction,
-        spot_pitch_um=request.spot_pitch_um,
-        options=request.options,
-    )
-
-
-def acquire(sections: Sequence[str], source: Source) -> dict:
-    """Read in place from ``source.local_dir`` (HEST-1k is not downloaded by brstnet)."""
-    return read_in_place("hest", hest_sections, sections, source)
-
-
-LAYOUT = Layout(
+LAYOUT = Layout(  # read in place from source.local_dir (HEST-1k is not downloaded by brstnet)
     name="hest",
     spot_pitch_um=VISIUM_SPOT_PITCH_UM,
     sections=hest_sections,
-    patient_of=patient_of,
+    read=read_hest,
     patient_from_name=patient_from_name,
-    read=_read,
-    acquire=acquire,
+    patient_of=patient_of,
+    options=HestOptions,
 )

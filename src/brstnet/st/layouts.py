@@ -1,17 +1,21 @@
-"""What a data layout provides: the :class:`Layout` every layout module defines as ``LAYOUT``.
+"""What a data layout provides: the :class:`Layout` every dataset module defines as
+``LAYOUT``, with its own options model (a :class:`LayoutOptions`).
 
 A layout is one published way of storing spatial transcriptomics sections (her2st, He et
-al. 2020, Space Ranger, HEST-1k). Each layout module (:mod:`brstnet.st.her2st`, ...)
-defines one ``LAYOUT = Layout(...)``; :mod:`brstnet.st.readers` registers them by name.
-Adding a layout is one new module plus one line in ``readers.LAYOUTS``.
+al. 2020, Space Ranger, HEST-1k). A dataset module (:mod:`brstnet.st.her2st`, ...) holds
+its reader, its options (``data_processing.reader``) and its download code, and defines
+one ``LAYOUT = Layout(...)``; :mod:`brstnet.st.readers` registers it by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import DataError
 
@@ -21,16 +25,13 @@ if TYPE_CHECKING:
     from .acquisition import Source
 
 
-@dataclass(frozen=True)
-class ReaderOptions:
-    """Layout-specific settings (``data_processing.reader``)."""
+class LayoutOptions(BaseModel):
+    """A layout's settings (``data_processing.reader``); this base takes none.
 
-    gene_map: str | None = None  # he2020, hest: two-column table, Ensembl id -> symbol
-    patients: dict[str, str] = field(default_factory=dict)  # visium, hest: section -> patient
-    images: dict[str, str] = field(default_factory=dict)  # visium: section -> full-resolution image
-    spot_diameter_um: float | None = None  # visium: recorded spot diameter (55 um unless given)
-    bin_um: int | None = None  # visium HD: bin size to read (binned_outputs/square_0XXum)
-    blocks: dict[str, str] = field(default_factory=dict)  # hest: sample -> tissue block
+    Each layout with settings subclasses it with its own typed fields.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class ReadRequest:
         pixel_size_um: Micrometres per image pixel; None: from the layout.
         spot_pitch_um: Spot centre-to-centre distance (the layout's own unless given).
         max_unmatched_fraction: Spot positions without counts tolerated.
-        options: Layout-specific settings.
+        options: The layout's own settings (an instance of its ``Layout.options``).
     """
 
     root: Path
@@ -51,7 +52,7 @@ class ReadRequest:
     pixel_size_um: float | None
     spot_pitch_um: float
     max_unmatched_fraction: float
-    options: ReaderOptions
+    options: Any = None
 
 
 @dataclass(frozen=True)
@@ -63,30 +64,76 @@ class Layout:
         spot_pitch_um: Default centre-to-centre spot distance (200 um ST, 100 um Visium),
             passed to ``read`` when the user gives none.
         sections: ``sections(root)``: every section the folder ``root`` holds.
-        patient_of: ``patient_of(root, section, options)``: the section's patient; may
-            read the layout's metadata files (``root`` may be None where none are needed).
+        read: ``read(request)``: one section (a :class:`ReadRequest`) as AnnData.
         patient_from_name: ``patient_from_name(section, options)``: the patient from the
             section name and the configuration alone, never reading a file; None when
             the layout cannot tell without its files.
-        read: ``read(request)``: one section (a :class:`ReadRequest`) as AnnData.
+        patient_of: ``patient_of(root, section, options)``: the section's patient; may
+            read the layout's metadata files (``root`` may be None where none are needed).
+            None: ``patient_from_name`` (a layout that never reads files for it).
         acquire: ``acquire(sections, source)``: put the raw files in place (download,
             copy or check the folder to read in place) and return the raw manifest
-            (``dataset``, ``root``, ``sections``, ``obtained``).
+            (``dataset``, ``root``, ``sections``, ``obtained``). None: read in place
+            (:func:`read_in_place`).
+        options: The layout's options model (``data_processing.reader``).
     """
 
     name: str
     spot_pitch_um: float
     sections: Callable[[Path], list[str]]
-    patient_of: Callable[[Path | None, str, ReaderOptions], str]
-    patient_from_name: Callable[[str, ReaderOptions], str | None]
     read: Callable[[ReadRequest], ad.AnnData]
-    acquire: Callable[[Sequence[str], Source], dict]
+    patient_from_name: Callable[[str, Any], str | None]
+    patient_of: Callable[[Path | None, str, Any], str] | None = None
+    acquire: Callable[[Sequence[str], Source], dict] | None = None
+    options: type[LayoutOptions] = LayoutOptions
 
     def __post_init__(self) -> None:
         if not self.name or "." in self.name:
             raise ValueError(f"layout name {self.name!r} must be non-empty and hold no '.'")
         if self.spot_pitch_um <= 0:
             raise ValueError(f"layout {self.name}: spot_pitch_um must be > 0")
+        if self.patient_of is None:
+            object.__setattr__(self, "patient_of", partial(_by_name, self.patient_from_name))
+        if self.acquire is None:
+            object.__setattr__(self, "acquire", partial(read_in_place, self.name, self.sections))
+
+    def parse_options(self, values: LayoutOptions | Mapping[str, Any] | None) -> LayoutOptions:
+        """``data_processing.reader`` as this layout's options model.
+
+        A key the layout does not take is an error, unless its value is null or empty
+        (as the shared configuration file lists every layout's keys unset).
+
+        Raises:
+            DataError: a key the layout does not take (names the valid ones), or a value
+                of the wrong type.
+        """
+        if isinstance(values, self.options):
+            return values
+        if isinstance(values, BaseModel):
+            values = values.model_dump()
+        given = {k: v for k, v in (values or {}).items() if v is not None and v != {}}
+        fields = self.options.model_fields
+        unknown = sorted(k for k in given if k not in fields)
+        if unknown:
+            valid = ", ".join(fields) if fields else "none"
+            raise DataError(
+                f"data_processing.reader: dataset {self.name} does not take {unknown}; "
+                f"its keys are: {valid}"
+            )
+        try:
+            return self.options.model_validate(given)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
+            )
+            raise DataError(f"data_processing.reader ({self.name}): {problems}") from None
+
+
+def _by_name(
+    patient_from_name: Callable[[str, Any], str], root: Path | None, section: str, options: Any
+) -> str:
+    """``patient_of`` of a layout that tells the patient from the name alone."""
+    return patient_from_name(section, options)
 
 
 def read_in_place(

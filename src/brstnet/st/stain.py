@@ -9,6 +9,7 @@ import numpy as np
 from torchstain.numpy.normalizers import NumpyMacenkoNormalizer
 
 from .geometry import um_to_px
+from .images import resize
 from .slides import open_slide
 
 if TYPE_CHECKING:
@@ -92,8 +93,6 @@ def fit_stain_reference(adata: ad.AnnData, *, window_um: float, section: str | N
         DataError: the image is missing or unreadable.
         ValueError: the region holds almost no stained tissue.
     """
-    from .patches import resize  # patches imports this module: import on use
-
     name = adata.uns["section"] if section is None else section
     slide = open_slide(adata.uns["image_path"], name)
     window = min(

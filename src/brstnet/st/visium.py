@@ -28,47 +28,52 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from .acquisition import Source
+from .counts import check_count_matrix
 from .errors import DataError
-from .geometry import estimate_pixel_size
-from .layouts import Layout, ReaderOptions, ReadRequest, read_in_place
-from .sections import assemble_section, check_count_matrix
+from .layouts import Layout, LayoutOptions, ReadRequest
+from .sections import assemble_section
+from .spaceranger import (
+    HEX_STEPS_UM,
+    VISIUM_SPOT_DIAMETER_UM,
+    VISIUM_SPOT_PITCH_UM,
+    positions_under_tissue,
+    read_positions,
+    visium_pixel_size,
+)
 
 logger = logging.getLogger(__name__)
 
-VISIUM_SPOT_DIAMETER_UM = 55.0
-VISIUM_SPOT_PITCH_UM = 100.0
-#: ``spot_diameter_fullres`` is the pixel width of this theoretical spot (10x docs).
-SCALEFACTOR_SPOT_UM = 65.0
-#: Physical length of one array_col and one array_row step of the hexagonal Visium grid.
-HEX_STEPS_UM = (VISIUM_SPOT_PITCH_UM / 2, VISIUM_SPOT_PITCH_UM / 2 * math.sqrt(3))
-#: Grid fit and scale factors may differ by this much before a warning.
-MAX_PIXEL_SIZE_DISAGREEMENT = 0.05
 COUNTS_FILE = "filtered_feature_bc_matrix.h5"
-POSITION_NAMES = [
-    "barcode",
-    "in_tissue",
-    "array_row",
-    "array_col",
-    "pxl_row_in_fullres",
-    "pxl_col_in_fullres",
-]
 IMAGE_SUFFIXES = (".tif", ".tiff", ".btf", ".jpg", ".jpeg", ".png")
 HD_BINS = "binned_outputs"
 HD_BIN = re.compile(r"^square_(\d{3})um$")
-GRID_FIT_MAX_SPOTS = 100_000
 #: The CytAssist camera image of the slide (not the H&E) that 10x downloads include.
 CYTASSIST_IMAGE = re.compile(r"cytassist_image\.tiff?$", re.IGNORECASE)
+
+
+class VisiumOptions(LayoutOptions):
+    """visium's ``data_processing.reader`` settings.
+
+    Attributes:
+        patients: Section -> patient (else the section is its own patient).
+        images: Section -> full-resolution image (else the one image in the section folder).
+        spot_diameter_um: Recorded spot diameter (55 um; the bin size for Visium HD).
+        bin_um: Visium HD: the bin size to read (``binned_outputs/square_0XXum``).
+    """
+
+    patients: dict[str, str] = Field(default_factory=dict)
+    images: dict[str, str] = Field(default_factory=dict)
+    spot_diameter_um: float | None = Field(None, gt=0)
+    bin_um: int | None = Field(None, gt=0)
 
 
 def _sample_folder(root: Path, section: str) -> Path:
@@ -134,107 +139,6 @@ def _one_file(folder: Path, name: str, section: str, what: str) -> Path:
     )
 
 
-def read_positions(spatial: Path, section: str) -> tuple[pd.DataFrame, Path]:
-    """Every array spot of the positions file, indexed by barcode, with Space Ranger's
-    columns (in_tissue, array_row, array_col, pxl_row_in_fullres, pxl_col_in_fullres)."""
-    candidates = ("tissue_positions.parquet", "tissue_positions.csv", "tissue_positions_list.csv")
-    path = next((spatial / n for n in candidates if (spatial / n).is_file()), None)
-    if path is None:
-        raise DataError(
-            f"visium section {section}: {spatial}/tissue_positions.csv (or "
-            "tissue_positions_list.csv, or tissue_positions.parquet for Visium HD) is missing"
-        )
-    if path.suffix == ".parquet":
-        table = pd.read_parquet(path)
-    else:
-        table = pd.read_csv(path, header=None, dtype=str)
-        if str(table.iloc[0, 0]).strip() == "barcode":  # a header, whatever the file's name
-            table = table.iloc[1:].set_axis([str(c).strip() for c in table.iloc[0]], axis=1)
-        elif table.shape[1] == len(POSITION_NAMES):
-            table.columns = POSITION_NAMES
-    missing = [c for c in POSITION_NAMES if c not in table.columns]
-    if missing:
-        raise DataError(f"visium section {section}: {path} lacks columns {missing}")
-    table = table.set_index("barcode")
-    numeric = table[POSITION_NAMES[1:]].apply(pd.to_numeric, errors="coerce")
-    if numeric.isna().any().any():
-        raise DataError(f"visium section {section}: {path} holds non-numeric positions")
-    return numeric.set_axis(table.index.astype(str)), path
-
-
-def positions_under_tissue(table: pd.DataFrame) -> pd.DataFrame:
-    """Space Ranger's columns (array_row/col, pxl_row/col_in_fullres, in_tissue) as the
-    section contract's positions (array_x/y, pixel_x/y), spots under tissue only."""
-    if "in_tissue" in table.columns:
-        table = table[table["in_tissue"].astype(int) == 1]
-    return pd.DataFrame(
-        {
-            "array_x": table["array_col"].astype(int),
-            "array_y": table["array_row"].astype(int),
-            "pixel_x": table["pxl_col_in_fullres"].astype(float),
-            "pixel_y": table["pxl_row_in_fullres"].astype(float),
-        },
-        index=table.index.astype(str),
-    )
-
-
-def grid_pixel_size(table: pd.DataFrame, steps_um: tuple[float, float], section: str) -> float:
-    """Micrometres per pixel fitted to the array grid of a positions table (every spot)."""
-    if len(table) > GRID_FIT_MAX_SPOTS:  # Visium HD bins: an even subsample is plenty
-        table = table.iloc[:: int(np.ceil(len(table) / GRID_FIT_MAX_SPOTS))]
-    return estimate_pixel_size(
-        table[["array_col", "array_row"]].to_numpy(dtype=float),
-        table[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(dtype=float),
-        spot_pitch_um=steps_um[0],
-        steps_um=steps_um,
-        where=f"visium section {section}",
-    )
-
-
-def scalefactor_pixel_size(factors: dict, *, bin_um: int | None) -> float | None:
-    """Micrometres per pixel from the scale factors: ``microns_per_pixel`` (Visium HD), else
-    65 um / ``spot_diameter_fullres``; None when neither is there."""
-    if factors.get("microns_per_pixel"):
-        return float(factors["microns_per_pixel"])
-    diameter = factors.get("spot_diameter_fullres")
-    if not diameter:
-        return None
-    spot_um = float(factors.get("bin_size_um") or bin_um or 0) or SCALEFACTOR_SPOT_UM
-    return spot_um / float(diameter)
-
-
-def visium_pixel_size(
-    table: pd.DataFrame,
-    factors: dict | None,
-    *,
-    steps_um: tuple[float, float],
-    bin_um: int | None,
-    section: str,
-    scale_path: Path,
-) -> float:
-    """The grid fit, checked against the scale factors (warning beyond 5 %); the scale
-    factors alone where the grid cannot be fitted."""
-    from_factors = scalefactor_pixel_size(factors or {}, bin_um=bin_um)
-    try:
-        fitted = grid_pixel_size(table, steps_um, section)
-    except DataError:
-        if from_factors is None:
-            raise
-        return from_factors
-    if from_factors is not None and abs(fitted / from_factors - 1) > MAX_PIXEL_SIZE_DISAGREEMENT:
-        logger.warning(
-            "visium section %s: the array grid gives %.4f um/px but %s gives %.4f um/px "
-            "(%.0f %% apart); the grid's value is used. Was the image rescaled after Space "
-            "Ranger? Set data_processing.pixel_size_um to override",
-            section,
-            fitted,
-            scale_path,
-            from_factors,
-            100 * abs(fitted / from_factors - 1),
-        )
-    return fitted
-
-
 def _image(folders: Sequence[Path], section: str, images: dict[str, str]) -> Path:
     if section in images:
         return Path(images[section])
@@ -257,34 +161,21 @@ def _image(folders: Sequence[Path], section: str, images: dict[str, str]) -> Pat
     return found[0]
 
 
-def read_visium(
-    root: str | Path,
-    section: str,
-    *,
-    pixel_size_um: float | None = None,
-    spot_diameter_um: float | None = None,
-    images: dict[str, str] | None = None,
-    patients: dict[str, str] | None = None,
-    max_unmatched_fraction: float = 0.02,
-    bin_um: int | None = None,
-    spot_pitch_um: float = VISIUM_SPOT_PITCH_UM,
-) -> ad.AnnData:
+def read_visium(request: ReadRequest) -> ad.AnnData:
     """One Visium (or Visium HD bin) sample into the common AnnData contract.
 
-    Args:
-        pixel_size_um: None: fitted to the array grid and checked against the scale factors.
-        spot_diameter_um: Recorded spot diameter (55 um; the bin size for Visium HD).
-        images: Section -> full-resolution image (else the one image in the section folder).
-        patients: Section -> patient (else the section is its own patient).
-        bin_um: Visium HD: the bin size to read (``binned_outputs/square_0XXum``).
-        spot_pitch_um: Centre-to-centre distance of the hexagonal array (100 um), which
-            sets the grid steps of the pixel-size fit.
+    ``request.pixel_size_um`` None: fitted to the array grid and checked against the scale
+    factors; ``request.spot_pitch_um`` (100 um) sets the grid steps of that fit;
+    ``request.options``: :class:`VisiumOptions`.
     """
-    import scanpy as sc
+    import scanpy as sc  # heavy: loaded when a Visium sample is read
 
-    root = Path(root)
+    options = request.options or VisiumOptions()
+    root, section, pixel_size_um = Path(request.root), request.section, request.pixel_size_um
+    spot_pitch_um = request.spot_pitch_um
+
     sample = _sample_folder(root, section)
-    folder, bin_um = _data_folder(sample, section, bin_um)
+    folder, bin_um = _data_folder(sample, section, options.bin_um)
     matrix = _one_file(folder, COUNTS_FILE, section, "count matrix")
     with warnings.catch_warnings():  # shared symbols are reported by assemble_section
         warnings.filterwarnings("ignore", "Variable names are not unique", UserWarning)
@@ -299,7 +190,7 @@ def read_visium(
         pixel_size_um = visium_pixel_size(
             fit_on, factors, steps_um=steps, bin_um=bin_um, section=section, scale_path=scale_path
         )
-    patient = (patients or {}).get(section)
+    patient = options.patients.get(section)
     if patient is None:
         logger.warning(
             "visium section %s: no patient given (data_processing.reader.patients); the section counts as its own patient",
@@ -317,49 +208,29 @@ def read_visium(
         genes=pd.Index(counts.var_names.astype(str)),
         counts=check_count_matrix(counts.X, matrix, section, spot_ids, counts.var_names),
         positions=positions_under_tissue(table),
-        image=_image([section_folder, sample, folder], section, images or {}),
+        image=_image([section_folder, sample, folder], section, options.images),
         counts_file=matrix,
         positions_file=positions_file,
         pixel_size_um=pixel_size_um,
         spot_pitch_um=float(bin_um) if bin_um else spot_pitch_um,
-        spot_diameter_um=spot_diameter_um or (float(bin_um) if bin_um else VISIUM_SPOT_DIAMETER_UM),
-        max_unmatched_fraction=max_unmatched_fraction,
+        spot_diameter_um=options.spot_diameter_um
+        or (float(bin_um) if bin_um else VISIUM_SPOT_DIAMETER_UM),
+        max_unmatched_fraction=request.max_unmatched_fraction,
         counts_cover_off_tissue=True,
         gene_ids=gene_ids,
     )
 
 
-def patient_from_name(section: str, options: ReaderOptions) -> str:
+def patient_from_name(section: str, options: VisiumOptions) -> str:
     """``data_processing.reader.patients[section]``; else the section is its own patient."""
     return options.patients.get(section, section)
 
 
-def _read(request: ReadRequest) -> ad.AnnData:
-    options = request.options
-    return read_visium(
-        request.root,
-        request.section,
-        pixel_size_um=request.pixel_size_um,
-        spot_diameter_um=options.spot_diameter_um,
-        images=options.images,
-        patients=options.patients,
-        max_unmatched_fraction=request.max_unmatched_fraction,
-        bin_um=options.bin_um,
-        spot_pitch_um=request.spot_pitch_um,
-    )
-
-
-def acquire(sections: Sequence[str], source: Source) -> dict:
-    """Read in place from ``source.local_dir`` (Space Ranger output is not downloaded)."""
-    return read_in_place("visium", visium_sections, sections, source)
-
-
-LAYOUT = Layout(
+LAYOUT = Layout(  # read in place from source.local_dir (Space Ranger output is not downloaded)
     name="visium",
     spot_pitch_um=VISIUM_SPOT_PITCH_UM,
     sections=visium_sections,
-    patient_of=lambda root, section, options: patient_from_name(section, options),
+    read=read_visium,
     patient_from_name=patient_from_name,
-    read=_read,
-    acquire=acquire,
+    options=VisiumOptions,
 )

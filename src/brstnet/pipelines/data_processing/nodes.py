@@ -67,7 +67,7 @@ def read_sections(raw_manifest: dict, params: dict[str, Any]) -> dict[str, ad.An
     cfg = parse(DataProcessingParams, params)
     root = Path(raw_manifest["root"])
     pixel_size = None if cfg.pixel_size_um == "auto" else float(cfg.pixel_size_um)
-    options = readers.ReaderOptions(**cfg.reader.model_dump())
+    options = cfg.reader
     out = readers.read_all(
         cfg.dataset,
         root,
