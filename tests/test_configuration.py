@@ -24,6 +24,7 @@ from brstnet.pipelines.run_parameters import (
     RunParameters,
     project_run_parameters,
 )
+from brstnet.training.params import Variant
 from tests.synthetic import REPO, project_copy
 
 
@@ -116,7 +117,7 @@ def test_registering_reads_no_data_file(project: Path, tmp_path: Path) -> None:
 
 def test_guard_stops_a_pipeline_registered_for_other_parameters() -> None:
     pipe = model_training.create_pipeline(
-        variants=[variants.Variant("resnet50_aux", "resnet50", 1.0)], n_folds=1
+        variants=[Variant("resnet50_aux", "resnet50", 1.0)], n_folds=1
     )
     params = {
         "model_training": {"backbones": ["resnet18"], "aux_weights": [1.0]},
@@ -131,7 +132,7 @@ def test_guard_stops_a_pipeline_registered_for_other_parameters() -> None:
     with pytest.raises(RuntimeError, match=r"missing: \[\]"):
         hooks.before_pipeline_run({"namespaces": ["x"]}, pipe, None)
     ok = model_training.create_pipeline(
-        variants=[variants.Variant("resnet18_aux", "resnet18", 1.0)], n_folds=2
+        variants=[Variant("resnet18_aux", "resnet18", 1.0)], n_folds=2
     )
     hooks.before_pipeline_run({"namespaces": ["resnet18_aux_fold0"]}, ok, None)
     # the run's end takes its parameters back: no guard outside a session

@@ -183,7 +183,6 @@ def check_kedro_run(args: list[str], conf: Path) -> None:
 
     from brstnet.parameter_check import ParameterError, validate_parameters, validate_settings
     from brstnet.pipeline_registry import register_pipelines
-    from brstnet.pipelines import variants
 
     options = _parse_kedro_run(args)
     env, runtime = options.get("env"), options.get("params") or {}
@@ -200,15 +199,7 @@ def check_kedro_run(args: list[str], conf: Path) -> None:
 
     key = json.dumps(parameters, sort_keys=True, default=str)
     if key not in _registered:
-        # register as a run would, then leave the registry's record of what Kedro's own
-        # cached pipelines were built from as it was (other tests' sessions rely on it)
-        built_from = getattr(variants, "_registered_for", None)
-        variants.use_run_parameters(parameters)
-        try:
-            registry = register_pipelines()
-        finally:
-            variants.use_run_parameters(None)
-            variants._registered_for = built_from
+        registry = register_pipelines(parameters)  # as a run with these parameters would
         nodes = {name: {n.name for n in pipe.nodes} for name, pipe in registry.items()}
         _registered[key] = nodes  # type: ignore[assignment]
     registered: dict[str, set[str]] = _registered[key]  # type: ignore[assignment]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kedro.pipeline import Pipeline
 
 from brstnet.pipelines import (
@@ -16,15 +18,19 @@ from brstnet.pipelines.run_parameters import registry_parameters
 from brstnet.pipelines.variants import pretrained_tags, pretraining_tag, variant_grid
 
 
-def register_pipelines() -> dict[str, Pipeline]:
+def register_pipelines(params: dict[str, Any] | None = None) -> dict[str, Pipeline]:
     """Register the project's pipelines.
 
     ``training`` is the whole job: data to trained models to per-gene results. The
     variants and folds come from the session's parameters (handed over by the project's
     hooks, :mod:`brstnet.pipelines.run_parameters`), else from KEDRO_ENV's; no data file
     is read.
+
+    Args:
+        params: Build from these parameters instead (Kedro calls this without: a check of
+            a command line's pipelines for other parameters passes them).
     """
-    params = registry_parameters()
+    params = registry_parameters() if params is None else params
     dp = data_processing.create_pipeline()
     fs = feature_selection.create_pipeline()
     variants, n_folds = variant_grid(params)

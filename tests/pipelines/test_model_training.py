@@ -450,9 +450,6 @@ def test_fold_count_follows_the_split_settings() -> None:
 
 def test_default_and_brstnet_configurations(monkeypatch, tmp_path) -> None:
     """Outside a session the registry reads KEDRO_ENV's configuration (project conf only)."""
-    from brstnet.pipelines.variants import use_run_parameters
-
-    use_run_parameters(None)
     monkeypatch.delenv("KEDRO_ENV", raising=False)
     monkeypatch.chdir(project_copy(tmp_path / "project"))
     variants, folds = variant_grid()

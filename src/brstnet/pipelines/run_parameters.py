@@ -79,25 +79,6 @@ def project_run_parameters() -> RunParameters | None:
     return None
 
 
-def use_run_parameters(params: dict[str, Any] | None) -> bool:
-    """Register pipelines from ``params`` from now on (None: from KEDRO_ENV's
-    configuration again), through the :class:`RunParameters` of the hooks Kedro is
-    configured with (:meth:`RunParameters.use`); True when the registry must be reloaded.
-
-    Raises:
-        RuntimeError: ``params`` given before Kedro is configured with the project's hooks.
-    """
-    held = project_run_parameters()
-    if held is None:
-        if params is None:
-            return False  # no session's parameters to forget
-        raise RuntimeError(
-            "no project hooks to hold the run's parameters: call "
-            "kedro.framework.startup.bootstrap_project first"
-        )
-    return held.use(params)
-
-
 def registry_parameters() -> dict[str, Any]:
     """The parameters :func:`brstnet.pipeline_registry.register_pipelines` builds from
     (:func:`current_parameters`), remembered by the hooks' :class:`RunParameters`."""

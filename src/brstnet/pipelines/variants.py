@@ -17,35 +17,21 @@ from brstnet.config import (
 )
 from brstnet.features.identities import person_id
 from brstnet.st.readers import patient_from_name
+from brstnet.training.params import Variant
 
-# use_run_parameters: re-exported for tests/pipelines/test_model_training.py
-from .run_parameters import current_parameters, use_run_parameters
+from .run_parameters import current_parameters
 
 __all__ = [
     "Grid",
-    "Variant",
     "check_registered",
     "current_parameters",
     "n_folds",
     "namespace",
     "pretrained_tags",
     "pretraining_tag",
-    "use_run_parameters",
     "variant_grid",
     "with_pretraining",
 ]
-
-
-class Variant(NamedTuple):
-    """One model variant: a backbone with an auxiliary weight (0 = no auxiliary head),
-    trained (``finetune``) or a frozen encoder with a ridge probe (``probe``), and
-    whether it reads the spots' spatial context."""
-
-    name: str
-    backbone: str
-    aux_weight: float
-    kind: str = "finetune"
-    context: bool = False
 
 
 class Grid(NamedTuple):

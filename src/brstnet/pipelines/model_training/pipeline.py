@@ -11,7 +11,9 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
 
-from ..variants import Variant, namespace
+from brstnet.training.params import Variant
+
+from ..variants import namespace
 from . import nodes
 
 __all__ = ["base_pipeline", "create_pipeline", "namespace"]
