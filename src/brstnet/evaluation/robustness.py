@@ -102,7 +102,8 @@ def evaluate_robustness(
         bundles: The variant's model per fold.
         fold_inputs: The model input of each bundle's fold.
         degraded_by_fold: :func:`degraded_patches` of each fold.
-        batch_size, device: Prediction settings (``evaluation`` parameters).
+        batch_size: Prediction batch size (``evaluation`` parameters).
+        device: Prediction device (``evaluation`` parameters).
         alpha: Level of the sign test (the per-gene tables' ``significant``).
 
     Returns:

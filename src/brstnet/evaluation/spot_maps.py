@@ -100,7 +100,8 @@ def gene_maps(
     Args:
         thumbnail: [h, w, 3] H&E thumbnail; ``scale`` thumbnail px per image px.
         spots_xy: [n, 2] spot centres in image pixels.
-        observed, predicted: [n, len(genes)] in the model scale.
+        observed: [n, len(genes)] in the model scale.
+        predicted: [n, len(genes)] in the model scale.
         pixel_size_um: Micrometres per image pixel.
     """
     fig, axes = plt.subplots(

@@ -218,7 +218,8 @@ def build_headline(
     Args:
         summary: ``evaluation_summary`` (one row per variant, baselines included).
         variants: Trained variant -> (backbone, auxiliary weight).
-        patch_size_px, window_um: The run's patch geometry.
+        patch_size_px: The run's patch size in pixels.
+        window_um: The run's patch window in micrometres.
         name: The run's name where there is no ``kedro run`` run to log into.
 
     Returns:

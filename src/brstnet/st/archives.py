@@ -116,8 +116,9 @@ def acquire_archive(
             (``<zip>.sha256.json`` next to it, with the size); before that, only with
             ``trust_first_download``, which records it (trust on first use, with a warning).
         marker: A file name the data set holds (e.g. ``metadata.csv``); its folder is the root.
-        max_download_bytes, max_unpacked_bytes, max_members: Limits on the zip's size,
-            its unpacked size and its number of members (checked before extraction).
+        max_download_bytes: Limit on the zip's size (checked before extraction).
+        max_unpacked_bytes: Limit on its unpacked size.
+        max_members: Limit on its number of members.
 
     Returns:
         The folder holding ``marker``.
@@ -176,8 +177,11 @@ def read_in_place_or_download(
     records the zip's url, size and sha256.
 
     Args:
-        dataset, available, sections, source, hint: As for
-            :func:`brstnet.st.layouts.read_in_place`.
+        dataset: As for :func:`brstnet.st.layouts.read_in_place`.
+        available: As for :func:`brstnet.st.layouts.read_in_place`.
+        sections: As for :func:`brstnet.st.layouts.read_in_place`.
+        source: As for :func:`brstnet.st.layouts.read_in_place`.
+        hint: As for :func:`brstnet.st.layouts.read_in_place`.
         marker: A file name the data set holds (e.g. ``metadata.csv``).
     """
     root, obtained, archive = source.local_dir, "read in place", None

@@ -24,7 +24,7 @@ def read_count_table(path: str | Path, *, sep: str = "\t") -> pd.DataFrame:
     compressions) is read by pandas, whose frame :func:`check_counts` then diagnoses.
 
     Raises:
-        Whatever ``pd.read_csv`` raises for the file.
+        Exception: whatever ``pd.read_csv`` raises for the file.
     """
     path = Path(path)
     plain = path.suffix.lower() in (".gz", ".tsv", ".csv", ".txt")

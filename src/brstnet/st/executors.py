@@ -114,7 +114,7 @@ def each_section(
         workers: Processes for ``processes`` (1: every job in this process, in order).
 
     Raises:
-        The first failing job's error (the jobs not started yet are cancelled).
+        Exception: the first failing job's error (the jobs not started yet are cancelled).
     """
     with _executor(executor, workers, len(jobs)) as pool:
         if pool is None:
