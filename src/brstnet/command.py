@@ -82,7 +82,7 @@ def predict_command(argv: list[str] | None = None) -> int:
         parser.exit(2, f"brstnet predict: error: --device {args.device}: {err}\n")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from .inference.models import load_model
+    from .inference.models import load_model  # deferred with resolve_device: torch
     from .inference.slide import check_genes, default_genes, predict_slide, slide_maps_figure
 
     try:

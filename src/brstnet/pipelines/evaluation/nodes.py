@@ -19,6 +19,7 @@ from brstnet.evaluation.tracking import TrackedRun
 from brstnet.st.patches import PatchStore
 
 from ..nodes_common import lazy_module, load_fold, parse
+from ..variants import variant_grid
 
 if TYPE_CHECKING:
     import matplotlib.figure as mpl_figure
@@ -219,8 +220,6 @@ def headline_run(
 ) -> TrackedRun:
     """The best trained variant's headline for the ``kedro run``'s own MLflow run
     (``best_variant_run``), from ``evaluation_summary`` and the run's variant grid."""
-    from brstnet.pipelines.variants import variant_grid
-
     variants, _ = variant_grid(
         {
             "data_processing": data_processing,

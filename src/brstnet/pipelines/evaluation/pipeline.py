@@ -9,6 +9,7 @@ from functools import partial, update_wrapper
 from kedro.pipeline import Node, Pipeline
 
 from ..model_training.pipeline import namespace
+from ..variants import variant_grid
 from . import nodes
 
 BASELINES = ("baseline_mean", "baseline_ridge")
@@ -25,8 +26,6 @@ def create_pipeline(
     variants: list[tuple[str, str, float]] | None = None, n_folds: int | None = None, **kwargs
 ) -> Pipeline:
     if variants is None or n_folds is None:
-        from brstnet.pipelines.variants import variant_grid
-
         variants, n_folds = variant_grid()
     folds = range(n_folds)
     shared = {"model_inputs", "patch_store", "sections"}

@@ -16,9 +16,11 @@ import pandas as pd
 from brstnet.config import FeatureSelectionParams
 from brstnet.features import model_inputs, panel, targets
 from brstnet.features.splits import OUTER, make_splits
+from brstnet.st.errors import DataError
 from brstnet.st.patches import PatchStore
 
 from ..nodes_common import materialise, parse
+from ..variants import n_folds
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +35,6 @@ def split_patients(
             (counted from the configuration before the run), e.g. HEST sections whose
             metadata name one patient; the message says what to configure.
     """
-    from brstnet.pipelines.variants import n_folds
-    from brstnet.st.errors import DataError
-
     cfg = parse(FeatureSelectionParams, params).split
     data = materialise(sections)
     info = [

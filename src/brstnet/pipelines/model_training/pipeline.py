@@ -13,7 +13,8 @@ from kedro.pipeline import Node, Pipeline
 
 from brstnet.training.params import Variant
 
-from ..variants import namespace
+from ..pretraining.pipeline import trunk_dataset
+from ..variants import namespace, pretrained_tags, variant_grid
 from . import nodes
 
 __all__ = ["base_pipeline", "create_pipeline", "namespace"]
@@ -66,8 +67,6 @@ def create_pipeline(
     name -> the tag of the pretrained trunks it starts from (``pretrained_<tag>_fold<k>``;
     see :func:`brstnet.pipelines.variants.pretrained_tags`)."""
     if variants is None or n_folds is None:
-        from brstnet.pipelines.variants import pretrained_tags, variant_grid
-
         variants, n_folds = variant_grid()
         pretrained = pretrained_tags() if pretrained is None else pretrained
     tags = dict(pretrained or {})
@@ -152,8 +151,6 @@ def trunk(pretrained: Mapping[str, str], variant: str, fold: int) -> str | None:
     """The catalog name of the pretrained trunk ``variant`` starts from on ``fold``."""
     if variant not in pretrained:
         return None
-    from brstnet.pipelines.pretraining.pipeline import trunk_dataset
-
     return trunk_dataset(pretrained[variant], fold)
 
 

@@ -12,6 +12,10 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
 
+from brstnet.config import PretrainingParams
+
+from ..variants import current_parameters
+from ..variants import n_folds as fold_count
 from . import nodes
 
 __all__ = ["configured_tag", "create_pipeline", "trunk_dataset"]
@@ -24,8 +28,6 @@ def trunk_dataset(tag: str, fold: int) -> str:
 
 def configured_tag(params: dict) -> str:
     """The tag of the trunks ``params`` pretrain (``pretraining.backbone`` [+ ``_tgt``])."""
-    from brstnet.config import PretrainingParams
-
     return PretrainingParams.model_validate(params.get("pretraining") or {}).tag
 
 
@@ -33,9 +35,6 @@ def create_pipeline(tag: str | None = None, n_folds: int | None = None, **kwargs
     """The window store and one pretraining per fold; without arguments both come from
     the configuration."""
     if tag is None or n_folds is None:
-        from brstnet.pipelines.variants import current_parameters
-        from brstnet.pipelines.variants import n_folds as fold_count
-
         params = current_parameters()
         tag = configured_tag(params)
         n_folds = fold_count(params.get("data_processing", {}), params.get("feature_selection", {}))
