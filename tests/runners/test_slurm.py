@@ -163,10 +163,13 @@ def _freeze_and_cancel(slurm: SlurmCluster):
     job it runs in."""
 
     def act(client, worker: str, pid: int) -> dict:
-        # os.getenv travels by reference: it reads the worker's environment
-        job = client.run(os.getenv, "SLURM_JOB_ID", workers=[worker])[worker]
-        assert job, f"worker {worker} is not in a SLURM job"
         os.kill(pid, signal.SIGSTOP)
+        # the one-node cluster's worker runs on this machine: its environment names its job
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        job = next(
+            (v.split(b"=", 1)[1].decode() for v in environ if v.startswith(b"SLURM_JOB_ID=")), None
+        )
+        assert job, f"worker {worker} is not in a SLURM job"
         slurm.command("scancel", job)
         return {"job": job}
 
