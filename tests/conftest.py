@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import mlflow
 import pytest
+from mlflow.tracking import MlflowClient
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from tests.synthetic import HER2ST, project_copy, write_section
 
@@ -80,3 +83,18 @@ def pytest_collection_modifyitems(config, items) -> None:
             "real_data must mark exactly the tests using her2st_dir / real_run:\n  "
             + "\n  ".join(wrong)
         )
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch):
+    """A temporary tracking store for the test; afterwards the tracking URI (and the
+    MLFLOW_TRACKING_URI variable MLflow sets with it) are as before, unset included.
+    No system-metrics thread outlives the test (the hooks' pipeline never ends here)."""
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+
+    with _use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}"):
+        try:
+            yield MlflowClient()
+        finally:
+            while mlflow.active_run() is not None:
+                mlflow.end_run()

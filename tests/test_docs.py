@@ -31,6 +31,9 @@ from unittest import mock
 
 import pytest
 
+from brstnet.metrics.registry import ENTRY_POINTS as METRIC_PLUGINS
+from brstnet.st.readers import ENTRY_POINTS as LAYOUT_PLUGINS
+
 ROOT = Path(__file__).resolve().parents[1]
 # Kedro registers its resolvers again with every config loader made here
 pytestmark = pytest.mark.filterwarnings("ignore:register_new_resolver:UserWarning")
@@ -181,8 +184,9 @@ def check_kedro_run(args: list[str], conf: Path) -> None:
     from kedro.framework.project import settings
     from kedro.utils import load_obj
 
-    from brstnet.parameter_check import ParameterError, validate_parameters, validate_settings
+    from brstnet.parameter_check import ParameterError, validate_parameters
     from brstnet.pipeline_registry import register_pipelines
+    from brstnet.runners.config import load_settings
 
     options = _parse_kedro_run(args)
     env, runtime = options.get("env"), options.get("params") or {}
@@ -224,34 +228,15 @@ def check_kedro_run(args: list[str], conf: Path) -> None:
     if runner_params:
         if not runner or not runner.endswith("DaskRunner"):
             raise CommandError("kedro run: --runner-params without the Dask runner")
-        from brstnet.runners import DaskSettings
-
         tree = (
             dict(loader["dask"])
             if "dask" in settings.CONFIG_LOADER_ARGS.get("config_patterns", {})
             else {}
         )
-        merged = _merged(tree, runner_params)
         try:
-            validate_settings(
-                DaskSettings,
-                merged,
-                runtime=runner_params,
-                runtime_flag="--runner-params",
-                what="Dask setting",
-            )
+            load_settings(tree, overrides=runner_params)
         except ParameterError as error:
             raise CommandError(f"kedro run: {error}") from None
-
-
-def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class _Parsed(Exception):
@@ -398,8 +383,9 @@ def test_commands_are_found_in_fenced_blocks_only() -> None:
     ]
 
 
-# MLflow tag names, not Python objects: `brstnet.fold<k>_node`, `brstnet.owner`
-NOT_PYTHON = {"brstnet.fold", "brstnet.owner"}
+# MLflow tag names, not Python objects: `brstnet.fold<k>_node`, `brstnet.owner`; and the
+# entry-point groups other packages add layouts and metrics through
+NOT_PYTHON = {"brstnet.fold", "brstnet.owner", LAYOUT_PLUGINS, METRIC_PLUGINS}
 
 
 def resolves(dotted: str) -> bool:

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import matplotlib.pyplot as plt
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
-from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from PIL import Image
 
 from brstnet.config import FeatureSelectionParams
@@ -58,18 +54,6 @@ def p90():
     )
     yield metric
     unregister_metric(metric.name)
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch):
-    """A temporary sqlite tracking store; the tracking URI as before afterwards."""
-    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
-    with _use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}"):
-        try:
-            yield MlflowClient()
-        finally:
-            while mlflow.active_run() is not None:
-                mlflow.end_run()
 
 
 def _variant(name: str, seed: int):

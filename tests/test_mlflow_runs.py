@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -15,28 +14,12 @@ from kedro.framework.startup import bootstrap_project
 from kedro_mlflow.framework.hooks.mlflow_hook import mlflow_hook
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from brstnet.hooks import TrackingHooks
 from brstnet.mlflow_runs import OWNER_TAG
 from brstnet.mlflow_views import COMPARISON_VIEW, SHARED_VIEW_PREFIX
 from brstnet.processes import Owner
 from tests.synthetic import gone_process_owner, project_copy
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch):
-    """A temporary tracking store for the test; afterwards the tracking URI (and the
-    MLFLOW_TRACKING_URI variable MLflow sets with it) are as before, unset included.
-    No system-metrics thread outlives the test (the hooks' pipeline never ends here)."""
-    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
-
-    with _use_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}"):
-        try:
-            yield MlflowClient()
-        finally:
-            while mlflow.active_run() is not None:
-                mlflow.end_run()
 
 
 def test_the_next_tracked_run_marks_runs_of_killed_processes_killed(store, caplog) -> None:
