@@ -130,25 +130,28 @@ def act_on_training_worker(runner, project: Path, namespace: str, act, out: dict
     the Dask worker training it (for a thread beside the run; ``out["stop"]`` ends the
     wait); ``out`` gets the pid, the worker, the checkpoints and what ``act`` returns.
 
-    The worker and its pid are found while the training runs, before its first
-    checkpoint; the checkpoint is then watched on the local disk alone, so ``act`` runs
-    within a poll interval of it (no scheduler round trip in between, in which a tiny
-    model could finish its training first).
+    The worker holding the training is looked up at every poll until the checkpoint
+    appears (a queued task may still move to another worker; a running one stays), and
+    the checkpoint is watched on the local disk: ``act`` runs within one poll of it, with
+    no scheduler round trip in between in which a tiny model could finish first.
     """
     folder = project / "data/06_models/checkpoints" / namespace
     deadline = time.monotonic() + 300
     worker = pid = None
     while time.monotonic() < deadline and not out.get("stop"):
         client = runner.client
-        if client is not None and worker is None:
-            for candidate, keys in client.processing().items():
-                if any(str(k).startswith(f"{namespace}.train_model-") for k in keys):
-                    worker = candidate
-                    pid = client.run(os.getpid, workers=[worker])[worker]
-                    break
         if worker is not None and any(folder.glob("*.pt")):
             checkpoints = sorted(folder.glob("*.pt"))
             done = act(client, worker, pid) or {}
             out.update(pid=pid, worker=worker, checkpoints=checkpoints, **done)
             return
+        if client is not None:
+            holding = [
+                w
+                for w, keys in client.processing().items()
+                if any(str(k).startswith(f"{namespace}.train_model-") for k in keys)
+            ]
+            if holding and holding[0] != worker:
+                worker = holding[0]
+                pid = client.run(os.getpid, workers=[worker])[worker]
         time.sleep(0.01)
