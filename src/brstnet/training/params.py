@@ -12,6 +12,10 @@ from ..strict import Strict
 
 
 class TrainingParams(Strict):
+    """The ``model_training`` block: the loop's settings (under the names
+    :class:`~brstnet.training.optim.LoopConfig` takes), the variants to train (backbones x
+    auxiliary weights x contexts), frozen-encoder probes and initial weights."""
+
     device: str = "auto"
     amp: bool = True  # CUDA: bfloat16 where supported, else float16 with a gradient scaler
     compile: bool | Literal["auto"] = "auto"  # torch.compile; auto: on CUDA only
