@@ -7,7 +7,7 @@ import pytest
 from brstnet.models.backbones import backbone_spec
 from brstnet.registry import lookup, unknown_name
 from brstnet.st.errors import DataError
-from brstnet.st.readers import get_layout
+from brstnet.st.readers import datasets, get_layout
 
 
 def test_a_known_name_is_found_and_an_unknown_one_is_named_with_the_valid_ones() -> None:
@@ -30,3 +30,11 @@ def test_the_registries_use_it() -> None:
         backbone_spec("resnet5O")
     with pytest.raises(DataError, match=r"unknown dataset 'visum' \(did you mean visium\?\); use"):
         get_layout("visum")
+
+
+def test_the_published_layouts_are_built_in_with_their_spot_pitch() -> None:
+    """ST arrays (her2st, He et al. 2020) at 200 um, Visium (Space Ranger, HEST-1k) at
+    100 um, registered first and in this order."""
+    built_in = ("her2st", "he2020", "visium", "hest")
+    assert datasets()[:4] == built_in
+    assert [get_layout(n).spot_pitch_um for n in built_in] == [200, 200, 100, 100]

@@ -1,6 +1,7 @@
 """The project's registries (backbones, dataset layouts, metrics, executors, target
-transforms): one lookup with one message (the valid names and the closest one), and one
-way for other packages to add to them (entry points, :func:`load_plugins`)."""
+transforms): one lookup with one message (the valid names and the closest one); the
+dataset layouts and the metrics also take additions from other packages through
+entry points (:func:`load_plugins`)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from brstnet.models import ModelSpec
 from brstnet.pipelines import data_processing, evaluation, feature_selection, model_training
+from brstnet.pipelines.run_parameters import project_run_parameters
 from brstnet.pipelines.variants import n_folds, variant_grid
 from brstnet.training.bundle import load_bundle
 from tests.synthetic import (
@@ -450,6 +451,9 @@ def test_fold_count_follows_the_split_settings() -> None:
 
 def test_default_and_brstnet_configurations(monkeypatch, tmp_path) -> None:
     """Outside a session the registry reads KEDRO_ENV's configuration (project conf only)."""
+    held = project_run_parameters()
+    if held is not None:  # no session's parameters left by an earlier test's session
+        monkeypatch.setattr(held, "session", None)
     monkeypatch.delenv("KEDRO_ENV", raising=False)
     monkeypatch.chdir(project_copy(tmp_path / "project"))
     variants, folds = variant_grid()

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 from pydantic import Field, ValidationError
 
+import brstnet.registry as registry_module
 from brstnet.st import her2st, readers
 from brstnet.st.acquisition import Source
 from brstnet.st.counts import check_counts
@@ -376,7 +377,7 @@ def test_layouts_named_as_entry_points_are_registered(
 ) -> None:
     entry = EntryPoint(name="flat", value=f"{__name__}:FLAT", group=readers.ENTRY_POINTS)
     groups = {readers.ENTRY_POINTS: [entry]}
-    monkeypatch.setattr(readers, "entry_points", lambda group: groups.get(group, []))
-    monkeypatch.setattr(readers, "_loaded", [])
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: groups.get(group, []))
+    monkeypatch.setattr(registry_module, "_PLUGINS", {})  # loaded afresh, restored after
     assert "flat" not in registry
     assert readers.get_layout("flat") is FLAT and readers.datasets()[-1] == "flat"

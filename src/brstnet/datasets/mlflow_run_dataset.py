@@ -28,10 +28,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from brstnet.evaluation.tracking import TrackedRun
-from brstnet.inference.pyfunc import log_bundle_model
 from brstnet.mlflow_runs import owner_tags
 from brstnet.mlflow_views import set_experiment_views
-from brstnet.training.bundle import save_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +67,11 @@ class MlflowChildRunDataset(AbstractDataset[TrackedRun, dict]):
         )
 
     def save(self, data: TrackedRun) -> None:
+        # deferred: the pyfunc model class (torch; MLflow warns when it is defined) loads
+        # only when a variant's models are logged, not with every catalog
+        from brstnet.inference.pyfunc import log_bundle_model
+        from brstnet.training.bundle import save_bundle
+
         client = MlflowClient()
         parent = self._parent(client)
         # the owner lets a later run mark this one KILLED if this process is killed

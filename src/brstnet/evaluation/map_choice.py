@@ -43,7 +43,7 @@ def choose_maps(
     panel); the panel's first gene when none is left.
 
     Args:
-        per_gene: The per-gene table of :func:`evaluate_predictions` (``gene``,
+        per_gene: The per-gene table of :func:`~brstnet.evaluation.summary.evaluate_predictions` (``gene``,
             ``median_r``).
         predictions: One predictions AnnData per fold (obs ``section``).
         n_best_genes: How many of the best genes to draw.

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..strict import Strict
+from .targets import Smoothing
 
 
 class InnerSplitParams(Strict):
@@ -38,7 +39,7 @@ class TargetParams(Strict):
     zscore: bool = True
     # neighbours: targets averaged over each spot's 3 x 3 grid neighbours (TRIPLEX, DKAN);
     # variants are then named <...>_smooth and every table labels the targets
-    smoothing: Literal["none", "neighbours"] = "none"
+    smoothing: Smoothing = "none"
 
 
 class FeatureSelectionParams(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Literal
 
 import anndata as ad
 import numpy as np
@@ -108,7 +109,7 @@ def convert_scale(
 
 
 #: ``targets.smoothing`` values: none, or TRIPLEX / DKAN's mean over the 3 x 3 spots.
-SMOOTHING = ("none", "neighbours")
+Smoothing = Literal["none", "neighbours"]
 
 
 def smooth_targets(values: np.ndarray, adata: ad.AnnData) -> np.ndarray:

@@ -56,8 +56,9 @@ def per_gene_table(
     """Per-gene evaluation over held-out spots.
 
     Args:
-        observed, predicted: [n_spots, n_genes] in the model scale. A gene a fold's model
-            does not predict (not in that fold's panel) is NaN on that fold's spots.
+        observed: [n_spots, n_genes] in the model scale.
+        predicted: [n_spots, n_genes] in the model scale. A gene a fold's model does not
+            predict (not in that fold's panel) is NaN on that fold's spots.
         patients: [n_spots] held-out patient of each spot.
         genes: gene names.
         log_depth: [n_spots] log total count of each spot: adds the partial r given it

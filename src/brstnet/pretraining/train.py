@@ -141,7 +141,7 @@ def _pretrain(windows, rows, cfg, setup, checkpoint, desc, fingerprint, on_epoch
     scheduler = make_scheduler(optimizer, cfg.loop)
     scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.amp_dtype == torch.float16)
     signature = {
-        "format": 1,
+        "format": 2,  # 2: the settings under the parameters' names
         "config": asdict(cfg),
         "rows": hashlib.blake2b(np.asarray(rows, np.int64).tobytes(), digest_size=16).hexdigest(),
         "inputs": fingerprint,

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from dask_cuda import LocalCUDACluster
-from dask_cuda.utils import get_n_gpus
 from distributed import Client, LocalCluster
 
 from .cluster import GPU, Cluster, cpu_count, torch_threads
@@ -25,6 +24,9 @@ logger = logging.getLogger(__name__)
 def visible_gpus() -> int:
     """GPUs this process can see (``CUDA_VISIBLE_DEVICES``, else NVML); 0 without a driver."""
     try:
+        # inside the try: a broken NVML binding means no GPU here, not a failed import
+        from dask_cuda.utils import get_n_gpus
+
         return int(get_n_gpus())
     except Exception:  # no NVIDIA driver / NVML on this machine
         return 0

@@ -133,7 +133,7 @@ def absolute_tracking_uri(uri: str, cwd: Path) -> str:
 
 def session_tracking(cwd: Path) -> tuple[str | None, str | None]:
     """The driver's MLflow tracking URI and active run (kedro-mlflow's), if MLflow is used."""
-    if "mlflow" not in sys.modules:
+    if "mlflow" not in sys.modules:  # a session without the project's hooks (no MLflow)
         return None, None
     # deferred: MLflow is heavy, and imported here only where the session already uses it
     import mlflow

@@ -83,8 +83,16 @@ class Source:
     url_schemes: tuple[str, ...] = ("https",)
 
     def url(self, relpath: str) -> str:
-        """``base_url`` at ``commit``, followed by ``relpath``."""
-        assert self.base_url is not None
+        """``base_url`` at ``commit``, followed by ``relpath``.
+
+        Raises:
+            ValueError: no ``base_url``, or one naming ``{commit}`` without a commit (the
+                layout pins its own: her2st's acquire fills it in).
+        """
+        if self.base_url is None:
+            raise ValueError("no base_url to download from")
+        if "{commit}" in self.base_url and self.commit is None:
+            raise ValueError(f"base_url {self.base_url} names a commit; none was given")
         return self.base_url.format(commit=self.commit).rstrip("/") + "/" + relpath
 
 

@@ -16,7 +16,7 @@ from pydantic import (
 
 from ..registry import unknown_name
 from ..strict import Strict
-from .executors import cpu_count
+from .executors import ExecutorName, cpu_count
 from .geometry import PatchGeometry
 from .layouts import LayoutOptions
 from .readers import datasets, options_for, patient_from_name
@@ -88,7 +88,7 @@ class DataProcessingParams(Strict):
     # processes reading sections and cutting them into the patch store at once ("auto": one
     # per core); on Dask (executor dask, or auto under the Dask runner) the cluster decides
     workers: int | Literal["auto"] = "auto"
-    executor: Literal["auto", "processes", "dask"] = "auto"
+    executor: ExecutorName = "auto"
 
     @field_validator("workers")
     @classmethod

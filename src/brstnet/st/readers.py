@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import anndata as ad
 from tqdm.auto import tqdm
 
-from ..registry import lookup
+from ..registry import load_plugins, lookup
 from . import he2020, her2st, hest, visium
 from .errors import DataError
 from .executors import each_section
@@ -48,7 +47,6 @@ __all__ = [
 ENTRY_POINTS = "brstnet.layouts"
 #: The registered layouts by name, in registration order (the built-ins first).
 LAYOUTS: dict[str, Layout] = {}
-_loaded: list[bool] = []
 #: A layout's settings: its options model, a mapping it checks, or None (its defaults).
 Options = LayoutOptions | Mapping[str, Any] | None
 
@@ -71,12 +69,10 @@ for _builtin in (her2st.LAYOUT, he2020.LAYOUT, visium.LAYOUT, hest.LAYOUT):
 
 
 def _load_entry_points() -> None:
-    """Register the layouts other packages name in :data:`ENTRY_POINTS` (once)."""
-    if _loaded:
-        return
-    _loaded.append(True)
-    for entry in entry_points(group=ENTRY_POINTS):
-        register_layout(entry.load())
+    """Register the layouts other packages name in :data:`ENTRY_POINTS` (loaded once per
+    process, :func:`brstnet.registry.load_plugins`)."""
+    for layout in load_plugins(ENTRY_POINTS):
+        register_layout(layout)
 
 
 def datasets() -> tuple[str, ...]:

@@ -121,8 +121,9 @@ def _fit(
     signature = {
         # 2: separate shuffling and augmentation streams; 3: data and inputs; 4: validation
         # median r and partial r in the history; 5: the depth head's targets, the spots'
-        # neighbours and sections (context models)
-        "format": 5,
+        # neighbours and sections (context models); 6: the settings under the parameters'
+        # names (lr_reference_batch, resolution_jitter_um, blur_sigma_um)
+        "format": 6,
         "config": asdict(cfg),
         "n_train": len(train),
         "n_val": len(val) if val is not None else 0,

@@ -38,7 +38,7 @@ class LoopConfig:
     @classmethod
     def from_params(cls, params: Any, *, epochs: int, um_per_px: float | None = None) -> LoopConfig:
         """The loop's settings from validated parameters (``model_training``,
-        ``pretraining`` or a :class:`~brstnet.pretraining.train.PretrainConfig`): every
+        ``pretraining`` or a :class:`~brstnet.pretraining.run_config.PretrainConfig`): every
         setting of the same name, the rest at their defaults.
 
         Args:
