@@ -353,6 +353,11 @@ def write_visium_outs(
             no header unless ``header``) or tissue_positions.parquet (Visium HD).
     """
     (folder / "spatial").mkdir(parents=True, exist_ok=True)
+    # the published table, column for column (scanpy.read_visium and spatialdata_io read
+    # it by position in the header-less 1.x file): a caller's extra column is a mistake
+    published = ["barcode", "in_tissue", "array_row", "array_col"]
+    published += ["pxl_row_in_fullres", "pxl_col_in_fullres"]
+    assert list(positions.columns) == published, list(positions.columns)
     tissue = positions[positions["in_tissue"] == 1]
     name = f"{prefix}_filtered_feature_bc_matrix.h5" if prefix else "filtered_feature_bc_matrix.h5"
     write_10x_h5(folder / name, counts, list(tissue["barcode"]), feature_names, feature_ids)
